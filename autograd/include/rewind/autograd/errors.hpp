@@ -1,0 +1,23 @@
+// User errors. Both are thrown when an op is recorded (never deferred to backward) and do not
+// depend on NDEBUG. Messages read `<op or layer>: <what is wrong>: <details>`.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+namespace rwd {
+
+/// Tensors of the wrong shape were given to an op or a layer.
+class ShapeError : public std::invalid_argument {
+ public:
+  using std::invalid_argument::invalid_argument;
+};
+
+/// The API was used in a way that cannot work: a stale handle, a handle from another tape,
+/// backward on a non-scalar, a corrupt file.
+class UsageError : public std::logic_error {
+ public:
+  using std::logic_error::logic_error;
+};
+
+}  // namespace rwd

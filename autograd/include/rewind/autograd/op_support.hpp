@@ -1,0 +1,99 @@
+// What an op struct sees. An op is a plain struct with
+//   static constexpr std::string_view name;   // equal to its free function
+//   static constexpr int arity;               // number of inputs, or kVariadic
+//   Shape shape(std::span<const Shape> x) const;                        // checks, throws
+//   template <class T> void forward(const Inputs<T>& x, MutMap<T> y) const;
+//   template <class T> void backward(const Inputs<T>& x, ConstMap<T> y, ConstMap<T> gy,
+//                                    Grads<T>& g) const;
+// plus its attributes as plain (trivially copyable) members. Optional traits:
+//   static constexpr bool kAliasesInput = true;   // y is x[0]'s storage (reshape, detach)
+//   static constexpr bool kStopsGradient = true;  // no gradient flows through (detach)
+// `backward` returns the gradient of each input k with g.wants(k) by assigning every element of
+// g[k]; the tape accumulates. The slot may be fresh memory: never read it, never `+=` into it.
+#pragma once
+
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "rewind/autograd/errors.hpp"
+#include "rewind/autograd/tensor.hpp"
+
+namespace rwd {
+
+inline constexpr int kVariadic = -1;
+
+/// A tensor the tape hands to an op: pointer and shape (row-major).
+template <class T>
+struct TensorRef {
+  T* data = nullptr;
+  Index rows = 0;
+  Index cols = 0;
+};
+
+/// The inputs of an op: `x[k]` is a read-only row-major matrix view.
+template <class T>
+class Inputs {
+ public:
+  Inputs(const TensorRef<T>* refs, int count) : refs_(refs), count_(count) {}
+  ConstMap<T> operator[](int k) const {
+    return ConstMap<T>(refs_[k].data, refs_[k].rows, refs_[k].cols);
+  }
+  Shape shape(int k) const { return {refs_[k].rows, refs_[k].cols}; }
+  int size() const { return count_; }
+
+ private:
+  const TensorRef<T>* refs_;
+  int count_;
+};
+
+/// The gradient slots of an op's inputs: assign `g[k]` when `g.wants(k)`.
+template <class T>
+class Grads {
+ public:
+  Grads(const TensorRef<T>* slots, const unsigned char* wants, int count)
+      : slots_(slots), wants_(wants), count_(count) {}
+  bool wants(int k) const { return wants_[k] != 0; }
+  MutMap<T> operator[](int k) const {
+    return MutMap<T>(slots_[k].data, slots_[k].rows, slots_[k].cols);
+  }
+  int size() const { return count_; }
+
+ private:
+  const TensorRef<T>* slots_;
+  const unsigned char* wants_;
+  int count_;
+};
+
+namespace detail {
+
+[[noreturn]] inline void throw_shape(std::string_view op, std::string_view what,
+                                     std::string_view details) {
+  throw ShapeError(fmt::format("{}: {}: {}", op, what, details));
+}
+
+/// Elementwise ops take equal shapes; there is no implicit broadcasting.
+inline void require_same_shape(std::string_view op, Shape a, Shape b,
+                               std::string_view a_name = "lhs", std::string_view b_name = "rhs") {
+  if (a != b) throw_shape(op, "shapes differ", fmt::format("{} is {}, {} is {}", a_name, a, b_name, b));
+}
+
+}  // namespace detail
+
+/// Base for ops with one input whose output has the input's shape.
+struct UnaryShape {
+  static constexpr int arity = 1;
+  Shape shape(std::span<const Shape> x) const { return x[0]; }
+};
+
+/// Base for elementwise ops on two equally shaped inputs (CRTP for the op's name in errors).
+template <class Op>
+struct BinaryShape {
+  static constexpr int arity = 2;
+  Shape shape(std::span<const Shape> x) const {
+    detail::require_same_shape(Op::name, x[0], x[1]);
+    return x[0];
+  }
+};
+
+}  // namespace rwd

@@ -1,0 +1,78 @@
+// Activations, each written to stay finite at |x| = 1000 in float and double.
+#pragma once
+
+#include "rewind/autograd/op_support.hpp"
+
+namespace rwd::ops {
+
+/// y = 1 / (1 + e⁻ˣ);  g = y(1 - y) ⊙ gy
+struct Sigmoid : UnaryShape {
+  static constexpr std::string_view name = "sigmoid";
+  template <class T>
+  void forward(const Inputs<T>& x, MutMap<T> y) const {
+    // Eigen's logistic saturates to exactly 0 or 1 instead of dividing by exp(1000) = inf.
+    y.array() = x[0].array().logistic();
+  }
+  template <class T>
+  void backward(const Inputs<T>&, ConstMap<T> y, ConstMap<T> gy, Grads<T>& g) const {
+    g[0].array() = y.array() * (T(1) - y.array()) * gy.array();
+  }
+};
+
+/// y = tanh x;  g = (1 - y²) ⊙ gy
+struct Tanh : UnaryShape {
+  static constexpr std::string_view name = "tanh";
+  template <class T>
+  void forward(const Inputs<T>& x, MutMap<T> y) const {
+    y.array() = x[0].array().tanh();
+  }
+  template <class T>
+  void backward(const Inputs<T>&, ConstMap<T> y, ConstMap<T> gy, Grads<T>& g) const {
+    g[0].array() = (T(1) - y.array().square()) * gy.array();
+  }
+};
+
+/// y = max(x, 0);  g = [x > 0] ⊙ gy
+struct Relu : UnaryShape {
+  static constexpr std::string_view name = "relu";
+  template <class T>
+  void forward(const Inputs<T>& x, MutMap<T> y) const {
+    y.array() = x[0].array().max(T(0));
+  }
+  template <class T>
+  void backward(const Inputs<T>& x, ConstMap<T>, ConstMap<T> gy, Grads<T>& g) const {
+    g[0].array() = (x[0].array() > T(0)).select(gy.array(), T(0));
+  }
+};
+
+/// y = ln(1 + eˣ);  g = σ(x) ⊙ gy
+struct Softplus : UnaryShape {
+  static constexpr std::string_view name = "softplus";
+  template <class T>
+  void forward(const Inputs<T>& x, MutMap<T> y) const {
+    // NOTE: a fused primitive for stability: ln(1 + eˣ) = max(x, 0) + ln(1 + e^-|x|) never
+    // evaluates e^1000.
+    y.array() = x[0].array().max(T(0)) + (-x[0].array().abs()).exp().log1p();
+  }
+  template <class T>
+  void backward(const Inputs<T>& x, ConstMap<T>, ConstMap<T> gy, Grads<T>& g) const {
+    g[0].array() = x[0].array().logistic() * gy.array();
+  }
+};
+
+/// y = ln σ(x) = -softplus(-x);  g = σ(-x) ⊙ gy
+struct LogSigmoid : UnaryShape {
+  static constexpr std::string_view name = "log_sigmoid";
+  template <class T>
+  void forward(const Inputs<T>& x, MutMap<T> y) const {
+    // NOTE: fused for stability: ln σ(x) = min(x, 0) - ln(1 + e^-|x|); ln(σ(x)) would give
+    // ln(0) = -inf at x = -1000 where the true value is -1000.
+    y.array() = x[0].array().min(T(0)) - (-x[0].array().abs()).exp().log1p();
+  }
+  template <class T>
+  void backward(const Inputs<T>& x, ConstMap<T>, ConstMap<T> gy, Grads<T>& g) const {
+    g[0].array() = (-x[0].array()).logistic() * gy.array();
+  }
+};
+
+}  // namespace rwd::ops

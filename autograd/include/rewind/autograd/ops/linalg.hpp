@@ -1,0 +1,69 @@
+// Matrix products and the explicit bias broadcast.
+#pragma once
+
+#include "rewind/autograd/op_support.hpp"
+
+namespace rwd::ops {
+
+/// y = a·b (m×k times k×n);  ga = gy·bᵀ, gb = aᵀ·gy
+struct Matmul {
+  static constexpr std::string_view name = "matmul";
+  static constexpr int arity = 2;
+  Shape shape(std::span<const Shape> x) const {
+    if (x[0].cols != x[1].rows) {
+      detail::throw_shape(name, "inner dimensions differ",
+                          fmt::format("lhs is {}, rhs is {}", x[0], x[1]));
+    }
+    return {x[0].rows, x[1].cols};
+  }
+  template <class T>
+  void forward(const Inputs<T>& x, MutMap<T> y) const {
+    y.noalias() = x[0] * x[1];
+  }
+  template <class T>
+  void backward(const Inputs<T>& x, ConstMap<T>, ConstMap<T> gy, Grads<T>& g) const {
+    if (g.wants(0)) g[0].noalias() = gy * x[1].transpose();
+    if (g.wants(1)) g[1].noalias() = x[0].transpose() * gy;
+  }
+};
+
+/// y = xᵀ;  g = gyᵀ
+struct Transpose {
+  static constexpr std::string_view name = "transpose";
+  static constexpr int arity = 1;
+  Shape shape(std::span<const Shape> x) const { return {x[0].cols, x[0].rows}; }
+  template <class T>
+  void forward(const Inputs<T>& x, MutMap<T> y) const {
+    y = x[0].transpose();
+  }
+  template <class T>
+  void backward(const Inputs<T>&, ConstMap<T>, ConstMap<T> gy, Grads<T>& g) const {
+    g[0] = gy.transpose();
+  }
+};
+
+/// y = x + 1·b: the 1×C row b added to every row of the R×C x (a bias over the batch);
+/// gx = gy, gb = Σ_rows gy
+struct AddRowVector {
+  static constexpr std::string_view name = "add_row_vector";
+  static constexpr int arity = 2;
+  Shape shape(std::span<const Shape> x) const {
+    if (x[1].rows != 1 || x[1].cols != x[0].cols) {
+      detail::throw_shape(name, "bias has the wrong shape",
+                          fmt::format("bias is {}, expected 1x{} for a {} input", x[1],
+                                      x[0].cols, x[0]));
+    }
+    return x[0];
+  }
+  template <class T>
+  void forward(const Inputs<T>& x, MutMap<T> y) const {
+    y = x[0].rowwise() + x[1].row(0);
+  }
+  template <class T>
+  void backward(const Inputs<T>&, ConstMap<T>, ConstMap<T> gy, Grads<T>& g) const {
+    if (g.wants(0)) g[0] = gy;
+    if (g.wants(1)) g[1] = gy.colwise().sum();
+  }
+};
+
+}  // namespace rwd::ops

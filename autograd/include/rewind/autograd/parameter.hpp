@@ -1,0 +1,29 @@
+// Parameter: a named tensor that outlives tapes. Layers own parameters, tapes record them with
+// `tape.param(p)` and, after `backward`, add the leaf's gradient into `p.grad`; optimizers read
+// `grad` and update `value`. It lives in autograd (not layers) because it is the one type the
+// tape and the optimizers share; layers only create and name parameters.
+#pragma once
+
+#include <string>
+
+#include "rewind/autograd/tensor.hpp"
+
+namespace rwd {
+
+template <class T>
+struct Parameter {
+  std::string name;
+  Matrix<T> value;
+  /// Accumulated gradient: same shape as `value` once a backward has reached it, empty before.
+  Matrix<T> grad;
+
+  Parameter() = default;
+  Parameter(std::string n, Matrix<T> v) : name(std::move(n)), value(std::move(v)) {}
+
+  /// Sets the gradient to zero (keeps its storage).
+  void zero_grad() { grad.setZero(value.rows(), value.cols()); }
+  Shape shape() const { return {value.rows(), value.cols()}; }
+  Index size() const { return value.size(); }
+};
+
+}  // namespace rwd

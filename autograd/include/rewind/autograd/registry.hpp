@@ -1,0 +1,85 @@
+// The one list of primitives. It decides the node storage (`Op`, a variant of the structs),
+// dispatch, the generated per-op tests and the names in graphs. Adding an op: write its struct
+// in ops/<family>.hpp, add it here, add its free function in functional.hpp.
+#pragma once
+
+#include <tuple>
+#include <type_traits>
+#include <variant>
+
+#include "rewind/autograd/ops/activation.hpp"
+#include "rewind/autograd/ops/arithmetic.hpp"
+#include "rewind/autograd/ops/custom.hpp"
+#include "rewind/autograd/ops/leaf.hpp"
+#include "rewind/autograd/ops/linalg.hpp"
+#include "rewind/autograd/ops/loss.hpp"
+#include "rewind/autograd/ops/reduce.hpp"
+#include "rewind/autograd/ops/select.hpp"
+#include "rewind/autograd/ops/shape.hpp"
+
+namespace rwd {
+
+using AllOps = std::tuple<
+    // leaves
+    ops::Input, ops::Constant, ops::Param,
+    // arithmetic
+    ops::Add, ops::Sub, ops::Mul, ops::Div, ops::Neg, ops::Scale, ops::AddScalar, ops::Pow,
+    ops::Square, ops::Sqrt, ops::Exp, ops::Log, ops::Abs,
+    // activations
+    ops::Sigmoid, ops::Tanh, ops::Relu, ops::Softplus, ops::LogSigmoid,
+    // linear algebra
+    ops::Matmul, ops::Transpose, ops::AddRowVector,
+    // reductions
+    ops::Sum, ops::Mean, ops::SumRows, ops::SumCols,
+    // shape
+    ops::ConcatCols, ops::ConcatRows, ops::SliceCols, ops::SliceRows, ops::Reshape, ops::Detach,
+    // softmax and losses
+    ops::LogSoftmaxRows, ops::SoftmaxRows, ops::CrossEntropy, ops::Mse, ops::BceWithLogits,
+    // selection
+    ops::Embedding, ops::Dropout, ops::Where,
+    // user-defined
+    ops::Custom>;
+
+namespace detail {
+template <class Tuple>
+struct VariantOf;
+template <class... Ts>
+struct VariantOf<std::tuple<Ts...>> {
+  using type = std::variant<Ts...>;
+};
+}  // namespace detail
+
+/// A recorded op: one alternative per registry entry, attributes included.
+using Op = detail::VariantOf<AllOps>::type;
+static_assert(std::is_trivially_copyable_v<Op>, "node records must stay trivially copyable");
+
+/// True for the leaf kinds (no inputs, nothing to run).
+template <class O>
+inline constexpr bool kIsLeaf = O::arity == 0;
+
+/// The op's output shares its first input's storage (reshape, detach).
+template <class O>
+constexpr bool aliases_input() {
+  if constexpr (requires { O::kAliasesInput; }) {
+    return O::kAliasesInput;
+  } else {
+    return false;
+  }
+}
+
+/// No gradient flows through the op (detach).
+template <class O>
+constexpr bool stops_gradient() {
+  if constexpr (requires { O::kStopsGradient; }) {
+    return O::kStopsGradient;
+  } else {
+    return false;
+  }
+}
+
+/// The registry name of a recorded op ("custom" for every CustomOp; Tape::op_name resolves it).
+inline std::string_view op_name(const Op& op) {
+  return std::visit([](const auto& o) { return std::decay_t<decltype(o)>::name; }, op);
+}
+
+}  // namespace rwd

@@ -1,0 +1,251 @@
+// The tape: a flat record of every op since the last clear(), and the reverse sweep over it.
+//
+// Storage is a vector of small trivially-copyable node records (op + attributes, input range,
+// scope, shape) plus chunked arenas for values and gradients. Recording order is topological,
+// so backward is one reverse loop: no recursion, no shared_ptr graph, no global "current tape".
+// A Var is a handle (tape, index, generation); clear() bumps the generation so old handles
+// are detected, and keeps every buffer so a training loop reaches a flat memory footprint.
+//
+// backward(loss), and calling it again. Each backward recomputes every node gradient on the
+// tape from scratch (Var::grad reflects the latest loss only) and *adds* each parameter's
+// gradient into Parameter::grad, as PyTorch accumulates into .grad: two backward calls on two
+// losses of one recording leave dL1/dp + dL2/dp in p.grad. Zero parameter gradients between
+// steps (Parameter::zero_grad, or an optimizer's zero_grad).
+#pragma once
+
+#include <cstdint>
+#include <initializer_list>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "rewind/autograd/arena.hpp"
+#include "rewind/autograd/errors.hpp"
+#include "rewind/autograd/parameter.hpp"
+#include "rewind/autograd/registry.hpp"
+#include "rewind/autograd/tensor.hpp"
+
+namespace rwd {
+
+template <class T>
+class Tape;
+
+/// A handle to a tensor recorded on a tape. Cheap to copy; owns nothing. It goes stale when its
+/// tape is cleared, and then every accessor throws UsageError.
+template <class T>
+class Var {
+ public:
+  Var() = default;
+
+  /// The recorded value. The view stays valid until the tape is cleared.
+  ConstMap<T> value() const;
+  /// d(loss)/d(this) from the latest backward (zeros if no gradient reached this node). Valid
+  /// until the next backward or clear. Throws UsageError before any backward.
+  ConstMap<T> grad() const;
+  /// The value of a 1x1 tensor.
+  T item() const;
+  Shape shape() const;
+  Index rows() const { return shape().rows; }
+  Index cols() const { return shape().cols; }
+  /// False for a default-constructed handle or one whose tape was cleared since.
+  bool valid() const;
+  Tape<T>& tape() const;
+  std::uint32_t index() const { return index_; }
+
+ private:
+  friend class Tape<T>;
+  Var(Tape<T>* tape, std::uint32_t index, std::uint32_t generation)
+      : tape_(tape), index_(index), generation_(generation) {}
+  Tape<T>* tape_ = nullptr;
+  std::uint32_t index_ = 0;
+  std::uint32_t generation_ = 0;
+};
+
+/// RAII guard from Tape::scope: nodes recorded while it lives carry the scope.
+template <class T>
+class [[nodiscard]] ScopeGuard {
+ public:
+  ScopeGuard(const ScopeGuard&) = delete;
+  ScopeGuard& operator=(const ScopeGuard&) = delete;
+  ~ScopeGuard();
+
+ private:
+  friend class Tape<T>;
+  explicit ScopeGuard(Tape<T>* tape) : tape_(tape) {}
+  Tape<T>* tape_;
+};
+
+template <class T>
+class Tape {
+ public:
+  using Scalar = T;
+
+  Tape();
+  ~Tape();
+  Tape(const Tape&) = delete;  // Vars point at their tape: it must not move.
+  Tape& operator=(const Tape&) = delete;
+
+  // ---- leaves -------------------------------------------------------------------------------
+  /// A tensor that receives a gradient. The value is copied onto the tape.
+  Var<T> input(const Eigen::Ref<const Matrix<T>>& value, std::string_view label = {});
+  /// A tensor that receives no gradient (data, targets, masks). The value is copied.
+  Var<T> constant(const Eigen::Ref<const Matrix<T>>& value, std::string_view label = {});
+  /// The leaf bound to a parameter: its value is copied once per recording (later calls return
+  /// the same leaf), and after backward the leaf's gradient is added into `p.grad`. The
+  /// parameter must outlive the recording.
+  Var<T> param(Parameter<T>& p);
+
+  // ---- ops ----------------------------------------------------------------------------------
+  /// Records one primitive: checks the inputs (same tape, not stale, arity, shapes) and runs
+  /// its forward. The free functions in functional.hpp are thin wrappers around this.
+  Var<T> record(const Op& op, std::span<const Var<T>> inputs);
+  Var<T> record(const Op& op, std::initializer_list<Var<T>> inputs) {
+    return record(op, std::span<const Var<T>>(inputs.begin(), inputs.size()));
+  }
+  /// Records a user-defined primitive; the tape keeps `fn` alive until clear().
+  Var<T> record_custom(std::shared_ptr<const CustomOp<T>> fn, std::span<const Var<T>> inputs);
+  /// Copies integer data (class targets, embedding ids) onto the tape; the span stays valid
+  /// until clear(). Ops that take indices keep such a span as an attribute.
+  std::span<const std::int32_t> store_indices(std::span<const std::int32_t> data);
+
+  // ---- gradients ----------------------------------------------------------------------------
+  /// Reverse sweep from a 1x1 loss. Nodes that do not depend on an input or parameter, or from
+  /// which the loss cannot be reached, are skipped. See the file comment for repeated calls.
+  void backward(const Var<T>& loss);
+
+  /// Forgets the recording (all Vars go stale) and keeps every buffer for the next one.
+  /// Scopes that are open stay open.
+  void clear();
+
+  /// Names the region until the guard dies: nodes record the scope path (`layer0/fwd/t3/f`).
+  /// Names are non-empty and contain no '/'.
+  ScopeGuard<T> scope(std::string_view name);
+
+  // ---- introspection (graphs, diagnostics, tests) --------------------------------------------
+  std::size_t size() const { return nodes_.size(); }
+  std::uint32_t generation() const { return generation_; }
+  /// A handle to node i of the current recording.
+  Var<T> var(std::size_t i) const;
+  const Op& op(std::size_t i) const { return nodes_.at(i).op; }
+  /// The op's name; a custom op's own name.
+  std::string_view op_name(std::size_t i) const;
+  std::span<const std::uint32_t> inputs_of(std::size_t i) const;
+  Shape shape(std::size_t i) const;
+  ConstMap<T> value(std::size_t i) const;
+  /// The gradient node i received in the latest backward, if any.
+  std::optional<ConstMap<T>> grad(std::size_t i) const;
+  bool requires_grad(std::size_t i) const { return nodes_.at(i).requires_grad; }
+  /// A leaf's label ("" for other nodes and unlabelled leaves); a parameter's name.
+  std::string_view label(std::size_t i) const;
+  /// "layer0/fwd/t3/f", or "" at the top level.
+  std::string scope_path(std::size_t i) const;
+  /// Whether backward ran since the last clear().
+  bool has_backward() const { return backward_epoch_ != 0; }
+  /// Bytes of storage held across clear() (node records, arenas, tables).
+  std::size_t capacity_bytes() const;
+
+ private:
+  friend class Var<T>;
+  friend class ScopeGuard<T>;
+
+  struct Node {
+    Op op;
+    T* value = nullptr;
+    T* grad = nullptr;
+    Index rows = 0;
+    Index cols = 0;
+    std::uint32_t first_input = 0;
+    std::uint32_t num_inputs = 0;
+    std::uint32_t scope = 0;
+    std::uint32_t grad_epoch = 0;  // grad is valid iff grad_epoch == epoch_
+    bool requires_grad = false;
+  };
+  struct ScopeEntry {
+    std::uint32_t parent = 0;
+    std::string name;
+  };
+  struct ParamSlot {
+    Parameter<T>* param = nullptr;
+    std::uint32_t node = 0;
+  };
+
+  const Node& checked(const Var<T>& v, std::string_view who) const;
+  Var<T> leaf(const Op& op, const Eigen::Ref<const Matrix<T>>& value, bool requires_grad);
+  std::uint32_t add_label(std::string_view label);
+  T* grad_of(std::uint32_t i);  // gradient for reading: zeros when none flowed
+  void pop_scope();
+
+  std::vector<Node> nodes_;
+  std::vector<std::uint32_t> edges_;
+  detail::Arena<T> values_;
+  detail::Arena<T> grads_;
+  detail::Arena<std::int32_t> indices_;
+  std::vector<T> scratch_;
+  std::vector<TensorRef<T>> refs_;
+  std::vector<TensorRef<T>> slots_;
+  std::vector<Shape> shapes_;
+  std::vector<unsigned char> wants_;
+  std::vector<std::pair<std::uint32_t, std::size_t>> accumulate_;  // (input, scratch offset)
+  std::vector<ScopeEntry> scopes_;
+  std::uint32_t current_scope_ = 0;
+  std::vector<std::string> labels_;
+  std::vector<ParamSlot> params_;
+  std::vector<std::shared_ptr<const CustomOpBase>> customs_;
+  std::uint32_t generation_ = 1;
+  std::uint32_t epoch_ = 0;
+  std::uint32_t backward_epoch_ = 0;  // epoch of this recording's latest backward, 0 if none
+};
+
+extern template class Tape<float>;
+extern template class Tape<double>;
+
+// ---- Var and ScopeGuard, inline ----------------------------------------------------------------
+
+template <class T>
+ConstMap<T> Var<T>::value() const {
+  const auto& n = tape().checked(*this, "value");
+  return ConstMap<T>(n.value, n.rows, n.cols);
+}
+
+template <class T>
+ConstMap<T> Var<T>::grad() const {
+  const auto& n = tape().checked(*this, "grad");
+  return ConstMap<T>(tape_->grad_of(index_), n.rows, n.cols);
+}
+
+template <class T>
+T Var<T>::item() const {
+  const auto& n = tape().checked(*this, "item");
+  if (n.rows != 1 || n.cols != 1) {
+    throw UsageError(fmt::format("item: tensor is {}x{}, expected 1x1", n.rows, n.cols));
+  }
+  return n.value[0];
+}
+
+template <class T>
+Shape Var<T>::shape() const {
+  const auto& n = tape().checked(*this, "shape");
+  return {n.rows, n.cols};
+}
+
+template <class T>
+bool Var<T>::valid() const {
+  return tape_ != nullptr && tape_->generation_ == generation_ && index_ < tape_->nodes_.size();
+}
+
+template <class T>
+Tape<T>& Var<T>::tape() const {
+  if (tape_ == nullptr) throw UsageError("Var: empty handle: it was default-constructed");
+  return *tape_;
+}
+
+template <class T>
+ScopeGuard<T>::~ScopeGuard() {
+  tape_->pop_scope();
+}
+
+}  // namespace rwd

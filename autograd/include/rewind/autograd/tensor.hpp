@@ -1,0 +1,45 @@
+// Tensor aliases and shapes. The C++ namespace is `rwd`: `rewind` itself is taken by the C
+// library function ::rewind(FILE*) from <stdio.h>, which a namespace may not share a name with.
+//
+// Tensor aliases and shapes. rewind's tensors are row-major Eigen matrices: rows are the batch,
+// columns are features. Everything the tape records is a matrix; a scalar is 1x1.
+#pragma once
+
+#include <Eigen/Core>
+#include <cstdint>
+#include <string>
+
+#include <fmt/format.h>
+
+namespace rwd {
+
+using Index = Eigen::Index;
+
+template <class T>
+using Matrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+/// Read-only view of a matrix stored on a tape (or anywhere else).
+template <class T>
+using ConstMap = Eigen::Map<const Matrix<T>>;
+/// Writable view of a matrix stored on a tape.
+template <class T>
+using MutMap = Eigen::Map<Matrix<T>>;
+
+/// Rows x columns of a tensor.
+struct Shape {
+  Index rows = 0;
+  Index cols = 0;
+  Index size() const { return rows * cols; }
+  friend bool operator==(const Shape&, const Shape&) = default;
+};
+
+/// "3x4", the form every error message uses.
+inline std::string to_string(Shape s) { return fmt::format("{}x{}", s.rows, s.cols); }
+
+}  // namespace rwd
+
+template <>
+struct fmt::formatter<rwd::Shape> : fmt::formatter<std::string> {
+  auto format(rwd::Shape s, format_context& ctx) const {
+    return fmt::formatter<std::string>::format(rwd::to_string(s), ctx);
+  }
+};

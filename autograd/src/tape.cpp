@@ -1,0 +1,371 @@
+#include "rewind/autograd/tape.hpp"
+
+#include <algorithm>
+#include <utility>
+
+namespace rwd {
+
+template <class T>
+Tape<T>::Tape() {
+  scopes_.push_back(ScopeEntry{0, ""});
+}
+
+template <class T>
+Tape<T>::~Tape() = default;
+
+template <class T>
+const typename Tape<T>::Node& Tape<T>::checked(const Var<T>& v, std::string_view who) const {
+  if (v.tape_ == nullptr) {
+    throw UsageError(fmt::format("{}: empty Var: the handle was default-constructed", who));
+  }
+  if (v.tape_ != this) throw UsageError(fmt::format("{}: Var belongs to a different tape", who));
+  if (v.generation_ != generation_) {
+    throw UsageError(fmt::format(
+        "{}: stale Var: node {} was recorded before the tape's last clear()", who, v.index_));
+  }
+  return nodes_[v.index_];
+}
+
+// ---- leaves -------------------------------------------------------------------------------------
+
+template <class T>
+std::uint32_t Tape<T>::add_label(std::string_view label) {
+  labels_.emplace_back(label);
+  return static_cast<std::uint32_t>(labels_.size() - 1);
+}
+
+template <class T>
+Var<T> Tape<T>::leaf(const Op& op, const Eigen::Ref<const Matrix<T>>& value, bool requires_grad) {
+  Node node;
+  node.op = op;
+  node.rows = value.rows();
+  node.cols = value.cols();
+  node.value = values_.allocate(static_cast<std::size_t>(value.size()));
+  MutMap<T>(node.value, node.rows, node.cols) = value;
+  node.first_input = static_cast<std::uint32_t>(edges_.size());
+  node.scope = current_scope_;
+  node.requires_grad = requires_grad;
+  nodes_.push_back(node);
+  return Var<T>(this, static_cast<std::uint32_t>(nodes_.size() - 1), generation_);
+}
+
+template <class T>
+Var<T> Tape<T>::input(const Eigen::Ref<const Matrix<T>>& value, std::string_view label) {
+  return leaf(ops::Input{add_label(label)}, value, true);
+}
+
+template <class T>
+Var<T> Tape<T>::constant(const Eigen::Ref<const Matrix<T>>& value, std::string_view label) {
+  return leaf(ops::Constant{add_label(label)}, value, false);
+}
+
+template <class T>
+Var<T> Tape<T>::param(Parameter<T>& p) {
+  for (const ParamSlot& s : params_) {
+    if (s.param == &p) return Var<T>(this, s.node, generation_);
+  }
+  const auto slot = static_cast<std::uint32_t>(params_.size());
+  Var<T> v = leaf(ops::Param{add_label(p.name), slot}, p.value, true);
+  params_.push_back(ParamSlot{&p, v.index_});
+  return v;
+}
+
+template <class T>
+std::span<const std::int32_t> Tape<T>::store_indices(std::span<const std::int32_t> data) {
+  std::int32_t* p = indices_.allocate(data.size());
+  std::copy(data.begin(), data.end(), p);
+  return {p, data.size()};
+}
+
+// ---- recording ----------------------------------------------------------------------------------
+
+template <class T>
+Var<T> Tape<T>::record(const Op& op, std::span<const Var<T>> inputs) {
+  return std::visit(
+      [&](const auto& o) -> Var<T> {
+        using O = std::decay_t<decltype(o)>;
+        if constexpr (kIsLeaf<O>) {
+          throw UsageError(fmt::format(
+              "{}: leaves are recorded with Tape::input, Tape::constant or Tape::param", O::name));
+        } else {
+          std::string_view name = O::name;
+          int arity = O::arity;
+          if constexpr (std::is_same_v<O, ops::Custom>) {
+            name = o.fn->name();
+            arity = o.fn->arity();
+          }
+          const auto count = static_cast<int>(inputs.size());
+          if (arity == kVariadic ? count == 0 : count != arity) {
+            throw UsageError(fmt::format("{}: wrong number of inputs: expects {}, got {}", name,
+                                         arity == kVariadic ? std::string("at least 1")
+                                                            : std::to_string(arity),
+                                         count));
+          }
+          shapes_.clear();
+          refs_.clear();
+          bool requires_grad = false;
+          for (const Var<T>& v : inputs) {
+            const Node& x = checked(v, name);
+            shapes_.push_back(Shape{x.rows, x.cols});
+            refs_.push_back(TensorRef<T>{x.value, x.rows, x.cols});
+            requires_grad = requires_grad || x.requires_grad;
+          }
+          const Shape ys = o.shape(std::span<const Shape>(shapes_));
+          Node node;
+          node.op = op;
+          node.rows = ys.rows;
+          node.cols = ys.cols;
+          node.requires_grad = requires_grad && !stops_gradient<O>();
+          if constexpr (aliases_input<O>()) {
+            node.value = refs_[0].data;
+          } else {
+            node.value = values_.allocate(static_cast<std::size_t>(ys.size()));
+            o.template forward<T>(Inputs<T>(refs_.data(), count),
+                                  MutMap<T>(node.value, ys.rows, ys.cols));
+          }
+          node.first_input = static_cast<std::uint32_t>(edges_.size());
+          node.num_inputs = static_cast<std::uint32_t>(count);
+          node.scope = current_scope_;
+          for (const Var<T>& v : inputs) edges_.push_back(v.index_);
+          nodes_.push_back(node);
+          return Var<T>(this, static_cast<std::uint32_t>(nodes_.size() - 1), generation_);
+        }
+      },
+      op);
+}
+
+template <class T>
+Var<T> Tape<T>::record_custom(std::shared_ptr<const CustomOp<T>> fn,
+                              std::span<const Var<T>> inputs) {
+  if (!fn) throw UsageError("custom: null op");
+  const CustomOpBase* raw = fn.get();
+  customs_.push_back(std::move(fn));
+  return record(ops::Custom{raw}, inputs);
+}
+
+// ---- the reverse sweep --------------------------------------------------------------------------
+
+template <class T>
+void Tape<T>::backward(const Var<T>& loss) {
+  const Node& l = checked(loss, "backward");
+  if (l.rows != 1 || l.cols != 1) {
+    throw UsageError(fmt::format(
+        "backward: loss must be 1x1, got {}x{}: reduce it with sum or mean first", l.rows, l.cols));
+  }
+  ++epoch_;
+  backward_epoch_ = epoch_;
+  grads_.reset();
+  if (!l.requires_grad) return;  // the loss depends on no input or parameter
+  {
+    Node& seed = nodes_[loss.index_];
+    seed.grad = grads_.allocate(1);
+    seed.grad[0] = T(1);
+    seed.grad_epoch = epoch_;
+  }
+  // Nodes after the loss cannot reach it; nodes without a gradient this epoch are skipped.
+  for (std::size_t i = std::size_t{loss.index_} + 1; i-- > 0;) {
+    const Node& n = nodes_[i];
+    if (n.grad_epoch != epoch_ || n.num_inputs == 0) continue;
+    const int count = static_cast<int>(n.num_inputs);
+    refs_.clear();
+    slots_.clear();
+    wants_.clear();
+    accumulate_.clear();
+    // Gradient slots: an input's first contribution is written straight into its gradient
+    // buffer; later ones go to scratch and are added afterwards, so an op only ever assigns.
+    std::size_t scratch = 0;
+    for (int k = 0; k < count; ++k) {
+      Node& x = nodes_[edges_[n.first_input + k]];
+      refs_.push_back(TensorRef<T>{x.value, x.rows, x.cols});
+      wants_.push_back(x.requires_grad ? 1 : 0);
+      TensorRef<T> slot{nullptr, x.rows, x.cols};
+      if (x.requires_grad) {
+        const auto size = static_cast<std::size_t>(x.rows * x.cols);
+        if (x.grad_epoch != epoch_) {
+          x.grad = grads_.allocate(size);
+          x.grad_epoch = epoch_;
+          slot.data = x.grad;
+        } else {
+          accumulate_.push_back({static_cast<std::uint32_t>(k), scratch});
+          scratch += size;
+        }
+      }
+      slots_.push_back(slot);
+    }
+    if (scratch > scratch_.size()) scratch_.resize(scratch);
+    for (const auto& [k, offset] : accumulate_) slots_[k].data = scratch_.data() + offset;
+    Grads<T> g(slots_.data(), wants_.data(), count);
+    std::visit(
+        [&](const auto& o) {
+          using O = std::decay_t<decltype(o)>;
+          if constexpr (!kIsLeaf<O>) {
+            o.template backward<T>(Inputs<T>(refs_.data(), count),
+                                   ConstMap<T>(n.value, n.rows, n.cols),
+                                   ConstMap<T>(n.grad, n.rows, n.cols), g);
+          }
+        },
+        n.op);
+    for (const auto& [k, offset] : accumulate_) {
+      Node& x = nodes_[edges_[n.first_input + k]];
+      MutMap<T>(x.grad, x.rows, x.cols) += ConstMap<T>(slots_[k].data, x.rows, x.cols);
+    }
+  }
+  for (const ParamSlot& s : params_) {
+    const Node& leaf = nodes_[s.node];
+    if (leaf.grad_epoch != epoch_) continue;
+    const ConstMap<T> g(leaf.grad, leaf.rows, leaf.cols);
+    Matrix<T>& acc = s.param->grad;
+    if (acc.size() == 0) {
+      acc = g;
+    } else if (acc.rows() != leaf.rows || acc.cols() != leaf.cols) {
+      throw UsageError(fmt::format(
+          "backward: parameter '{}' holds a {}x{} gradient but was recorded as {}x{}",
+          s.param->name, acc.rows(), acc.cols(), leaf.rows, leaf.cols));
+    } else {
+      acc += g;
+    }
+  }
+}
+
+template <class T>
+T* Tape<T>::grad_of(std::uint32_t i) {
+  if (backward_epoch_ == 0) {
+    throw UsageError("grad: no gradient yet: call backward() on this recording first");
+  }
+  Node& n = nodes_[i];
+  if (n.grad_epoch != epoch_) {  // no gradient reached this node: it is zero
+    n.grad = grads_.allocate(static_cast<std::size_t>(n.rows * n.cols));
+    MutMap<T>(n.grad, n.rows, n.cols).setZero();
+    n.grad_epoch = epoch_;
+  }
+  return n.grad;
+}
+
+// ---- clear and scopes ---------------------------------------------------------------------------
+
+template <class T>
+void Tape<T>::clear() {
+  nodes_.clear();
+  edges_.clear();
+  values_.reset();
+  grads_.reset();
+  indices_.reset();
+  labels_.clear();
+  params_.clear();
+  customs_.clear();
+  // Keep the open scopes (guards still alive) as the new chain from the root.
+  std::vector<std::string> open;
+  for (std::uint32_t s = current_scope_; s != 0; s = scopes_[s].parent) {
+    open.push_back(std::move(scopes_[s].name));
+  }
+  scopes_.resize(1);
+  current_scope_ = 0;
+  for (auto it = open.rbegin(); it != open.rend(); ++it) {
+    scopes_.push_back(ScopeEntry{current_scope_, std::move(*it)});
+    current_scope_ = static_cast<std::uint32_t>(scopes_.size() - 1);
+  }
+  ++generation_;
+  backward_epoch_ = 0;
+}
+
+template <class T>
+ScopeGuard<T> Tape<T>::scope(std::string_view name) {
+  if (name.empty() || name.find('/') != std::string_view::npos) {
+    throw UsageError(fmt::format("scope: invalid name '{}': names are non-empty and contain no '/'",
+                                 name));
+  }
+  scopes_.push_back(ScopeEntry{current_scope_, std::string(name)});
+  current_scope_ = static_cast<std::uint32_t>(scopes_.size() - 1);
+  return ScopeGuard<T>(this);
+}
+
+template <class T>
+void Tape<T>::pop_scope() {
+  current_scope_ = scopes_[current_scope_].parent;
+}
+
+// ---- introspection ------------------------------------------------------------------------------
+
+template <class T>
+Var<T> Tape<T>::var(std::size_t i) const {
+  if (i >= nodes_.size()) {
+    throw UsageError(fmt::format("var: node {} does not exist: the tape holds {}", i, nodes_.size()));
+  }
+  return Var<T>(const_cast<Tape*>(this), static_cast<std::uint32_t>(i), generation_);
+}
+
+template <class T>
+std::string_view Tape<T>::op_name(std::size_t i) const {
+  const Op& o = nodes_.at(i).op;
+  if (const auto* c = std::get_if<ops::Custom>(&o)) return c->fn->name();
+  return rwd::op_name(o);
+}
+
+template <class T>
+std::span<const std::uint32_t> Tape<T>::inputs_of(std::size_t i) const {
+  const Node& n = nodes_.at(i);
+  return {edges_.data() + n.first_input, n.num_inputs};
+}
+
+template <class T>
+Shape Tape<T>::shape(std::size_t i) const {
+  const Node& n = nodes_.at(i);
+  return {n.rows, n.cols};
+}
+
+template <class T>
+ConstMap<T> Tape<T>::value(std::size_t i) const {
+  const Node& n = nodes_.at(i);
+  return ConstMap<T>(n.value, n.rows, n.cols);
+}
+
+template <class T>
+std::optional<ConstMap<T>> Tape<T>::grad(std::size_t i) const {
+  const Node& n = nodes_.at(i);
+  if (backward_epoch_ == 0 || n.grad_epoch != epoch_) return std::nullopt;
+  return ConstMap<T>(n.grad, n.rows, n.cols);
+}
+
+template <class T>
+std::string_view Tape<T>::label(std::size_t i) const {
+  return std::visit(
+      [&](const auto& o) -> std::string_view {
+        if constexpr (requires { o.label; }) {
+          return labels_[o.label];
+        } else {
+          return {};
+        }
+      },
+      nodes_.at(i).op);
+}
+
+template <class T>
+std::string Tape<T>::scope_path(std::size_t i) const {
+  std::vector<std::string_view> parts;
+  for (std::uint32_t s = nodes_.at(i).scope; s != 0; s = scopes_[s].parent) {
+    parts.push_back(scopes_[s].name);
+  }
+  std::string path;
+  for (auto it = parts.rbegin(); it != parts.rend(); ++it) {
+    if (!path.empty()) path += '/';
+    path += *it;
+  }
+  return path;
+}
+
+template <class T>
+std::size_t Tape<T>::capacity_bytes() const {
+  return nodes_.capacity() * sizeof(Node) + edges_.capacity() * sizeof(std::uint32_t) +
+         (values_.capacity() + grads_.capacity() + scratch_.capacity()) * sizeof(T) +
+         indices_.capacity() * sizeof(std::int32_t) +
+         (refs_.capacity() + slots_.capacity()) * sizeof(TensorRef<T>) +
+         shapes_.capacity() * sizeof(Shape) + wants_.capacity() +
+         accumulate_.capacity() * sizeof(accumulate_[0]) + scopes_.capacity() * sizeof(ScopeEntry) +
+         labels_.capacity() * sizeof(std::string) + params_.capacity() * sizeof(ParamSlot) +
+         customs_.capacity() * sizeof(std::shared_ptr<const CustomOpBase>);
+}
+
+template class Tape<float>;
+template class Tape<double>;
+
+}  // namespace rwd

@@ -1,0 +1,7 @@
+// rewind: reverse-mode autodiff on a tape, with recurrent layers built from primitive ops.
+// The one header a program includes.
+#pragma once
+
+#include "rewind/autograd/functional.hpp"
+#include "rewind/autograd/gradcheck.hpp"
+#include "rewind/autograd/tape.hpp"
