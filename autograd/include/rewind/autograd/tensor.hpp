@@ -7,6 +7,7 @@
 
 #include <Eigen/Core>
 #include <cstdint>
+#include <ostream>
 #include <string>
 
 #include <fmt/format.h>
@@ -34,6 +35,7 @@ struct Shape {
 
 /// "3x4", the form every error message uses.
 inline std::string to_string(Shape s) { return fmt::format("{}x{}", s.rows, s.cols); }
+inline std::ostream& operator<<(std::ostream& out, Shape s) { return out << to_string(s); }
 
 }  // namespace rwd
 

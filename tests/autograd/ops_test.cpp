@@ -1,0 +1,203 @@
+// Generated per-op tests (one Boost.Test case per op in the registry) and forward values
+// against straightforward scalar formulas.
+#include <boost/test/unit_test.hpp>
+#include <cmath>
+
+#include "op_samples.hpp"
+#include "support.hpp"
+
+using namespace rwd;
+using rwd::test::Sample;
+using rwd::test::TestedOps;
+
+namespace {
+
+template <class O>
+void check_gradients() {
+  std::mt19937_64 rng(42);
+  for (const auto& c : Sample<O>::template cases<double>(rng)) {
+    BOOST_TEST_CONTEXT(O::name << " on " << c.what) {
+      std::vector<NamedTensor> inputs;
+      for (std::size_t k = 0; k < c.inputs.size(); ++k) {
+        inputs.push_back({fmt::format("x{}", k), c.inputs[k]});
+      }
+      const auto f = [&](Tape<double>&, std::span<const Var<double>> x) { return c.apply(x); };
+      if constexpr (stops_gradient<O>()) {
+        Tape<double> tape;
+        Var<double> x = tape.input(c.inputs[0]);
+        Var<double> y = c.apply(std::span<const Var<double>>(&x, 1));
+        BOOST_TEST(test::same(y.value(), x.value()));
+        tape.backward(sum(add(y, x)));  // only the direct path reaches x
+        BOOST_TEST(test::same(x.grad(), Matrix<double>::Ones(x.rows(), x.cols())));
+      } else {
+        const GradcheckReport report = gradcheck(f, inputs);
+        BOOST_TEST(report.passed(), report.to_string());
+      }
+    }
+  }
+}
+
+template <class T, class O>
+void check_extremes() {
+  std::mt19937_64 rng(7);
+  for (const auto& c : Sample<O>::template extremes<T>(rng)) {
+    BOOST_TEST_CONTEXT(O::name << " on " << c.what << " in " << (sizeof(T) == 4 ? "float" : "double")) {
+      Tape<T> tape;
+      std::vector<Var<T>> xs;
+      for (const auto& m : c.inputs) xs.push_back(tape.input(m));
+      Var<T> y = c.apply(xs);
+      BOOST_TEST(y.value().allFinite(), "value " << y.value());
+      tape.backward(sum(y));
+      for (std::size_t k = 0; k < xs.size(); ++k) {
+        BOOST_TEST(xs[k].grad().allFinite(), "gradient of input " << k << ": " << xs[k].grad());
+      }
+    }
+  }
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(ops)
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(gradient_matches_central_differences, O, TestedOps) {
+  check_gradients<O>();
+}
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(finite_at_magnitude_1000, O, TestedOps) {
+  check_extremes<float, O>();
+  check_extremes<double, O>();
+}
+
+// ---- forward values against scalar formulas -------------------------------------------------
+
+using M = Matrix<double>;
+
+M elementwise(const M& x, double (*f)(double)) {
+  M y(x.rows(), x.cols());
+  for (Index i = 0; i < x.size(); ++i) y.data()[i] = f(x.data()[i]);
+  return y;
+}
+
+BOOST_AUTO_TEST_CASE(activations_match_scalar_formulas) {
+  Tape<double> tape;
+  M v(2, 3);
+  v << -3.5, -0.25, 0, 0.5, 2, 7;
+  Var<double> x = tape.constant(v);
+  const auto close = [](const M& a, const M& b) { return (a - b).cwiseAbs().maxCoeff() < 1e-12; };
+  BOOST_TEST(close(sigmoid(x).value(), elementwise(v, [](double t) { return 1 / (1 + std::exp(-t)); })));
+  BOOST_TEST(close(tanh(x).value(), elementwise(v, [](double t) { return std::tanh(t); })));
+  BOOST_TEST(close(relu(x).value(), elementwise(v, [](double t) { return t > 0 ? t : 0.0; })));
+  BOOST_TEST(close(softplus(x).value(), elementwise(v, [](double t) { return std::log(1 + std::exp(t)); })));
+  BOOST_TEST(close(log_sigmoid(x).value(),
+                   elementwise(v, [](double t) { return std::log(1 / (1 + std::exp(-t))); })));
+  BOOST_TEST(close(abs(x).value(), elementwise(v, [](double t) { return std::abs(t); })));
+  BOOST_TEST(close(pow(add_scalar(abs(x), 1.0), 1.5).value(),
+                   elementwise(v, [](double t) { return std::pow(std::abs(t) + 1, 1.5); })));
+}
+
+BOOST_AUTO_TEST_CASE(extreme_values_are_exact) {
+  Tape<double> tape;
+  M v(1, 2);
+  v << -1000, 1000;
+  Var<double> x = tape.constant(v);
+  BOOST_TEST(softplus(x).value()(0, 0) == 0.0);
+  BOOST_TEST(softplus(x).value()(0, 1) == 1000.0);
+  BOOST_TEST(log_sigmoid(x).value()(0, 0) == -1000.0);
+  BOOST_TEST(log_sigmoid(x).value()(0, 1) == 0.0);
+  BOOST_TEST(sigmoid(x).value()(0, 0) == 0.0);
+  BOOST_TEST(sigmoid(x).value()(0, 1) == 1.0);
+  // log_softmax([-1000, 1000]) = [-2000, 0]
+  BOOST_TEST(log_softmax_rows(x).value()(0, 0) == -2000.0);
+  BOOST_TEST(log_softmax_rows(x).value()(0, 1) == 0.0);
+}
+
+BOOST_AUTO_TEST_CASE(softmax_family_and_losses_match_scalar_formulas) {
+  Tape<double> tape;
+  M z(2, 3);
+  z << 0.5, -1, 2, 3, 0.25, -0.75;
+  Var<double> x = tape.constant(z);
+  M softmax(2, 3), log_softmax(2, 3);
+  double ce = 0;
+  const std::vector<std::int32_t> t{2, 0};
+  for (Index r = 0; r < 2; ++r) {
+    double s = 0;
+    for (Index c = 0; c < 3; ++c) s += std::exp(z(r, c));
+    for (Index c = 0; c < 3; ++c) {
+      softmax(r, c) = std::exp(z(r, c)) / s;
+      log_softmax(r, c) = std::log(softmax(r, c));
+    }
+    ce -= log_softmax(r, t[static_cast<std::size_t>(r)]) / 2;
+  }
+  BOOST_TEST((softmax_rows(x).value() - softmax).cwiseAbs().maxCoeff() < 1e-12);
+  BOOST_TEST((log_softmax_rows(x).value() - log_softmax).cwiseAbs().maxCoeff() < 1e-12);
+  BOOST_TEST(std::abs(cross_entropy(x, t).item() - ce) < 1e-12);
+
+  M target(2, 3);
+  target << 1, 0, 1, 0, 0.5, 1;
+  double bce = 0, mse_ref = 0;
+  for (Index i = 0; i < 6; ++i) {
+    const double p = 1 / (1 + std::exp(-z.data()[i])), y = target.data()[i];
+    bce -= (y * std::log(p) + (1 - y) * std::log(1 - p)) / 6;
+    mse_ref += (z.data()[i] - y) * (z.data()[i] - y) / 6;
+  }
+  Var<double> tv = tape.constant(target);
+  BOOST_TEST(std::abs(bce_with_logits(x, tv).item() - bce) < 1e-12);
+  BOOST_TEST(std::abs(mse(x, tv).item() - mse_ref) < 1e-12);
+}
+
+BOOST_AUTO_TEST_CASE(structural_ops_move_the_right_elements) {
+  Tape<double> tape;
+  M a(2, 3);
+  a << 1, 2, 3, 4, 5, 6;
+  Var<double> x = tape.constant(a);
+  M expected_rows(2, 1), expected_cols(1, 3);
+  expected_rows << 6, 15;
+  expected_cols << 5, 7, 9;
+  BOOST_TEST(test::same(sum_rows(x).value(), expected_rows));
+  BOOST_TEST(test::same(sum_cols(x).value(), expected_cols));
+  BOOST_TEST(sum(x).item() == 21.0);
+  BOOST_TEST(mean(x).item() == 3.5);
+  BOOST_TEST(test::same(transpose(x).value(), a.transpose()));
+  BOOST_TEST(test::same(slice_cols(x, 1, 3).value(), a.rightCols(2)));
+  BOOST_TEST(test::same(slice_rows(x, 1, 2).value(), a.bottomRows(1)));
+  M cc(2, 6), cr(4, 3);
+  cc << a, a;
+  cr << a, a;
+  BOOST_TEST(test::same(concat_cols({x, x}).value(), cc));
+  BOOST_TEST(test::same(concat_rows({x, x}).value(), cr));
+  M r(3, 2);
+  r << 1, 2, 3, 4, 5, 6;  // row-major order is kept
+  BOOST_TEST(test::same(reshape(x, 3, 2).value(), r));
+  const std::vector<std::int32_t> ids{1, 1, 0};
+  M e(3, 3);
+  e << 4, 5, 6, 4, 5, 6, 1, 2, 3;
+  BOOST_TEST(test::same(embedding(x, ids).value(), e));
+  M b(1, 3);
+  b << 10, 20, 30;
+  M biased(2, 3);
+  biased << 11, 22, 33, 14, 25, 36;
+  BOOST_TEST(test::same(add_row_vector(x, tape.constant(b)).value(), biased));
+  M mask(2, 1);
+  mask << 0, 1;
+  M picked(2, 3);
+  picked << -1, -2, -3, 4, 5, 6;
+  BOOST_TEST(test::same(where(tape.constant(mask), x, -x).value(), picked));
+}
+
+BOOST_AUTO_TEST_CASE(seeded_dropout_is_deterministic_and_scaled) {
+  Tape<double> tape;
+  Var<double> x = tape.constant(M::Ones(20, 50));
+  std::mt19937_64 a(3), b(3);
+  const M ya = dropout(x, 0.3, a).value(), yb = dropout(x, 0.3, b).value();
+  BOOST_TEST(test::same(ya, yb));
+  Index kept = 0;
+  for (Index i = 0; i < ya.size(); ++i) {
+    const double v = ya.data()[i];
+    BOOST_TEST((v == 0.0 || std::abs(v - 1 / 0.7) < 1e-15));
+    kept += v != 0.0;
+  }
+  BOOST_TEST(std::abs(static_cast<double>(kept) / 1000 - 0.7) < 0.06);  // 4 standard deviations
+  BOOST_TEST(dropout(x, 0.0, a).index() == x.index());  // p = 0 records nothing
+}
+
+BOOST_AUTO_TEST_SUITE_END()
