@@ -40,6 +40,8 @@ BOOST_AUTO_TEST_CASE(error_types_derive_from_the_standard_ones) {
 BOOST_AUTO_TEST_CASE(shape_errors_name_the_op_and_both_shapes) {
   expect_message<ShapeError>([&] { (void)matmul(a, b); },
                              "matmul: inner dimensions differ: lhs is 3x4, rhs is 5x2");
+  expect_message<ShapeError>([&] { (void)matmul_nt(a, b); },
+                             "matmul_nt: inner dimensions differ: lhs is 3x4, rhs is 5x2 (used transposed)");
   expect_message<ShapeError>([&] { (void)add(a, c); }, "add: shapes differ: lhs is 3x4, rhs is 4x3");
   expect_message<ShapeError>([&] { (void)mul(a, b); }, "mul: shapes differ: lhs is 3x4, rhs is 5x2");
   expect_message<ShapeError>([&] { (void)(a - c); }, "sub: shapes differ: lhs is 3x4, rhs is 4x3");

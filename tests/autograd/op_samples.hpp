@@ -175,6 +175,16 @@ struct MatmulCases {
 template <>
 struct Sample<ops::Matmul> : SampleFrom<MatmulCases> {};
 
+struct MatmulNtCases {
+  template <class T>
+  static std::vector<Case<T>> build(std::mt19937_64& rng, bool big) {
+    return {{"1x1 * (1x1)T", {val<T>(1, 1, rng, big), val<T>(1, 1, rng, big)}, record_op<T>(ops::MatmulNt{})},
+            {"3x4 * (2x4)T", {val<T>(3, 4, rng, big), val<T>(2, 4, rng, big)}, record_op<T>(ops::MatmulNt{})}};
+  }
+};
+template <>
+struct Sample<ops::MatmulNt> : SampleFrom<MatmulNtCases> {};
+
 struct AddRowVectorCases {
   template <class T>
   static std::vector<Case<T>> build(std::mt19937_64& rng, bool big) {

@@ -158,6 +158,7 @@ BOOST_AUTO_TEST_CASE(structural_ops_move_the_right_elements) {
   BOOST_TEST(sum(x).item() == 21.0);
   BOOST_TEST(mean(x).item() == 3.5);
   BOOST_TEST(test::same(transpose(x).value(), a.transpose()));
+  BOOST_TEST(test::same(matmul_nt(x, x).value(), a * a.transpose()));
   BOOST_TEST(test::same(slice_cols(x, 1, 3).value(), a.rightCols(2)));
   BOOST_TEST(test::same(slice_rows(x, 1, 2).value(), a.bottomRows(1)));
   M cc(2, 6), cr(4, 3);

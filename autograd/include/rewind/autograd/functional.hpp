@@ -60,6 +60,8 @@ template <class T> Var<T> log_sigmoid(const Var<T>& x) { return x.tape().record(
 // ---- linear algebra -----------------------------------------------------------------------------
 /// a·b, the matrix product
 template <class T> Var<T> matmul(const Var<T>& a, const Var<T>& b) { return a.tape().record(ops::Matmul{}, {a, b}); }
+/// a·bᵀ without forming bᵀ (b is a weight in out×in layout)
+template <class T> Var<T> matmul_nt(const Var<T>& a, const Var<T>& b) { return a.tape().record(ops::MatmulNt{}, {a, b}); }
 /// xᵀ
 template <class T> Var<T> transpose(const Var<T>& x) { return x.tape().record(ops::Transpose{}, {x}); }
 /// x + b with the 1×C row b added to every row of x

@@ -27,6 +27,31 @@ struct Matmul {
   }
 };
 
+/// y = a·bᵀ (m×k times (n×k)ᵀ);  ga = gy·b, gb = gyᵀ·a
+// NOTE: a fused primitive for speed: layers keep weights in PyTorch's out×in layout and multiply
+// by their transpose every step; this saves materialising that transpose (a copy of the weight)
+// on every use, and lets Eigen's GEMM read b transposed in place.
+struct MatmulNt {
+  static constexpr std::string_view name = "matmul_nt";
+  static constexpr int arity = 2;
+  Shape shape(std::span<const Shape> x) const {
+    if (x[0].cols != x[1].cols) {
+      detail::throw_shape(name, "inner dimensions differ",
+                          fmt::format("lhs is {}, rhs is {} (used transposed)", x[0], x[1]));
+    }
+    return {x[0].rows, x[1].rows};
+  }
+  template <class T>
+  void forward(const Inputs<T>& x, MutMap<T> y) const {
+    y.noalias() = x[0] * x[1].transpose();
+  }
+  template <class T>
+  void backward(const Inputs<T>& x, ConstMap<T>, ConstMap<T> gy, Grads<T>& g) const {
+    if (g.wants(0)) g[0].noalias() = gy * x[1];
+    if (g.wants(1)) g[1].noalias() = gy.transpose() * x[0];
+  }
+};
+
 /// y = xᵀ;  g = gyᵀ
 struct Transpose {
   static constexpr std::string_view name = "transpose";
