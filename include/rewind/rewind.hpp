@@ -5,3 +5,4 @@
 #include "rewind/autograd/functional.hpp"
 #include "rewind/autograd/gradcheck.hpp"
 #include "rewind/autograd/tape.hpp"
+#include "rewind/layers/layers.hpp"

@@ -51,6 +51,9 @@ BOOST_AUTO_TEST_CASE(shape_errors_name_the_op_and_both_shapes) {
   expect_message<ShapeError>(
       [&] { (void)add_row_vector(a, b); },
       "add_row_vector: bias has the wrong shape: bias is 5x2, expected 1x4 for a 3x4 input");
+  expect_message<ShapeError>(
+      [&] { (void)mul_row_vector(a, c); },
+      "mul_row_vector: row vector has the wrong shape: vector is 4x3, expected 1x4 for a 3x4 input");
   expect_message<ShapeError>([&] { (void)concat_cols({a, c}); },
                              "concat_cols: row counts differ: input 0 is 3x4, input 1 is 4x3");
   expect_message<ShapeError>([&] { (void)concat_rows({a, a, b}); },

@@ -185,15 +185,19 @@ struct MatmulNtCases {
 template <>
 struct Sample<ops::MatmulNt> : SampleFrom<MatmulNtCases> {};
 
-struct AddRowVectorCases {
+// A matrix and a row vector: add_row_vector and mul_row_vector.
+template <class O>
+struct RowVectorCases {
   template <class T>
   static std::vector<Case<T>> build(std::mt19937_64& rng, bool big) {
-    return {{"1x1 + 1x1", {val<T>(1, 1, rng, big), val<T>(1, 1, rng, big)}, record_op<T>(ops::AddRowVector{})},
-            {"3x4 + 1x4", {val<T>(3, 4, rng, big), val<T>(1, 4, rng, big)}, record_op<T>(ops::AddRowVector{})}};
+    return {{"1x1 with 1x1", {val<T>(1, 1, rng, big), val<T>(1, 1, rng, big)}, record_op<T>(O{})},
+            {"3x4 with 1x4", {val<T>(3, 4, rng, big), val<T>(1, 4, rng, big)}, record_op<T>(O{})}};
   }
 };
 template <>
-struct Sample<ops::AddRowVector> : SampleFrom<AddRowVectorCases> {};
+struct Sample<ops::AddRowVector> : SampleFrom<RowVectorCases<ops::AddRowVector>> {};
+template <>
+struct Sample<ops::MulRowVector> : SampleFrom<RowVectorCases<ops::MulRowVector>> {};
 
 template <class O>
 struct ConcatCases {

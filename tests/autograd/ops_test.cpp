@@ -178,6 +178,9 @@ BOOST_AUTO_TEST_CASE(structural_ops_move_the_right_elements) {
   M biased(2, 3);
   biased << 11, 22, 33, 14, 25, 36;
   BOOST_TEST(test::same(add_row_vector(x, tape.constant(b)).value(), biased));
+  M scaled(2, 3);
+  scaled << 10, 40, 90, 40, 100, 180;
+  BOOST_TEST(test::same(mul_row_vector(x, tape.constant(b)).value(), scaled));
   M mask(2, 1);
   mask << 0, 1;
   M picked(2, 3);

@@ -66,6 +66,8 @@ template <class T> Var<T> matmul_nt(const Var<T>& a, const Var<T>& b) { return a
 template <class T> Var<T> transpose(const Var<T>& x) { return x.tape().record(ops::Transpose{}, {x}); }
 /// x + b with the 1×C row b added to every row of x
 template <class T> Var<T> add_row_vector(const Var<T>& x, const Var<T>& b) { return x.tape().record(ops::AddRowVector{}, {x, b}); }
+/// x ⊙ v with the 1×C row v multiplying every row of x
+template <class T> Var<T> mul_row_vector(const Var<T>& x, const Var<T>& v) { return x.tape().record(ops::MulRowVector{}, {x, v}); }
 
 // ---- reductions ---------------------------------------------------------------------------------
 /// Σ x, 1×1

@@ -29,6 +29,7 @@ using AllOps = std::tuple<
     ops::Sigmoid, ops::Tanh, ops::Relu, ops::Softplus, ops::LogSigmoid,
     // linear algebra
     ops::Matmul, ops::MatmulNt, ops::Transpose, ops::AddRowVector,
+    ops::MulRowVector,
     // reductions
     ops::Sum, ops::Mean, ops::SumRows, ops::SumCols,
     // shape

@@ -94,6 +94,8 @@ struct RecurrentWeights {
   Var<T> hidden_part(Tape<T>& tape, const Var<T>& h) { return affine(tape, h, weight_hh, bias_hh); }
 
   bool has_bias() const { return bias_ih.size() > 0; }
+  Index input_size() const { return weight_ih.value.cols(); }
+  Index hidden_size() const { return weight_hh.value.cols(); }
 
   /// weight_ih, weight_hh, bias_ih, bias_hh: PyTorch's order.
   std::vector<Parameter<T>*> named_parameters() {

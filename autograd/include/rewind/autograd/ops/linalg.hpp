@@ -91,4 +91,28 @@ struct AddRowVector {
   }
 };
 
+/// y = x ⊙ (1·v): the 1×C row v multiplies every row of the R×C x (a gain, a peephole weight);
+/// gx = gy ⊙ (1·v), gv = Σ_rows gy ⊙ x
+struct MulRowVector {
+  static constexpr std::string_view name = "mul_row_vector";
+  static constexpr int arity = 2;
+  Shape shape(std::span<const Shape> x) const {
+    if (x[1].rows != 1 || x[1].cols != x[0].cols) {
+      detail::throw_shape(name, "row vector has the wrong shape",
+                          fmt::format("vector is {}, expected 1x{} for a {} input", x[1],
+                                      x[0].cols, x[0]));
+    }
+    return x[0];
+  }
+  template <class T>
+  void forward(const Inputs<T>& x, MutMap<T> y) const {
+    y = x[0].array().rowwise() * x[1].row(0).array();
+  }
+  template <class T>
+  void backward(const Inputs<T>& x, ConstMap<T>, ConstMap<T> gy, Grads<T>& g) const {
+    if (g.wants(0)) g[0] = gy.array().rowwise() * x[1].row(0).array();
+    if (g.wants(1)) g[1] = (gy.array() * x[0].array()).colwise().sum();
+  }
+};
+
 }  // namespace rwd::ops

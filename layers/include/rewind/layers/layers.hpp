@@ -1,0 +1,13 @@
+// The layers: parameters, initializers, Linear, Embedding, the RNN/LSTM/GRU cells, unroll and
+// the stacked/bidirectional sequence layers.
+#pragma once
+
+#include <rewind/layers/cell.hpp>
+#include <rewind/layers/gru_cell.hpp>
+#include <rewind/layers/init.hpp>
+#include <rewind/layers/linear.hpp>
+#include <rewind/layers/lstm_cell.hpp>
+#include <rewind/layers/module.hpp>
+#include <rewind/layers/rnn_cell.hpp>
+#include <rewind/layers/sequence.hpp>
+#include <rewind/layers/unroll.hpp>

@@ -1,0 +1,198 @@
+// Stacked and bidirectional sequence layers over any cell, and PyTorch's nn.RNN, nn.LSTM and
+// nn.GRU built on them.
+//
+// Layer k runs its forward cell over the sequence (scope `layer<k>/fwd`) and, when
+// bidirectional, its reverse cell from the last step back (scope `layer<k>/bwd`); the outputs of
+// both are concatenated per step ([fwd | bwd], as PyTorch) and feed layer k+1, through dropout
+// when a dropout generator is given. Final states are listed as PyTorch's h_n:
+// [layer0 fwd, layer0 bwd, layer1 fwd, ...].
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include <rewind/layers/gru_cell.hpp>
+#include <rewind/layers/lstm_cell.hpp>
+#include <rewind/layers/rnn_cell.hpp>
+#include <rewind/layers/unroll.hpp>
+
+namespace rwd::layers {
+
+struct SequenceOptions {
+  int num_layers = 1;
+  bool bidirectional = false;
+  /// Dropout probability on the outputs of every layer but the last (applied only when a
+  /// generator is passed to the call, i.e. in training).
+  double dropout = 0.0;
+};
+
+template <RecurrentCell C>
+class Sequence {
+ public:
+  using T = typename C::Scalar;
+  using State = typename C::State;
+  /// Builds the cell of one layer and direction, given that layer's input width.
+  using Factory = std::function<C(int layer, bool reverse, Index input)>;
+
+  struct Call {
+    /// Initial states in h_n order; empty means zeros.
+    std::vector<State> initial;
+    /// Per batch row, the sequence's length; empty means all run every step.
+    std::span<const std::int32_t> lengths;
+    /// Dropout between layers is applied when this is set (training mode).
+    Rng* dropout_rng = nullptr;
+  };
+  struct Output {
+    std::vector<Var<T>> outputs;      ///< per step, batch × (directions·hidden)
+    std::vector<State> final_states;  ///< h_n order
+  };
+
+  Sequence(std::string name, const SequenceOptions& options, Index input, const Factory& make)
+      : name_(std::move(name)), options_(options) {
+    if (options.num_layers < 1) {
+      throw UsageError(fmt::format("{}: num_layers is {}, expected at least 1", name_, options.num_layers));
+    }
+    if (!(options.dropout >= 0 && options.dropout < 1)) {
+      throw UsageError(fmt::format("{}: dropout {} not in [0, 1)", name_, options.dropout));
+    }
+    Index width = input;
+    for (int layer = 0; layer < options.num_layers; ++layer) {
+      for (int d = 0; d < directions(); ++d) cells_.push_back(make(layer, d == 1, width));
+      width = cells_.back().state_sizes()[0] * directions();
+    }
+  }
+
+  Output operator()(Tape<T>& tape, std::span<const Var<T>> xs, const Call& call = {}) {
+    if (!call.initial.empty() && call.initial.size() != cells_.size()) {
+      throw UsageError(fmt::format("{}: {} initial states given, expected {} (layers x directions)",
+                                   name_, call.initial.size(), cells_.size()));
+    }
+    Output out;
+    std::vector<Var<T>> in(xs.begin(), xs.end());
+    const Index batch = in.empty() ? 0 : in[0].rows();
+    for (int layer = 0; layer < options_.num_layers; ++layer) {
+      auto layer_scope = tape.scope(fmt::format("layer{}", layer));
+      std::vector<std::vector<Var<T>>> per_direction;
+      for (int d = 0; d < directions(); ++d) {
+        auto dir_scope = tape.scope(d == 0 ? "fwd" : "bwd");
+        const std::size_t k = static_cast<std::size_t>(layer * directions() + d);
+        C& cell = cells_[k];
+        State s0 = call.initial.empty() ? zero_state(cell, tape, batch) : call.initial[k];
+        auto run = unroll(cell, tape, std::span<const Var<T>>(in), s0,
+                          {.reverse = d == 1, .lengths = call.lengths});
+        out.final_states.push_back(run.state);
+        per_direction.push_back(std::move(run.outputs));
+      }
+      std::vector<Var<T>> next(in.size());
+      for (std::size_t t = 0; t < in.size(); ++t) {
+        next[t] = directions() == 1 ? per_direction[0][t]
+                                    : concat_cols({per_direction[0][t], per_direction[1][t]});
+        if (call.dropout_rng != nullptr && options_.dropout > 0 && layer + 1 < options_.num_layers) {
+          next[t] = dropout(next[t], options_.dropout, *call.dropout_rng);
+        }
+      }
+      in = std::move(next);
+    }
+    out.outputs = std::move(in);
+    return out;
+  }
+
+  /// Every cell's parameters, layer by layer, forward before reverse (PyTorch's order).
+  std::vector<Parameter<T>*> named_parameters() {
+    std::vector<Parameter<T>*> all;
+    for (C& c : cells_) append(all, c.named_parameters());
+    return all;
+  }
+
+  C& cell(int layer, bool reverse = false) {
+    return cells_.at(static_cast<std::size_t>(layer * directions() + (reverse ? 1 : 0)));
+  }
+  int directions() const { return options_.bidirectional ? 2 : 1; }
+  const SequenceOptions& options() const { return options_; }
+
+ private:
+  std::string name_;
+  SequenceOptions options_;
+  std::vector<C> cells_;
+};
+
+namespace detail {
+/// PyTorch's parameter name suffix: `_l1`, `_l1_reverse`.
+inline std::string suffix(int layer, bool reverse) {
+  return fmt::format("_l{}{}", layer, reverse ? "_reverse" : "");
+}
+}  // namespace detail
+
+/// nn.RNN: a stack of RnnCell, tanh or relu.
+template <class T>
+class Rnn : public Sequence<RnnCell<T>> {
+ public:
+  struct Options {
+    Index input = 0;
+    Index hidden = 0;
+    int num_layers = 1;
+    bool bidirectional = false;
+    double dropout = 0.0;
+    Activation activation = Activation::kTanh;
+    bool bias = true;
+  };
+  Rnn(const Options& o, Rng& rng)
+      : Sequence<RnnCell<T>>("Rnn", {o.num_layers, o.bidirectional, o.dropout}, o.input,
+                             [&](int layer, bool reverse, Index input) {
+                               return RnnCell<T>({input, o.hidden, o.activation, o.bias,
+                                                  detail::suffix(layer, reverse)},
+                                                 rng);
+                             }) {}
+};
+
+/// nn.LSTM: a stack of LstmCell.
+template <class T>
+class Lstm : public Sequence<LstmCell<T>> {
+ public:
+  struct Options {
+    Index input = 0;
+    Index hidden = 0;
+    int num_layers = 1;
+    bool bidirectional = false;
+    double dropout = 0.0;
+    bool bias = true;
+  };
+  Lstm(const Options& o, Rng& rng)
+      : Sequence<LstmCell<T>>("Lstm", {o.num_layers, o.bidirectional, o.dropout}, o.input,
+                              [&](int layer, bool reverse, Index input) {
+                                return LstmCell<T>(
+                                    {input, o.hidden, o.bias, detail::suffix(layer, reverse)}, rng);
+                              }) {}
+};
+
+/// nn.GRU: a stack of GruCell.
+template <class T>
+class Gru : public Sequence<GruCell<T>> {
+ public:
+  struct Options {
+    Index input = 0;
+    Index hidden = 0;
+    int num_layers = 1;
+    bool bidirectional = false;
+    double dropout = 0.0;
+    bool bias = true;
+  };
+  Gru(const Options& o, Rng& rng)
+      : Sequence<GruCell<T>>("Gru", {o.num_layers, o.bidirectional, o.dropout}, o.input,
+                             [&](int layer, bool reverse, Index input) {
+                               return GruCell<T>(
+                                   {input, o.hidden, o.bias, detail::suffix(layer, reverse)}, rng);
+                             }) {}
+};
+
+extern template class Sequence<RnnCell<float>>;
+extern template class Sequence<RnnCell<double>>;
+extern template class Sequence<LstmCell<float>>;
+extern template class Sequence<LstmCell<double>>;
+extern template class Sequence<GruCell<float>>;
+extern template class Sequence<GruCell<double>>;
+
+}  // namespace rwd::layers

@@ -1,0 +1,82 @@
+// Running a cell over a sequence. Backpropagation through time is the tape's reverse sweep
+// over what unroll records; nothing here has a backward of its own.
+#pragma once
+
+#include <span>
+#include <string>
+#include <vector>
+
+#include <rewind/layers/cell.hpp>
+
+namespace rwd::layers {
+
+struct UnrollOptions {
+  /// Run from the last step to the first (the backward direction of a bidirectional layer).
+  bool reverse = false;
+  /// Per batch row, the sequence's own length (PyTorch's packed sequences). Empty: all rows run
+  /// every step. Steps t >= length leave that row's state unchanged and output zeros, so the
+  /// final state of each row is taken at its own last step, and a reverse run starts there.
+  std::span<const std::int32_t> lengths;
+};
+
+template <RecurrentCell C>
+struct Unrolled {
+  std::vector<Var<typename C::Scalar>> outputs;  ///< h at each step t (indexed by time)
+  typename C::State state;                        ///< the final state
+};
+
+/// Runs `cell` over xs[0..T) (each batch×input) from `state`, each step under scope "t<k>".
+template <RecurrentCell C>
+Unrolled<C> unroll(C& cell, Tape<typename C::Scalar>& tape,
+                   std::span<const Var<typename C::Scalar>> xs, typename C::State state,
+                   const UnrollOptions& options = {}) {
+  using T = typename C::Scalar;
+  const auto steps = static_cast<Index>(xs.size());
+  Unrolled<C> out;
+  out.outputs.resize(xs.size());
+  if (steps == 0) {
+    out.state = state;
+    return out;
+  }
+  const Index batch = xs[0].rows();
+  const bool masked = !options.lengths.empty();
+  Var<T> zeros;
+  if (masked) {
+    if (static_cast<Index>(options.lengths.size()) != batch) {
+      throw ShapeError(fmt::format("unroll: {} lengths for a batch of {}", options.lengths.size(), batch));
+    }
+    for (std::size_t b = 0; b < options.lengths.size(); ++b) {
+      if (options.lengths[b] < 0 || options.lengths[b] > steps) {
+        throw ShapeError(fmt::format("unroll: length {} of batch row {} is outside [0, {}]",
+                                     options.lengths[b], b, steps));
+      }
+    }
+    zeros = tape.constant(Matrix<T>::Zero(batch, cell.state_sizes()[0]));
+  }
+  for (Index k = 0; k < steps; ++k) {
+    const Index t = options.reverse ? steps - 1 - k : k;
+    auto scope = tape.scope(fmt::format("t{}", t));
+    typename C::State next = cell.step(tape, xs[static_cast<std::size_t>(t)], state);
+    if (masked) {
+      Matrix<T> m(batch, 1);
+      bool all = true;
+      for (Index b = 0; b < batch; ++b) {
+        m(b, 0) = t < options.lengths[static_cast<std::size_t>(b)] ? T(1) : T(0);
+        all = all && m(b, 0) == T(1);
+      }
+      if (!all) {  // rows past their end keep their state and output zeros
+        const Var<T> mask = tape.constant(m, "length_mask");
+        for (std::size_t j = 0; j < next.size(); ++j) next[j] = where(mask, next[j], state[j]);
+        out.outputs[static_cast<std::size_t>(t)] = where(mask, next[0], zeros);
+        state = next;
+        continue;
+      }
+    }
+    state = next;
+    out.outputs[static_cast<std::size_t>(t)] = state[0];
+  }
+  out.state = state;
+  return out;
+}
+
+}  // namespace rwd::layers
