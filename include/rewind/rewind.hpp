@@ -6,3 +6,4 @@
 #include "rewind/autograd/gradcheck.hpp"
 #include "rewind/autograd/tape.hpp"
 #include "rewind/layers/layers.hpp"
+#include "rewind/optim/optimizer.hpp"

@@ -20,4 +20,11 @@ class UsageError : public std::logic_error {
   using std::logic_error::logic_error;
 };
 
+/// A file could not be read or written, or its contents are not what they claim (a truncated or
+/// corrupt weight file). Nothing was changed when it is thrown.
+class FileError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 }  // namespace rwd

@@ -9,5 +9,6 @@
 #include <rewind/layers/lstm_cell.hpp>
 #include <rewind/layers/module.hpp>
 #include <rewind/layers/rnn_cell.hpp>
+#include <rewind/layers/safetensors.hpp>
 #include <rewind/layers/sequence.hpp>
 #include <rewind/layers/unroll.hpp>

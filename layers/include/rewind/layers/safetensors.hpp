@@ -1,0 +1,65 @@
+// Named parameters in the safetensors format: an 8-byte little-endian header length N, N bytes of
+// JSON ({"name": {"dtype": "F32", "shape": [rows, cols], "data_offsets": [begin, end]}, ...,
+// "__metadata__": {...}}), then the raw little-endian data. Python reads it with json and numpy
+// alone (tools/safetensors_io.py), and tools/torch_to_safetensors.py writes a PyTorch
+// state_dict in it.
+//
+// Reading never trusts the file: every size and offset is checked against the file's real size
+// before anything is allocated or copied, offsets must tile the data without holes or overlaps,
+// and a load validates every name, dtype and shape before it changes any parameter.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <span>
+#include <string>
+#include <vector>
+
+#include <rewind/autograd/errors.hpp>
+#include <rewind/autograd/parameter.hpp>
+
+namespace rwd::layers {
+
+/// One tensor described by a safetensors header.
+struct TensorEntry {
+  std::string name;
+  std::string dtype;            ///< "F32" or "F64" (others are rejected)
+  std::vector<Index> shape;     ///< 1 or 2 dimensions (a 1-D [n] is a 1×n row)
+  std::size_t begin = 0, end = 0;  ///< byte range within the data section
+};
+
+/// A validated, parsed file: entries in header order, metadata, and the data section.
+struct TensorFile {
+  std::vector<TensorEntry> entries;
+  std::map<std::string, std::string> metadata;
+  std::span<const std::uint8_t> data;  ///< points into the bytes given to parse_tensor_file
+  const TensorEntry* find(std::string_view name) const;
+};
+
+/// Parses and validates a whole file held in memory. Throws FileError saying what is wrong.
+TensorFile parse_tensor_file(std::span<const std::uint8_t> bytes);
+
+/// Writes the parameters (names must be unique) with their own dtype. The file is written next
+/// to `path` and renamed over it, so an existing file is never left half-written.
+template <class T>
+void save_parameters(const std::filesystem::path& path, const std::vector<Parameter<T>*>& params,
+                     const std::map<std::string, std::string>& metadata = {});
+
+struct LoadOptions {
+  /// Accept F32 data for a double model and F64 for a float one (values are converted).
+  bool convert_dtype = false;
+  /// Accept files that lack some of the model's parameters (they keep their values).
+  bool allow_missing = false;
+  /// Accept files with tensors the model does not have (they are ignored).
+  bool allow_unexpected = false;
+};
+
+/// Loads values into the parameters by name. Everything is checked first (names, dtypes,
+/// shapes, the file's integrity) and all problems are reported in one FileError; only then are
+/// the parameters written, so a failed load changes nothing.
+template <class T>
+void load_parameters(const std::filesystem::path& path, const std::vector<Parameter<T>*>& params,
+                     const LoadOptions& options = {});
+
+}  // namespace rwd::layers

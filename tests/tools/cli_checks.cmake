@@ -1,0 +1,57 @@
+# Runs the rewind command the way a user would and checks exit codes and messages.
+file(REMOVE_RECURSE ${WORK_DIR})
+file(MAKE_DIRECTORY ${WORK_DIR})
+
+# expect(<exit code> <regex the output must match> args...)
+function(expect code regex)
+  execute_process(COMMAND ${REWIND} ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err
+                  WORKING_DIRECTORY ${WORK_DIR})
+  set(all "${out}${err}")
+  if(NOT rc STREQUAL "${code}")
+    message(FATAL_ERROR "rewind ${ARGN}: exit ${rc}, expected ${code}\n${all}")
+  endif()
+  if(NOT all MATCHES "${regex}")
+    message(FATAL_ERROR "rewind ${ARGN}: output does not match '${regex}':\n${all}")
+  endif()
+  if(NOT code STREQUAL "0")
+    string(STRIP "${err}" stripped)
+    string(FIND "${stripped}" "\n" newline)
+    if(NOT newline EQUAL -1)
+      message(FATAL_ERROR "rewind ${ARGN}: the error takes more than one line:\n${err}")
+    endif()
+  endif()
+  message(STATUS "ok: rewind ${ARGN}")
+endfunction()
+
+expect(0 "Train a recurrent model" --help)
+expect(0 "--seq-len" train --help)
+expect(2 "rewind: .*task.*nope" train --task nope)
+expect(2 "rewind: .*hidden" train --hidden -3)
+expect(2 "rewind: .*steps" train --steps 0)
+expect(2 "rewind: .*text.*(does not exist|File does not exist)" train --task text --text ${WORK_DIR}/missing.txt)
+expect(1 "rewind: --task text needs --text FILE" train --task text)
+expect(2 "rewind: .*subcommand" )
+expect(2 "rewind: unknown command .frobnicate. \\(commands: train\\)" frobnicate)
+expect(0 "final loss" train --task adding --steps 5 --batch 4 --seq-len 10 --hidden 8 --no-progress
+       --save ${WORK_DIR}/w.safetensors --log ${WORK_DIR}/log.csv)
+file(READ ${WORK_DIR}/log.csv csv)
+if(NOT csv MATCHES "^step,loss,accuracy,seconds\n1,")
+  message(FATAL_ERROR "unexpected log:\n${csv}")
+endif()
+
+# Python reads the weights with json and numpy alone.
+execute_process(
+  COMMAND ${PYTHON} -c "
+import sys; sys.path.insert(0, '${TOOLS_DIR}')
+from safetensors_io import read_safetensors
+t, meta = read_safetensors('${WORK_DIR}/w.safetensors')
+assert meta['cell'] == 'lstm' and meta['task'] == 'adding', meta
+assert t['weight_hh_l0'].shape == (32, 8) and t['head.weight'].shape == (1, 8), {k: v.shape for k, v in t.items()}
+assert str(t['weight_ih_l0'].dtype) == 'float32'
+print('python read', len(t), 'tensors')
+"
+  RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "python could not read the weights: ${out}${err}")
+endif()
+message(STATUS "${out}")

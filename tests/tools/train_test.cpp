@@ -1,0 +1,111 @@
+// `rewind train` driven directly: every task and cell runs, training is deterministic, the
+// character model beats the unigram entropy, and (slow) the adding problem separates an LSTM
+// from a tanh RNN.
+#include <boost/test/unit_test.hpp>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include "train.hpp"
+
+using namespace rwd;
+using cli::TrainOptions;
+
+namespace {
+
+cli::TrainResult quiet(TrainOptions o) {
+  o.progress = 0;
+  std::ostringstream out;
+  return cli::train(o, out);
+}
+
+// A small text with structure: words from a fixed list in random order.
+std::string make_text(const std::filesystem::path& path) {
+  const char* words[] = {"the", "quick", "brown", "fox", "jumps", "over", "lazy", "dog", "while",
+                         "a", "cat", "sleeps", "on", "warm", "mat", "and", "birds", "sing"};
+  std::mt19937 rng(1);
+  std::string text;
+  for (int k = 0; k < 3000; ++k) text += std::string(words[rng() % 18]) + " ";
+  std::ofstream(path) << text;
+  return path.string();
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(train)
+
+BOOST_AUTO_TEST_CASE(every_task_and_cell_trains_a_little) {
+  const std::string text = make_text(std::filesystem::temp_directory_path() / "rewind_tasks.txt");
+  for (const std::string& task : cli::task_names()) {
+    for (const char* cell : {"rnn", "lstm", "gru"}) {
+      BOOST_TEST_CONTEXT(task << " with " << cell) {
+        TrainOptions o{.task = task, .text = text, .cell = cell, .hidden = 16, .layers = 2,
+                       .bidirectional = task == "sine", .steps = 20, .batch = 8, .seq_len = 24,
+                       .lr = 0.01, .sample = 20};
+        const auto r = quiet(o);
+        BOOST_TEST(std::isfinite(r.final_loss));
+        BOOST_TEST(r.curve.size() == 20u);
+        BOOST_TEST(r.parameters > 0);
+        if (task == "text") BOOST_TEST(r.sample.size() == 21u);
+      }
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(same_seed_same_build_gives_a_bit_identical_curve) {
+  TrainOptions o{.task = "copy", .cell = "gru", .hidden = 32, .steps = 60, .batch = 16, .seq_len = 30, .lr = 0.01, .seed = 7};
+  const auto a = quiet(o), b = quiet(o);
+  BOOST_REQUIRE(a.curve.size() == b.curve.size());
+  for (std::size_t k = 0; k < a.curve.size(); ++k) {
+    BOOST_TEST(a.curve[k].loss == b.curve[k].loss);  // exact, not approximate
+    BOOST_TEST(a.curve[k].accuracy == b.curve[k].accuracy);
+  }
+  o.seed = 8;
+  BOOST_TEST(quiet(o).curve.back().loss != a.curve.back().loss);
+}
+
+BOOST_AUTO_TEST_CASE(a_character_lstm_beats_the_unigram_entropy) {
+  const std::string text = make_text(std::filesystem::temp_directory_path() / "rewind_chars.txt");
+  const auto r = quiet({.task = "text", .text = text, .cell = "lstm", .hidden = 64, .steps = 300,
+                        .batch = 16, .seq_len = 32, .lr = 0.01, .sample = 100});
+  BOOST_TEST_MESSAGE("char LSTM: loss " << r.final_loss << " nats/char, unigram entropy " << r.baseline);
+  BOOST_TEST(r.final_loss < 0.5 * r.baseline);
+}
+
+BOOST_AUTO_TEST_CASE(sine_prediction_learns) {
+  const auto r = quiet({.task = "sine", .cell = "gru", .hidden = 32, .steps = 300, .batch = 16,
+                        .seq_len = 40, .lr = 0.01});
+  BOOST_TEST_MESSAGE("sine GRU: mse " << r.final_loss << ", predicting 0 gives " << r.baseline);
+  BOOST_TEST(r.final_loss < 0.05 * r.baseline);
+}
+
+BOOST_AUTO_TEST_CASE(bad_options_are_refused) {
+  BOOST_CHECK_THROW(quiet({.task = "nope"}), UsageError);
+  BOOST_CHECK_THROW(quiet({.cell = "transformer"}), UsageError);
+  BOOST_CHECK_THROW(quiet({.optimizer = "lbfgs"}), UsageError);
+  BOOST_CHECK_THROW(quiet({.hidden = 0}), UsageError);
+  BOOST_CHECK_THROW(quiet({.task = "text", .text = "/nonexistent/file.txt"}), FileError);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// The evidence that training works on the problem LSTMs were invented for. Slow: run with
+// REWIND_SLOW=1 tools/test, or `build/tests/tools_test --run_test=adding_problem`.
+BOOST_AUTO_TEST_SUITE(adding_problem, *boost::unit_test::label("slow"))
+
+BOOST_AUTO_TEST_CASE(lstm_solves_it_where_a_tanh_rnn_cannot) {
+  const TrainOptions base{.task = "adding", .hidden = 64, .steps = 6000, .batch = 64, .seq_len = 50,
+                          .optimizer = "adam", .lr = 1e-3, .clip = 5, .seed = 1, .log_every = 500};
+  TrainOptions lstm = base, rnn = base;
+  lstm.cell = "lstm";
+  rnn.cell = "rnn";
+  const auto a = quiet(lstm), b = quiet(rnn);
+  for (std::size_t k = 0; k < a.curve.size(); ++k) {
+    BOOST_TEST_MESSAGE("step " << a.curve[k].step << "  lstm " << a.curve[k].loss << "  rnn " << b.curve[k].loss);
+  }
+  BOOST_TEST(a.final_loss < 0.01);
+  BOOST_TEST(b.final_loss > 0.1);  // the 0.167 baseline, give or take
+}
+
+BOOST_AUTO_TEST_SUITE_END()

@@ -1,0 +1,97 @@
+// The `rewind` command. Subcommands: train (more follow: graph, check, diagnose).
+#include <CLI/CLI.hpp>
+#include <iostream>
+
+#include "train.hpp"
+
+using namespace rwd;
+
+namespace {
+// Validators with plain messages (CLI11's ranges print the limits of double).
+CLI::Validator number(bool integer, double lowest, bool inclusive, const std::string& what) {
+  return CLI::Validator(
+      [=](std::string& s) -> std::string {
+        char* end = nullptr;
+        const double v = std::strtod(s.c_str(), &end);
+        const bool whole = integer ? s.find_first_not_of("+-0123456789") == std::string::npos : true;
+        if (end == s.c_str() || *end != '\0' || !whole || !(inclusive ? v >= lowest : v > lowest)) {
+          return fmt::format("must be {}, got '{}'", what, s);
+        }
+        return {};
+      },
+      what);
+}
+const CLI::Validator kCount = number(true, 1, true, "a positive integer");
+const CLI::Validator kNonNegativeCount = number(true, 0, true, "a non-negative integer");
+const CLI::Validator kPositive = number(false, 0, false, "a positive number");
+const CLI::Validator kNonNegative = number(false, 0, true, "a non-negative number");
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"rewind: reverse-mode autodiff on a tape, with recurrent layers built from primitive ops"};
+  app.require_subcommand(1);
+  app.set_help_all_flag("--help-all", "Print help for every subcommand");
+
+  cli::TrainOptions t;
+  bool bar = false, lines = false;
+  CLI::App* train = app.add_subcommand("train", "Train a recurrent model on a built-in task");
+  train->add_option("--task", t.task, "Task")->check(CLI::IsMember(cli::task_names()))->capture_default_str();
+  train->add_option("--text", t.text, "Text file for --task text (character-level language model)")
+      ->check(CLI::ExistingFile);
+  train->add_option("--cell", t.cell, "Recurrent cell")->check(CLI::IsMember({"rnn", "lstm", "gru"}))->capture_default_str();
+  train->add_option("--hidden", t.hidden, "Hidden units")->check(kCount)->capture_default_str();
+  train->add_option("--layers", t.layers, "Stacked layers")->check(kCount)->capture_default_str();
+  train->add_flag("--bidirectional", t.bidirectional, "Bidirectional layers");
+  train->add_option("--steps", t.steps, "Training steps")->check(kCount)->capture_default_str();
+  train->add_option("--batch", t.batch, "Batch size")->check(kCount)->capture_default_str();
+  train->add_option("--seq-len", t.seq_len, "Sequence length")->check(kCount)->capture_default_str();
+  train->add_option("--optimizer", t.optimizer, "Optimizer")
+      ->check(CLI::IsMember({"sgd", "rmsprop", "adam", "adamw", "adagrad"}))
+      ->capture_default_str();
+  train->add_option("--lr", t.lr, "Learning rate")->check(kPositive)->capture_default_str();
+  train->add_option("--clip", t.clip, "Clip the gradient norm to this (0: no clipping)")
+      ->check(kNonNegative)->capture_default_str();
+  train->add_option("--seed", t.seed, "Random seed (data and initialisation)")->capture_default_str();
+  train->add_option("--save", t.save, "Write the trained weights to this safetensors file");
+  train->add_option("--log", t.log, "Write step,loss,accuracy,seconds to this CSV file");
+  train->add_option("--log-every", t.log_every, "Steps per progress line (default: steps/20)")->check(kNonNegativeCount);
+  train->add_option("--embed", t.embed, "Embedding width for --task text")->check(kCount)->capture_default_str();
+  train->add_option("--sample", t.sample, "Characters to generate after training (--task text)")
+      ->check(kNonNegativeCount)->capture_default_str();
+  train->add_flag("--progress", bar, "Always draw a progress bar");
+  train->add_flag("--no-progress", lines, "Print plain lines, even on a terminal");
+
+  if (argc > 1 && argv[1][0] != '-') {
+    bool known = false;
+    std::string names;
+    for (const CLI::App* sub : app.get_subcommands({})) {
+      known = known || sub->get_name() == argv[1];
+      names += (names.empty() ? "" : ", ") + sub->get_name();
+    }
+    if (!known) {
+      std::cerr << "rewind: unknown command '" << argv[1] << "' (commands: " << names << ")\n";
+      return 2;
+    }
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "rewind: " << e.what() << " (see rewind --help)\n";
+    return 2;
+  }
+  try {
+    if (train->parsed()) {
+      if (t.task == "text" && t.text.empty()) throw UsageError("--task text needs --text FILE");
+      t.progress = bar ? 1 : lines ? 0 : -1;
+      cli::train(t, std::cout);
+    }
+  } catch (const std::exception& e) {
+    std::cerr << "rewind: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}

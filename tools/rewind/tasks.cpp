@@ -1,0 +1,268 @@
+#include "tasks.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <fstream>
+#include <map>
+#include <numbers>
+
+namespace rwd::cli {
+namespace {
+
+Matrix<float> one_hot_rows(const std::vector<std::int32_t>& ids, Index classes) {
+  Matrix<float> m = Matrix<float>::Zero(static_cast<Index>(ids.size()), classes);
+  for (std::size_t r = 0; r < ids.size(); ++r) m(static_cast<Index>(r), ids[r]) = 1.0f;
+  return m;
+}
+
+// The adding problem (Hochreiter & Schmidhuber 1997): each step carries a value in [0, 1) and
+// a marker; exactly two steps are marked, one in each half; the target is the sum of the two
+// marked values. Predicting the mean, 1, scores the variance of that sum: 2/12 = 0.167.
+class Adding : public Task {
+ public:
+  std::string name() const override { return "adding"; }
+  Index input_size() const override { return 2; }
+  Index output_size() const override { return 1; }
+  LossKind loss() const override { return LossKind::kMseLast; }
+  double baseline(Index) const override { return 1.0 / 6.0; }
+  Batch sample(Index batch, Index steps, Rng& rng) const override {
+    if (steps < 2) throw UsageError("adding: --seq-len must be at least 2");
+    Batch b;
+    b.xs.assign(static_cast<std::size_t>(steps), Matrix<float>::Zero(batch, 2));
+    b.target.resize(batch, 1);
+    std::uniform_real_distribution<float> value(0.0f, 1.0f);
+    std::uniform_int_distribution<Index> first(0, steps / 2 - 1), second(steps / 2, steps - 1);
+    for (Index r = 0; r < batch; ++r) {
+      for (auto& x : b.xs) x(r, 0) = value(rng);
+      const Index i = first(rng), j = second(rng);
+      b.xs[static_cast<std::size_t>(i)](r, 1) = 1;
+      b.xs[static_cast<std::size_t>(j)](r, 1) = 1;
+      b.target(r, 0) = b.xs[static_cast<std::size_t>(i)](r, 0) + b.xs[static_cast<std::size_t>(j)](r, 0);
+    }
+    return b;
+  }
+};
+
+// The copy (memory) task: 10 symbols from an alphabet of 8, blanks, a delimiter, then the 10
+// symbols must be reproduced. Classes: 0 blank, 1..8 symbols; inputs add 9, the delimiter.
+// A model without memory at best knows when to answer and guesses: 10·ln 8 / T nats per step.
+class Copy : public Task {
+ public:
+  static constexpr Index kLength = 10, kSymbols = 8;
+  std::string name() const override { return "copy"; }
+  Index input_size() const override { return kSymbols + 2; }
+  Index output_size() const override { return kSymbols + 1; }
+  LossKind loss() const override { return LossKind::kCrossEntropyEvery; }
+  double baseline(Index steps) const override {
+    return static_cast<double>(kLength) * std::log(static_cast<double>(kSymbols)) /
+           static_cast<double>(std::max(steps, 2 * kLength + 2));
+  }
+  Batch sample(Index batch, Index steps, Rng& rng) const override {
+    steps = std::max(steps, 2 * kLength + 2);
+    Batch b;
+    std::vector<std::vector<std::int32_t>> in(static_cast<std::size_t>(steps)), out(static_cast<std::size_t>(steps));
+    std::uniform_int_distribution<std::int32_t> symbol(1, static_cast<std::int32_t>(kSymbols));
+    for (Index r = 0; r < batch; ++r) {
+      std::array<std::int32_t, kLength> s{};
+      for (auto& v : s) v = symbol(rng);
+      for (Index t = 0; t < steps; ++t) {
+        std::int32_t x = 0, y = 0;
+        if (t < kLength) x = s[static_cast<std::size_t>(t)];
+        if (t == steps - kLength - 1) x = static_cast<std::int32_t>(kSymbols + 1);
+        if (t >= steps - kLength) y = s[static_cast<std::size_t>(t - (steps - kLength))];
+        in[static_cast<std::size_t>(t)].push_back(x);
+        out[static_cast<std::size_t>(t)].push_back(y);
+      }
+    }
+    for (Index t = 0; t < steps; ++t) {
+      b.xs.push_back(one_hot_rows(in[static_cast<std::size_t>(t)], input_size()));
+      for (Index r = 0; r < batch; ++r) {
+        b.classes.push_back(out[static_cast<std::size_t>(t)][static_cast<std::size_t>(r)]);
+        if (t >= steps - kLength) {
+          b.scored_rows.push_back(static_cast<std::int32_t>(t * batch + r));
+          b.acceptable.push_back(1u << out[static_cast<std::size_t>(t)][static_cast<std::size_t>(r)]);
+        }
+      }
+    }
+    return b;
+  }
+};
+
+// The embedded Reber grammar (Hochreiter & Schmidhuber 1997): B, then T or P, then a Reber
+// string, then the same T or P again, then E. The model predicts the next symbol; a prediction
+// counts as right when the grammar allows it, and the symbol before the final E can only be
+// predicted by remembering the second one. Sequences have their own lengths.
+class Reber : public Task {
+ public:
+  enum : std::int32_t { B, T, P, S, X, V, E, kCount };
+  std::string name() const override { return "reber"; }
+  Index input_size() const override { return kCount; }
+  Index output_size() const override { return kCount; }
+  LossKind loss() const override { return LossKind::kCrossEntropyEvery; }
+  double baseline(Index) const override { return std::log(static_cast<double>(kCount)); }
+  Batch sample(Index batch, Index, Rng& rng) const override {
+    std::vector<std::vector<std::int32_t>> strings;
+    std::vector<std::vector<std::uint32_t>> allowed;  // allowed next symbols after each position
+    Index longest = 0;
+    for (Index r = 0; r < batch; ++r) {
+      std::vector<std::int32_t> s;
+      std::vector<std::uint32_t> a;
+      generate(rng, s, a);
+      longest = std::max(longest, static_cast<Index>(s.size()) - 1);
+      strings.push_back(std::move(s));
+      allowed.push_back(std::move(a));
+    }
+    Batch b;
+    for (Index t = 0; t < longest; ++t) {
+      std::vector<std::int32_t> in;
+      for (Index r = 0; r < batch; ++r) {
+        const auto& s = strings[static_cast<std::size_t>(r)];
+        const bool valid = t + 1 < static_cast<Index>(s.size());
+        in.push_back(valid ? s[static_cast<std::size_t>(t)] : 0);
+        b.classes.push_back(valid ? s[static_cast<std::size_t>(t + 1)] : -1);
+        if (valid) {
+          b.scored_rows.push_back(static_cast<std::int32_t>(t * batch + r));
+          b.acceptable.push_back(allowed[static_cast<std::size_t>(r)][static_cast<std::size_t>(t)]);
+        }
+      }
+      b.xs.push_back(one_hot_rows(in, kCount));
+      if (t == 0) {
+        for (Index r = 0; r < batch; ++r) b.xs[0](r, 0) = 1;  // every string starts with B
+      }
+    }
+    for (const auto& s : strings) b.lengths.push_back(static_cast<std::int32_t>(s.size()) - 1);
+    return b;
+  }
+
+ private:
+  static std::uint32_t bit(std::int32_t s) { return 1u << s; }
+  // Appends a Reber string (B ... E) and, per symbol, the set of symbols allowed after it.
+  static void inner(Rng& rng, std::vector<std::int32_t>& s, std::vector<std::uint32_t>& a) {
+    // node -> two (symbol, next node) choices; node 5 ends with E.
+    static constexpr std::array<std::array<std::pair<std::int32_t, int>, 2>, 5> graph{{
+        {{{T, 1}, {P, 2}}}, {{{S, 1}, {X, 3}}}, {{{T, 2}, {V, 4}}}, {{{X, 2}, {S, 5}}}, {{{P, 3}, {V, 5}}}}};
+    std::bernoulli_distribution coin(0.5);
+    s.push_back(B);
+    a.push_back(bit(T) | bit(P));
+    for (int node = 0; node != 5;) {
+      const auto& [sym, next] = graph[static_cast<std::size_t>(node)][coin(rng) ? 1 : 0];
+      s.push_back(sym);
+      node = next;
+      a.push_back(node == 5 ? bit(E)
+                            : bit(graph[static_cast<std::size_t>(node)][0].first) |
+                                  bit(graph[static_cast<std::size_t>(node)][1].first));
+    }
+    s.push_back(E);
+  }
+  static void generate(Rng& rng, std::vector<std::int32_t>& s, std::vector<std::uint32_t>& a) {
+    std::bernoulli_distribution coin(0.5);
+    const std::int32_t outer = coin(rng) ? T : P;
+    s = {B, outer};
+    a = {bit(T) | bit(P), bit(B)};
+    inner(rng, s, a);
+    a.push_back(bit(outer));  // after the inner E: only the remembered symbol
+    s.push_back(outer);
+    a.push_back(bit(E));
+    s.push_back(E);
+    // `a` has one entry per symbol but the last; it describes what may follow each.
+    a.resize(s.size() - 1);
+  }
+};
+
+// Predicting the next value of a sine wave of random frequency and phase. Predicting 0 scores
+// the wave's mean square, 0.5.
+class Sine : public Task {
+ public:
+  std::string name() const override { return "sine"; }
+  Index input_size() const override { return 1; }
+  Index output_size() const override { return 1; }
+  LossKind loss() const override { return LossKind::kMseEvery; }
+  double baseline(Index) const override { return 0.5; }
+  Batch sample(Index batch, Index steps, Rng& rng) const override {
+    Batch b;
+    std::uniform_real_distribution<double> freq(0.1, 0.5), phase(0, 2 * std::numbers::pi);
+    b.xs.assign(static_cast<std::size_t>(steps), Matrix<float>(batch, 1));
+    b.target.resize(steps * batch, 1);
+    for (Index r = 0; r < batch; ++r) {
+      const double w = freq(rng), p = phase(rng);
+      for (Index t = 0; t < steps; ++t) {
+        b.xs[static_cast<std::size_t>(t)](r, 0) = static_cast<float>(std::sin(w * static_cast<double>(t) + p));
+        b.target(t * batch + r, 0) = static_cast<float>(std::sin(w * static_cast<double>(t + 1) + p));
+      }
+    }
+    return b;
+  }
+};
+
+// Character-level language modelling on a text file: predict each next byte. The baseline is
+// the unigram entropy of the text, what a model that knows only character frequencies scores.
+class Text : public Task {
+ public:
+  explicit Text(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw FileError(fmt::format("text: cannot open '{}'", path));
+    text_.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    if (text_.size() < 3) throw FileError(fmt::format("text: '{}' has {} characters, too few to learn from", path, text_.size()));
+    std::map<unsigned char, std::size_t> counts;
+    for (char c : text_) ++counts[static_cast<unsigned char>(c)];
+    for (const auto& [c, n] : counts) {
+      index_[c] = static_cast<std::int32_t>(alphabet_.size());
+      alphabet_.push_back(static_cast<char>(c));
+      const double p = static_cast<double>(n) / static_cast<double>(text_.size());
+      entropy_ -= p * std::log(p);
+    }
+  }
+  std::string name() const override { return "text"; }
+  Index input_size() const override { return static_cast<Index>(alphabet_.size()); }
+  Index output_size() const override { return static_cast<Index>(alphabet_.size()); }
+  LossKind loss() const override { return LossKind::kCrossEntropyEvery; }
+  bool embeds() const override { return true; }
+  double baseline(Index) const override { return entropy_; }
+  std::string decode(std::int32_t id) const override { return std::string(1, alphabet_[static_cast<std::size_t>(id)]); }
+  std::int32_t encode(char c) const override { return index_.at(static_cast<unsigned char>(c)); }
+  Batch sample(Index batch, Index steps, Rng& rng) const override {
+    steps = std::min<Index>(steps, static_cast<Index>(text_.size()) - 1);
+    std::uniform_int_distribution<std::size_t> start(0, text_.size() - static_cast<std::size_t>(steps) - 1);
+    Batch b;
+    b.ids.resize(static_cast<std::size_t>(steps * batch));
+    b.classes.resize(static_cast<std::size_t>(steps * batch));
+    for (Index r = 0; r < batch; ++r) {
+      const std::size_t s = start(rng);
+      for (Index t = 0; t < steps; ++t) {
+        const auto row = static_cast<std::size_t>(t * batch + r);
+        b.ids[row] = encode(text_[s + static_cast<std::size_t>(t)]);
+        b.classes[row] = encode(text_[s + static_cast<std::size_t>(t) + 1]);
+      }
+    }
+    b.xs.resize(static_cast<std::size_t>(steps));  // inputs come from ids
+    return b;
+  }
+
+ private:
+  std::string text_;
+  std::vector<char> alphabet_;
+  std::map<unsigned char, std::int32_t> index_;
+  double entropy_ = 0;
+};
+
+}  // namespace
+
+const std::vector<std::string>& task_names() {
+  static const std::vector<std::string> names{"adding", "copy", "reber", "sine", "text"};
+  return names;
+}
+
+std::unique_ptr<Task> make_task(const std::string& name, const std::string& text_file) {
+  if (name == "adding") return std::make_unique<Adding>();
+  if (name == "copy") return std::make_unique<Copy>();
+  if (name == "reber") return std::make_unique<Reber>();
+  if (name == "sine") return std::make_unique<Sine>();
+  if (name == "text") {
+    if (text_file.empty()) throw UsageError("the text task needs --text FILE");
+    return std::make_unique<Text>(text_file);
+  }
+  throw UsageError(fmt::format("unknown task '{}' (expected adding, copy, reber, sine or text)", name));
+}
+
+}  // namespace rwd::cli

@@ -1,0 +1,252 @@
+#include "train.hpp"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <numeric>
+
+namespace rwd::cli {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+std::string duration(double s) {
+  if (s < 60) return fmt::format("{:.0f}s", s);
+  if (s < 3600) return fmt::format("{:.0f}m{:02.0f}s", std::floor(s / 60), std::fmod(s, 60));
+  return fmt::format("{:.0f}h{:02.0f}m", std::floor(s / 3600), std::fmod(s / 60, 60));
+}
+
+// Embedding (text only) -> recurrent stack -> linear head, and the loss of one batch.
+template <class Layer>
+class Model {
+ public:
+  using T = float;
+  Model(const Task& task, const TrainOptions& o, Layer layer, Rng& rng)
+      : task_(task),
+        layer_(std::move(layer)),
+        head_({.in = o.hidden * (o.bidirectional ? 2 : 1), .out = task.output_size(), .prefix = "head."}, rng) {
+    if (task.embeds()) embedding_.emplace(typename layers::Embedding<T>::Options{task.input_size(), o.embed, "embedding."}, rng);
+  }
+
+  std::vector<Parameter<T>*> parameters() {
+    std::vector<Parameter<T>*> all;
+    if (embedding_) layers::append(all, embedding_->named_parameters());
+    layers::append(all, layer_.named_parameters());
+    layers::append(all, head_.named_parameters());
+    return all;
+  }
+
+  std::vector<Var<T>> inputs(Tape<T>& tape, const Batch& b, Index batch) {
+    std::vector<Var<T>> xs;
+    for (std::size_t t = 0; t < b.xs.size(); ++t) {
+      if (embedding_) {
+        xs.push_back((*embedding_)(tape, std::span(b.ids).subspan(t * static_cast<std::size_t>(batch), static_cast<std::size_t>(batch))));
+      } else {
+        xs.push_back(tape.constant(b.xs[t]));
+      }
+    }
+    return xs;
+  }
+
+  // Records the loss; `logits` receives the per-row outputs used for accuracy.
+  Var<T> loss(Tape<T>& tape, const Batch& b, Index batch, Var<T>* logits) {
+    const auto out = layer_(tape, inputs(tape, b, batch), {.lengths = b.lengths});
+    switch (task_.loss()) {
+      case LossKind::kMseLast:
+        return mse(head_(tape, out.outputs.back()), tape.constant(b.target));
+      case LossKind::kMseEvery:
+        return mse(head_(tape, concat_rows(out.outputs)), tape.constant(b.target));
+      case LossKind::kCrossEntropyEvery: {
+        *logits = head_(tape, concat_rows(out.outputs));
+        valid_rows_.clear();
+        valid_classes_.clear();
+        for (std::size_t r = 0; r < b.classes.size(); ++r) {
+          if (b.classes[r] >= 0) {
+            valid_rows_.push_back(static_cast<std::int32_t>(r));
+            valid_classes_.push_back(b.classes[r]);
+          }
+        }
+        if (valid_rows_.size() == b.classes.size()) return cross_entropy(*logits, b.classes);
+        // Padded steps take no part: gather the valid rows (embedding works on any table).
+        return cross_entropy(embedding(*logits, valid_rows_), valid_classes_);
+      }
+    }
+    throw UsageError("unknown loss");
+  }
+
+  Layer& layer() { return layer_; }
+  layers::Linear<T>& head() { return head_; }
+  std::optional<layers::Embedding<T>>& embedder() { return embedding_; }
+
+ private:
+  const Task& task_;
+  Layer layer_;
+  layers::Linear<T> head_;
+  std::optional<layers::Embedding<T>> embedding_;
+  std::vector<std::int32_t> valid_rows_, valid_classes_;
+};
+
+double accuracy(const Batch& b, const ConstMap<float>& logits) {
+  std::size_t right = 0, total = 0;
+  const auto score = [&](Index row, std::uint32_t ok) {
+    Index best = 0;
+    logits.row(row).maxCoeff(&best);
+    right += (ok >> best) & 1u;
+    ++total;
+  };
+  if (!b.scored_rows.empty()) {
+    for (std::size_t k = 0; k < b.scored_rows.size(); ++k) score(b.scored_rows[k], b.acceptable[k]);
+  } else {
+    for (std::size_t r = 0; r < b.classes.size(); ++r) {
+      if (b.classes[r] >= 0) score(static_cast<Index>(r), 1u << b.classes[r]);
+    }
+  }
+  return total == 0 ? 0.0 : static_cast<double>(right) / static_cast<double>(total);
+}
+
+// Generates text one character at a time, carrying the recurrent state between steps.
+template <class Layer>
+std::string sample_text(Model<Layer>& model, const Task& task, long count, Rng& rng) {
+  using State = typename Layer::State;
+  Tape<float> tape;
+  std::vector<std::array<Matrix<float>, std::tuple_size_v<State>>> carried;
+  std::int32_t id = 0;
+  std::string text = task.decode(id);
+  for (long k = 0; k < count; ++k) {
+    tape.clear();
+    typename Layer::Call call;
+    for (const auto& c : carried) {
+      State s;
+      for (std::size_t j = 0; j < s.size(); ++j) s[j] = tape.constant(c[j]);
+      call.initial.push_back(s);
+    }
+    const std::vector<std::int32_t> ids{id};
+    std::vector<Var<float>> xs{(*model.embedder())(tape, ids)};
+    auto out = model.layer()(tape, xs, call);
+    const Matrix<float> p = softmax_rows(scale(model.head()(tape, out.outputs[0]), 1.0f / 0.8f)).value();
+    std::discrete_distribution<std::int32_t> pick(p.data(), p.data() + p.size());
+    id = pick(rng);
+    text += task.decode(id);
+    carried.clear();
+    for (const State& s : out.final_states) {
+      std::array<Matrix<float>, std::tuple_size_v<State>> c;
+      for (std::size_t j = 0; j < s.size(); ++j) c[j] = s[j].value();
+      carried.push_back(c);
+    }
+  }
+  return text;
+}
+
+template <class Layer>
+TrainResult run(const Task& task, const TrainOptions& o, Layer layer, Rng& rng, std::ostream& out) {
+  Model<Layer> model(task, o, std::move(layer), rng);
+  auto params = model.parameters();
+  auto opt = optim::make_optimizer<float>(o.optimizer, params, o.lr);
+  TrainResult result;
+  result.parameters = layers::parameter_count(params);
+  result.baseline = task.baseline(o.seq_len);
+  std::ofstream log;
+  if (!o.log.empty()) {
+    log.open(o.log);
+    if (!log) throw FileError(fmt::format("cannot write the log file '{}'", o.log));
+    log << "step,loss,accuracy,seconds\n";
+  }
+  const bool bar = o.progress == 1 || (o.progress == -1 && ::isatty(::fileno(stdout)) != 0);
+  const long every = o.log_every > 0 ? o.log_every : std::max<long>(1, o.steps / 20);
+  out << fmt::format("training {} ({} layer{}{}, hidden {}) on '{}': {} parameters, {} steps, batch {}, {} lr {}\n",
+                     o.cell, o.layers, o.layers > 1 ? "s" : "", o.bidirectional ? ", bidirectional" : "",
+                     o.hidden, task.name(), result.parameters, o.steps, o.batch, o.optimizer, o.lr);
+  Tape<float> tape;
+  const auto t0 = Clock::now();
+  double sum_loss = 0, sum_acc = 0;
+  long in_window = 0;
+  std::vector<double> recent;
+  for (long step = 1; step <= o.steps; ++step) {
+    tape.clear();
+    const Batch b = task.sample(o.batch, o.seq_len, rng);
+    Var<float> logits;
+    const Var<float> loss = model.loss(tape, b, o.batch, &logits);
+    opt->zero_grad();
+    tape.backward(loss);
+    if (o.clip > 0) optim::clip_grad_norm<float>(params, o.clip);
+    opt->step();
+    const double l = loss.item();
+    if (!std::isfinite(l)) throw UsageError(fmt::format("training diverged: loss is {} at step {}", l, step));
+    sum_loss += l;
+    if (task.has_accuracy()) sum_acc += accuracy(b, logits.value());
+    ++in_window;
+    recent.push_back(l);
+    if (recent.size() > 100) recent.erase(recent.begin());
+    if (step % every == 0 || step == o.steps) {
+      LogPoint p{step, sum_loss / static_cast<double>(in_window),
+                 task.has_accuracy() ? sum_acc / static_cast<double>(in_window) : -1.0, since(t0)};
+      result.curve.push_back(p);
+      if (log) log << fmt::format("{},{:.6g},{},{:.3f}\n", p.step, p.loss, p.accuracy >= 0 ? fmt::format("{:.4f}", p.accuracy) : "", p.seconds);
+      const double rate = static_cast<double>(step) / p.seconds;
+      const std::string acc = p.accuracy >= 0 ? fmt::format("  acc {:.3f}", p.accuracy) : "";
+      if (bar) {
+        const int width = 30, filled = static_cast<int>(width * step / o.steps);
+        out << fmt::format("\r[{}{}] {}/{}  loss {:.4f}{}  {:.1f} steps/s  ETA {}   ", std::string(static_cast<std::size_t>(filled), '='),
+                           std::string(static_cast<std::size_t>(width - filled), ' '), step, o.steps, p.loss, acc, rate,
+                           duration(static_cast<double>(o.steps - step) / rate))
+            << std::flush;
+      } else {
+        out << fmt::format("step {}/{}  loss {:.4f}{}  {:.1f} steps/s  {:.1f}s\n", step, o.steps, p.loss, acc, rate, p.seconds)
+            << std::flush;
+      }
+      sum_loss = sum_acc = 0;
+      in_window = 0;
+    }
+  }
+  if (bar) out << "\n";
+  result.seconds = since(t0);
+  result.final_loss = std::accumulate(recent.begin(), recent.end(), 0.0) / static_cast<double>(recent.size());
+  result.final_accuracy = result.curve.empty() ? -1 : result.curve.back().accuracy;
+  out << fmt::format("done: {} steps in {:.1f}s ({:.1f} steps/s)\n", o.steps, result.seconds,
+                     static_cast<double>(o.steps) / result.seconds);
+  out << fmt::format("final loss {:.5f} (mean of the last {} steps); without memory: {:.5f}\n", result.final_loss,
+                     recent.size(), result.baseline);
+  if (result.final_accuracy >= 0) out << fmt::format("accuracy {:.4f} (last interval)\n", result.final_accuracy);
+  out << fmt::format("parameters {}\n", result.parameters);
+  if (!o.save.empty()) {
+    layers::save_parameters(o.save, params,
+                            {{"task", o.task}, {"cell", o.cell}, {"hidden", std::to_string(o.hidden)},
+                             {"layers", std::to_string(o.layers)}, {"bidirectional", o.bidirectional ? "1" : "0"}});
+    out << "saved weights to " << o.save << "\n";
+  }
+  if (task.embeds() && o.sample > 0) {
+    result.sample = sample_text(model, task, o.sample, rng);
+    out << "sample:\n" << result.sample << "\n";
+  }
+  return result;
+}
+
+}  // namespace
+
+TrainResult train(const TrainOptions& o, std::ostream& out) {
+  if (o.hidden <= 0 || o.layers <= 0 || o.steps <= 0 || o.batch <= 0 || o.seq_len <= 0 || o.embed <= 0) {
+    throw UsageError("sizes and counts must be positive");
+  }
+  if (!(o.lr > 0)) throw UsageError(fmt::format("--lr must be positive, got {}", o.lr));
+  const auto task = make_task(o.task, o.text);
+  Rng rng(o.seed);
+  const Index input = task->embeds() ? o.embed : task->input_size();
+  if (o.cell == "lstm") {
+    return run(*task, o, layers::Lstm<float>({input, o.hidden, o.layers, o.bidirectional}, rng), rng, out);
+  }
+  if (o.cell == "gru") {
+    return run(*task, o, layers::Gru<float>({input, o.hidden, o.layers, o.bidirectional}, rng), rng, out);
+  }
+  if (o.cell == "rnn") {
+    return run(*task, o, layers::Rnn<float>({input, o.hidden, o.layers, o.bidirectional}, rng), rng, out);
+  }
+  throw UsageError(fmt::format("unknown cell '{}' (expected rnn, lstm or gru)", o.cell));
+}
+
+}  // namespace rwd::cli
