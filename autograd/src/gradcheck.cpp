@@ -152,6 +152,42 @@ GradcheckReport gradcheck(const GradcheckFunction& f, const std::vector<NamedTen
   return report;
 }
 
+std::vector<OpCheck> blame(const Tape<double>& tape, const GradcheckOptions& options) {
+  std::vector<OpCheck> out;
+  for (std::size_t i = 0; i < tape.size(); ++i) {
+    const Op& op = tape.op(i);
+    const bool skip = std::visit(
+        [](const auto& o) {
+          using O = std::decay_t<decltype(o)>;
+          return kIsLeaf<O> || stops_gradient<O>();
+        },
+        op);
+    if (skip) continue;
+    std::vector<NamedTensor> inputs;
+    Index elements = 0;
+    for (std::uint32_t j : tape.inputs_of(i)) {
+      inputs.push_back({fmt::format("input {}", inputs.size()), Mat(tape.value(j))});
+      elements += inputs.back().value.size();
+    }
+    GradcheckOptions o = options;
+    o.fast = options.fast || elements > 256;
+    const Op recorded = op;  // attributes point into `tape`, which outlives this check
+    const GradcheckReport r = gradcheck(
+        [&](Tape<double>& t, std::span<const Var<double>> in) { return t.record(recorded, in); }, inputs, {}, o);
+    OpCheck c;
+    c.node = i;
+    c.op = std::string(tape.op_name(i));
+    c.scope = tape.scope_path(i);
+    c.passed = r.passed();
+    for (const TensorCheck& t : r.tensors) {
+      c.max_abs_error = std::max(c.max_abs_error, t.max_abs_error);
+      c.max_rel_error = std::max(c.max_rel_error, t.max_rel_error);
+    }
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
 bool GradcheckReport::passed() const {
   return std::all_of(tensors.begin(), tensors.end(), [](const TensorCheck& c) { return c.passed; });
 }

@@ -123,6 +123,9 @@ Var<T> Tape<T>::record(const Op& op, std::span<const Var<T>> inputs) {
             o.template forward<T>(Inputs<T>(refs_.data(), count),
                                   MutMap<T>(node.value, ys.rows, ys.cols));
           }
+          if (anomaly_) {
+            check_finite(name, current_scope_, "its value", TensorRef<T>{node.value, ys.rows, ys.cols});
+          }
           node.first_input = static_cast<std::uint32_t>(edges_.size());
           node.num_inputs = static_cast<std::uint32_t>(count);
           node.scope = current_scope_;
@@ -146,7 +149,67 @@ Var<T> Tape<T>::record_custom(std::shared_ptr<const CustomOp<T>> fn,
 // ---- the reverse sweep --------------------------------------------------------------------------
 
 template <class T>
-void Tape<T>::backward(const Var<T>& loss) {
+void Tape<T>::gather_inputs(const Node& n) {
+  refs_.clear();
+  for (std::uint32_t k = 0; k < n.num_inputs; ++k) {
+    const Node& x = nodes_[edges_[n.first_input + k]];
+    refs_.push_back(TensorRef<T>{x.value, x.rows, x.cols});
+  }
+}
+
+template <class T>
+void Tape<T>::call_backward(const Node& n, Grads<T>& g) {
+  std::visit(
+      [&](const auto& o) {
+        using O = std::decay_t<decltype(o)>;
+        if constexpr (!kIsLeaf<O>) {
+          o.template backward<T>(Inputs<T>(refs_.data(), static_cast<int>(n.num_inputs)),
+                                 ConstMap<T>(n.value, n.rows, n.cols),
+                                 ConstMap<T>(n.grad, n.rows, n.cols), g);
+        }
+      },
+      n.op);
+}
+
+template <class T>
+Matrix<T> Tape<T>::contribution(std::size_t i, int k) {
+  const Node& n = nodes_.at(i);
+  if (k < 0 || static_cast<std::uint32_t>(k) >= n.num_inputs) {
+    throw UsageError(fmt::format("contribution: node {} ({}) has no input {}", i, op_name(i), k));
+  }
+  const Node& x = nodes_[edges_[n.first_input + static_cast<std::uint32_t>(k)]];
+  Matrix<T> out = Matrix<T>::Zero(x.rows, x.cols);
+  if (backward_epoch_ == 0 || n.grad_epoch != epoch_ || !x.requires_grad) return out;
+  gather_inputs(n);
+  slots_.assign(n.num_inputs, TensorRef<T>{});
+  wants_.assign(n.num_inputs, 0);
+  slots_[static_cast<std::size_t>(k)] = TensorRef<T>{out.data(), x.rows, x.cols};
+  wants_[static_cast<std::size_t>(k)] = 1;
+  Grads<T> g(slots_.data(), wants_.data(), static_cast<int>(n.num_inputs));
+  call_backward(n, g);
+  return out;
+}
+
+template <class T>
+void Tape<T>::check_finite(std::string_view op, std::uint32_t scope, std::string_view what,
+                           const TensorRef<T>& t) const {
+  const ConstMap<T> m(t.data, t.rows, t.cols);
+  if (m.allFinite()) return;
+  std::string inputs;  // refs_ holds the op's inputs at both call sites
+  for (std::size_t k = 0; k < refs_.size(); ++k) {
+    const ConstMap<T> v(refs_[k].data, refs_[k].rows, refs_[k].cols);
+    inputs += fmt::format("{}{}x{}", k == 0 ? "" : ", ", v.rows(), v.cols());
+    if (v.size() > 0) inputs += fmt::format(" in [{:g}, {:g}]", v.minCoeff(), v.maxCoeff());
+  }
+  const std::string where = scope_string(scope);
+  throw NumericalError(fmt::format("anomaly: {} at {}: {} in {}; inputs: {}", op,
+                                   where.empty() ? "the top level" : where,
+                                   m.array().isNaN().any() ? "NaN" : "Inf", what,
+                                   inputs.empty() ? "none" : inputs));
+}
+
+template <class T>
+void Tape<T>::backward(const Var<T>& loss, const BackwardOptions& options) {
   const Node& l = checked(loss, "backward");
   if (l.rows != 1 || l.cols != 1) {
     throw UsageError(fmt::format(
@@ -154,6 +217,7 @@ void Tape<T>::backward(const Var<T>& loss) {
   }
   ++epoch_;
   backward_epoch_ = epoch_;
+  last_loss_ = loss.index_;
   grads_.reset();
   if (!l.requires_grad) return;  // the loss depends on no input or parameter
   {
@@ -167,7 +231,7 @@ void Tape<T>::backward(const Var<T>& loss) {
     const Node& n = nodes_[i];
     if (n.grad_epoch != epoch_ || n.num_inputs == 0) continue;
     const int count = static_cast<int>(n.num_inputs);
-    refs_.clear();
+    gather_inputs(n);
     slots_.clear();
     wants_.clear();
     accumulate_.clear();
@@ -176,7 +240,6 @@ void Tape<T>::backward(const Var<T>& loss) {
     std::size_t scratch = 0;
     for (int k = 0; k < count; ++k) {
       Node& x = nodes_[edges_[n.first_input + k]];
-      refs_.push_back(TensorRef<T>{x.value, x.rows, x.cols});
       wants_.push_back(x.requires_grad ? 1 : 0);
       TensorRef<T> slot{nullptr, x.rows, x.cols};
       if (x.requires_grad) {
@@ -195,21 +258,26 @@ void Tape<T>::backward(const Var<T>& loss) {
     if (scratch > scratch_.size()) scratch_.resize(scratch);
     for (const auto& [k, offset] : accumulate_) slots_[k].data = scratch_.data() + offset;
     Grads<T> g(slots_.data(), wants_.data(), count);
-    std::visit(
-        [&](const auto& o) {
-          using O = std::decay_t<decltype(o)>;
-          if constexpr (!kIsLeaf<O>) {
-            o.template backward<T>(Inputs<T>(refs_.data(), count),
-                                   ConstMap<T>(n.value, n.rows, n.cols),
-                                   ConstMap<T>(n.grad, n.rows, n.cols), g);
-          }
-        },
-        n.op);
+    call_backward(n, g);
+    if (anomaly_) {
+      for (int k = 0; k < count; ++k) {
+        const TensorRef<T>& slot = slots_[static_cast<std::size_t>(k)];
+        if (!wants_[static_cast<std::size_t>(k)] || ConstMap<T>(slot.data, slot.rows, slot.cols).allFinite()) {
+          continue;
+        }
+        const ConstMap<T> gy(n.grad, n.rows, n.cols);
+        check_finite(op_name(i), n.scope,
+                     fmt::format("the gradient it returns for input {} (incoming gradient in "
+                                 "[{:g}, {:g}])", k, gy.minCoeff(), gy.maxCoeff()),
+                     slots_[static_cast<std::size_t>(k)]);
+      }
+    }
     for (const auto& [k, offset] : accumulate_) {
       Node& x = nodes_[edges_[n.first_input + k]];
       MutMap<T>(x.grad, x.rows, x.cols) += ConstMap<T>(slots_[k].data, x.rows, x.cols);
     }
   }
+  if (!options.accumulate_parameters) return;
   for (const ParamSlot& s : params_) {
     const Node& leaf = nodes_[s.node];
     if (leaf.grad_epoch != epoch_) continue;
@@ -341,8 +409,13 @@ std::string_view Tape<T>::label(std::size_t i) const {
 
 template <class T>
 std::string Tape<T>::scope_path(std::size_t i) const {
+  return scope_string(nodes_.at(i).scope);
+}
+
+template <class T>
+std::string Tape<T>::scope_string(std::uint32_t scope) const {
   std::vector<std::string_view> parts;
-  for (std::uint32_t s = nodes_.at(i).scope; s != 0; s = scopes_[s].parent) {
+  for (std::uint32_t s = scope; s != 0; s = scopes_[s].parent) {
     parts.push_back(scopes_[s].name);
   }
   std::string path;

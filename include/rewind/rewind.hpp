@@ -2,8 +2,10 @@
 // The one header a program includes.
 #pragma once
 
+#include "rewind/autograd/diagnostics.hpp"
 #include "rewind/autograd/functional.hpp"
 #include "rewind/autograd/gradcheck.hpp"
+#include "rewind/autograd/graphviz.hpp"
 #include "rewind/autograd/tape.hpp"
 #include "rewind/layers/layers.hpp"
 #include "rewind/optim/optimizer.hpp"

@@ -31,7 +31,7 @@ expect(2 "rewind: .*steps" train --steps 0)
 expect(2 "rewind: .*text.*(does not exist|File does not exist)" train --task text --text ${WORK_DIR}/missing.txt)
 expect(1 "rewind: --task text needs --text FILE" train --task text)
 expect(2 "rewind: .*subcommand" )
-expect(2 "rewind: unknown command .frobnicate. \\(commands: train\\)" frobnicate)
+expect(2 "rewind: unknown command .frobnicate. \\(commands: train, graph, check, diagnose\\)" frobnicate)
 expect(0 "final loss" train --task adding --steps 5 --batch 4 --seq-len 10 --hidden 8 --no-progress
        --save ${WORK_DIR}/w.safetensors --log ${WORK_DIR}/log.csv)
 file(READ ${WORK_DIR}/log.csv csv)

@@ -1,7 +1,8 @@
-// The `rewind` command. Subcommands: train (more follow: graph, check, diagnose).
+// The `rewind` command: train, graph, check, diagnose.
 #include <CLI/CLI.hpp>
 #include <iostream>
 
+#include "inspect.hpp"
 #include "train.hpp"
 
 using namespace rwd;
@@ -61,6 +62,42 @@ int main(int argc, char** argv) {
   train->add_flag("--progress", bar, "Always draw a progress bar");
   train->add_flag("--no-progress", lines, "Print plain lines, even on a terminal");
 
+  // graph, check, diagnose: a model recorded on a tape.
+  cli::ModelOptions m;
+  const auto model_options = [&](CLI::App* sub, long default_steps) {
+    m.steps = default_steps;
+    sub->add_option("--cell", m.cell, "Cell (mgu and peephole are the custom-cell examples)")
+        ->check(CLI::IsMember(cli::cell_names()))
+        ->capture_default_str();
+    sub->add_option("--steps", m.steps, "Time steps")->check(kCount)->capture_default_str();
+    sub->add_option("--layers", m.layers, "Stacked layers")->check(kCount)->capture_default_str();
+    sub->add_flag("--bidirectional", m.bidirectional, "Bidirectional layers");
+    sub->add_option("--hidden", m.hidden, "Hidden units")->check(kCount)->capture_default_str();
+    sub->add_option("--input", m.input, "Input features")->check(kCount)->capture_default_str();
+    sub->add_option("--batch", m.batch, "Batch size")->check(kCount)->capture_default_str();
+    sub->add_option("--seed", m.seed, "Random seed")->capture_default_str();
+    sub->add_option("--forget-bias", m.forget_bias, "LSTM: add this to the forget gate's bias at init (Keras: 1)")
+        ->capture_default_str();
+  };
+  cli::GraphOptions g;
+  CLI::App* graph = app.add_subcommand("graph", "Draw the unrolled computation graph of a recurrent model");
+  model_options(graph, 4);
+  graph->add_flag("--rolled", g.rolled, "Fold the middle time steps into one node");
+  graph->add_flag("--grad", g.gradients, "Colour nodes by gradient norm (after a backward from the last step)");
+  graph->add_option("--depth", g.depth, "Scope levels drawn as clusters")->check(kNonNegativeCount)->capture_default_str();
+  graph->add_option("--max-nodes", g.max_nodes, "Fold until at most this many nodes are drawn (0: no limit)")
+      ->check(kNonNegativeCount);
+  graph->add_option("-o,--output", g.output, "Output file: .dot, .svg, .png or .pdf (default: DOT on stdout)");
+  bool fast = false;
+  CLI::App* check = app.add_subcommand("check", "Gradient-check a recurrent model in double, with blame on failure");
+  model_options(check, 4);
+  check->add_flag("--fast", fast, "Random directions instead of every element");
+  cli::DiagnoseOptions d;
+  CLI::App* diagnose = app.add_subcommand("diagnose", "Show how gradients vanish or explode through time");
+  model_options(diagnose, 100);
+  diagnose->add_option("-o,--output", d.output, "Prefix of the CSV, JSON and SVG files")->capture_default_str();
+  diagnose->add_option("--probes", d.probes, "Random probes for the Jacobian norm")->check(kCount)->capture_default_str();
+
   if (argc > 1 && argv[1][0] != '-') {
     bool known = false;
     std::string names;
@@ -88,6 +125,15 @@ int main(int argc, char** argv) {
       if (t.task == "text" && t.text.empty()) throw UsageError("--task text needs --text FILE");
       t.progress = bar ? 1 : lines ? 0 : -1;
       cli::train(t, std::cout);
+    } else if (graph->parsed()) {
+      cli::graph(m, g, std::cout);
+    } else if (check->parsed()) {
+      return cli::check(m, fast, std::cout) ? 0 : 1;
+    } else if (diagnose->parsed()) {
+      if (diagnose->count("--hidden") == 0) m.hidden = 32;
+      if (diagnose->count("--batch") == 0) m.batch = 16;
+      if (diagnose->count("--input") == 0) m.input = 8;
+      cli::diagnose(m, d, std::cout);
     }
   } catch (const std::exception& e) {
     std::cerr << "rewind: " << e.what() << "\n";

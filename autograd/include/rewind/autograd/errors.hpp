@@ -20,6 +20,13 @@ class UsageError : public std::logic_error {
   using std::logic_error::logic_error;
 };
 
+/// Anomaly mode found a NaN or Inf where an op produced a value or a gradient. The message names
+/// the op, its scope (layer, time step, gate), its input shapes and their ranges.
+class NumericalError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 /// A file could not be read or written, or its contents are not what they claim (a truncated or
 /// corrupt weight file). Nothing was changed when it is thrown.
 class FileError : public std::runtime_error {

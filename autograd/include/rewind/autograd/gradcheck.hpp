@@ -81,4 +81,21 @@ GradcheckReport gradcheck(const GradcheckFunction& f, const std::vector<NamedTen
                           const std::vector<Parameter<double>*>& params = {},
                           const GradcheckOptions& options = {});
 
+/// The outcome of checking one recorded op on its own.
+struct OpCheck {
+  std::size_t node = 0;
+  std::string op;     ///< op name (a custom op's own name)
+  std::string scope;  ///< where it was recorded: `layer0/fwd/t3/f`
+  double max_abs_error = 0;
+  double max_rel_error = 0;
+  bool passed = true;
+};
+
+/// Blame: checks the backward of every op recorded on `tape` on its own, against central
+/// differences of that op alone at the inputs it was recorded with (a random contraction of
+/// its output; exhaustive for small inputs, random directions for large ones). When a
+/// gradient check of a whole model fails, the failing entries name the op, its scope (layer,
+/// time step, gate) and its error. Ops that stop the gradient (detach) are skipped.
+std::vector<OpCheck> blame(const Tape<double>& tape, const GradcheckOptions& options = {});
+
 }  // namespace rwd

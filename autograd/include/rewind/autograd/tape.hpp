@@ -79,6 +79,12 @@ class [[nodiscard]] ScopeGuard {
   Tape<T>* tape_;
 };
 
+struct BackwardOptions {
+  /// Add the parameters' gradients into Parameter::grad (the usual case). Diagnostics that run
+  /// extra sweeps over a recording turn it off so a training step's gradients stay as they are.
+  bool accumulate_parameters = true;
+};
+
 template <class T>
 class Tape {
  public:
@@ -98,6 +104,13 @@ class Tape {
   /// the same leaf), and after backward the leaf's gradient is added into `p.grad`. The
   /// parameter must outlive the recording.
   Var<T> param(Parameter<T>& p);
+  /// The leaf bound to `p` in this recording, if it was recorded.
+  std::optional<std::size_t> find_param(const Parameter<T>& p) const {
+    for (const ParamSlot& s : params_) {
+      if (s.param == &p) return s.node;
+    }
+    return std::nullopt;
+  }
 
   // ---- ops ----------------------------------------------------------------------------------
   /// Records one primitive: checks the inputs (same tape, not stale, arity, shapes) and runs
@@ -115,7 +128,13 @@ class Tape {
   // ---- gradients ----------------------------------------------------------------------------
   /// Reverse sweep from a 1x1 loss. Nodes that do not depend on an input or parameter, or from
   /// which the loss cannot be reached, are skipped. See the file comment for repeated calls.
-  void backward(const Var<T>& loss);
+  void backward(const Var<T>& loss, const BackwardOptions& options = {});
+
+  /// Anomaly mode: every value an op records and every gradient it returns is checked as it is
+  /// made; the first NaN or Inf throws NumericalError naming the op, its scope, its input shapes
+  /// and their ranges. Off by default; it costs one pass over each tensor (see the README).
+  void set_anomaly_mode(bool on) { anomaly_ = on; }
+  bool anomaly_mode() const { return anomaly_; }
 
   /// Forgets the recording (all Vars go stale) and keeps every buffer for the next one.
   /// Scopes that are open stay open.
@@ -145,6 +164,15 @@ class Tape {
   std::string scope_path(std::size_t i) const;
   /// Whether backward ran since the last clear().
   bool has_backward() const { return backward_epoch_ != 0; }
+  /// The node the latest backward started from.
+  std::optional<std::size_t> last_loss() const {
+    if (backward_epoch_ == 0) return std::nullopt;
+    return last_loss_;
+  }
+  /// What node i's op sent to its k-th input in the latest backward: that input's gradient is
+  /// the sum of these over its consumers (e.g. one time step's share of dL/dW). Recomputed by
+  /// calling the op's backward again; zeros if node i received no gradient.
+  Matrix<T> contribution(std::size_t i, int k);
   /// Bytes of storage held across clear() (node records, arenas, tables).
   std::size_t capacity_bytes() const;
 
@@ -174,6 +202,11 @@ class Tape {
   };
 
   const Node& checked(const Var<T>& v, std::string_view who) const;
+  void gather_inputs(const Node& n);  // fills refs_ with n's inputs
+  void call_backward(const Node& n, Grads<T>& g);
+  void check_finite(std::string_view op, std::uint32_t scope, std::string_view what,
+                    const TensorRef<T>& t) const;
+  std::string scope_string(std::uint32_t scope) const;
   Var<T> leaf(const Op& op, const Eigen::Ref<const Matrix<T>>& value, bool requires_grad);
   std::uint32_t add_label(std::string_view label);
   T* grad_of(std::uint32_t i);  // gradient for reading: zeros when none flowed
@@ -198,6 +231,8 @@ class Tape {
   std::uint32_t generation_ = 1;
   std::uint32_t epoch_ = 0;
   std::uint32_t backward_epoch_ = 0;  // epoch of this recording's latest backward, 0 if none
+  std::size_t last_loss_ = 0;
+  bool anomaly_ = false;
 };
 
 extern template class Tape<float>;

@@ -26,10 +26,19 @@ class LstmCell : public RecurrentWeights<T> {
     Index hidden = 0;
     bool bias = true;
     std::string suffix;
+    /// Added to the forget gate's part of bias_ih at initialisation. 0 is PyTorch's init;
+    /// 1 is Keras' unit_forget_bias (Gers et al. 2000, Jozefowicz et al. 2015): the forget
+    /// gate starts open, so gradients travel much further back through c.
+    double forget_bias = 0;
   };
 
   LstmCell(const Options& o, Rng& rng)
-      : RecurrentWeights<T>(o.input, o.hidden, 4, o.bias, o.suffix, rng), options_(o) {}
+      : RecurrentWeights<T>(o.input, o.hidden, 4, o.bias, o.suffix, rng), options_(o) {
+    if (o.forget_bias != 0) {
+      if (!o.bias) throw UsageError("LstmCell: forget_bias needs bias = true");
+      this->bias_ih.value.middleCols(o.hidden, o.hidden).array() += static_cast<T>(o.forget_bias);
+    }
+  }
 
   State step(Tape<T>& tape, const Var<T>& x, const State& s) {
     const Index hs = options_.hidden;

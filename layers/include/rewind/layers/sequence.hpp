@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include <rewind/autograd/diagnostics.hpp>
 #include <rewind/layers/gru_cell.hpp>
 #include <rewind/layers/lstm_cell.hpp>
 #include <rewind/layers/rnn_cell.hpp>
@@ -48,6 +49,8 @@ class Sequence {
   struct Output {
     std::vector<Var<T>> outputs;      ///< per step, batch × (directions·hidden)
     std::vector<State> final_states;  ///< h_n order
+    /// h_t of every layer and direction ("layer0/fwd", ...), for bptt_diagnostics.
+    std::vector<HiddenSeries<T>> hidden;
   };
 
   Sequence(std::string name, const SequenceOptions& options, Index input, const Factory& make)
@@ -84,6 +87,7 @@ class Sequence {
         auto run = unroll(cell, tape, std::span<const Var<T>>(in), s0,
                           {.reverse = d == 1, .lengths = call.lengths});
         out.final_states.push_back(run.state);
+        out.hidden.push_back({fmt::format("layer{}/{}", layer, d == 0 ? "fwd" : "bwd"), run.outputs, d == 1});
         per_direction.push_back(std::move(run.outputs));
       }
       std::vector<Var<T>> next(in.size());
@@ -159,12 +163,14 @@ class Lstm : public Sequence<LstmCell<T>> {
     bool bidirectional = false;
     double dropout = 0.0;
     bool bias = true;
+    double forget_bias = 0;  ///< see LstmCell::Options
   };
   Lstm(const Options& o, Rng& rng)
       : Sequence<LstmCell<T>>("Lstm", {o.num_layers, o.bidirectional, o.dropout}, o.input,
                               [&](int layer, bool reverse, Index input) {
-                                return LstmCell<T>(
-                                    {input, o.hidden, o.bias, detail::suffix(layer, reverse)}, rng);
+                                return LstmCell<T>({input, o.hidden, o.bias,
+                                                    detail::suffix(layer, reverse), o.forget_bias},
+                                                   rng);
                               }) {}
 };
 

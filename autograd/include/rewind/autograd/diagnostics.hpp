@@ -1,0 +1,72 @@
+// Backpropagation-through-time diagnostics, read off a tape after backward:
+//  - ‖dL/dh_t‖ for every step of every recorded sequence (the error signal reaching step t),
+//  - each step's share of dL/dW for every recurrent weight (what step t contributes to the
+//    weight's gradient: the consumers of the weight inside scope t<k>),
+//  - ‖∂h_T/∂h_t‖ (Frobenius, per sequence), estimated from vector-Jacobian products: a few
+//    extra reverse sweeps from random directions at h_T (Hutchinson's estimator); parameter
+//    gradients are left untouched and the tape's gradients are restored afterwards.
+// Output as CSV, JSON and an SVG line plot on a log scale.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "rewind/autograd/tape.hpp"
+
+namespace rwd {
+
+/// One recorded sequence of hidden states: its name (a scope such as "layer0/fwd"), h_t per
+/// step in time order, and whether it ran backwards in time (its last step is t = 0).
+template <class T>
+struct HiddenSeries {
+  std::string name;
+  std::vector<Var<T>> states;
+  bool reverse = false;
+};
+
+struct SeriesReport {
+  std::string name;
+  bool reverse = false;
+  std::vector<double> grad_norm;      ///< ‖dL/dh_t‖ per step t
+  std::vector<double> jacobian_norm;  ///< ‖∂h_T/∂h_t‖_F per sequence, per step t
+  std::vector<std::string> weights;   ///< recurrent weights whose shares are listed
+  std::vector<std::vector<double>> weight_share;  ///< [weight][t]: ‖step t's part‖ / Σ_t ‖·‖
+  /// Per-step factor by which ‖dL/dh_t‖ shrinks moving away from the loss, from a least-squares
+  /// fit of log10 ‖dL/dh_t‖ against the distance to the last step (< 1: vanishing).
+  double decay_per_step = 1;
+};
+
+struct BpttReport {
+  std::vector<SeriesReport> series;
+  std::string csv() const;   ///< series,t,grad_norm,jacobian_norm,<weight shares...>
+  std::string json() const;
+  /// A line plot of ‖dL/dh_t‖ and ‖∂h_T/∂h_t‖ against t, log scale.
+  std::string svg(const std::string& title) const;
+  /// A short text summary, one line per series.
+  std::string summary() const;
+};
+
+struct BpttOptions {
+  int probes = 8;  ///< random directions for ‖∂h_T/∂h_t‖
+  std::uint64_t seed = 1;
+};
+
+/// Needs a backward on the tape (the loss is Tape::last_loss()). `weights` are the recurrent
+/// weights whose per-step shares to report (parameters not on the tape are skipped).
+template <class T>
+BpttReport bptt_diagnostics(Tape<T>& tape, const std::vector<HiddenSeries<T>>& hidden,
+                            const std::vector<Parameter<T>*>& weights, const BpttOptions& options = {});
+
+/// A minimal SVG line plot (log or linear y), written in-house: Debian's gnuplot would be an
+/// external program to run, and this is all the plotting rewind needs.
+struct PlotSeries {
+  std::string name;
+  std::vector<double> y;  ///< at x = 0, 1, 2, ...
+  bool dashed = false;
+};
+std::string line_plot_svg(const std::string& title, const std::string& x_label,
+                          const std::string& y_label, const std::vector<PlotSeries>& series,
+                          bool log_y);
+
+}  // namespace rwd

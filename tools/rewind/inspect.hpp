@@ -1,0 +1,48 @@
+// `rewind graph`, `rewind check` and `rewind diagnose`: a recurrent model recorded on a tape,
+// drawn, gradient-checked (with blame), or examined for vanishing and exploding gradients.
+#pragma once
+
+#include <iosfwd>
+#include <string>
+
+#include <rewind/rewind.hpp>
+
+namespace rwd::cli {
+
+struct ModelOptions {
+  std::string cell = "lstm";  ///< rnn, rnn-relu, lstm, gru, mgu, peephole
+  Index input = 3;
+  Index hidden = 4;
+  Index batch = 2;
+  int layers = 1;
+  bool bidirectional = false;
+  long steps = 5;
+  std::uint64_t seed = 1;
+  double forget_bias = 0;  ///< LSTM only
+};
+
+/// The cells these commands know (the built-in ones and the two custom-cell examples).
+const std::vector<std::string>& cell_names();
+
+struct GraphOptions {
+  bool rolled = false;
+  bool gradients = false;
+  int depth = 4;
+  std::size_t max_nodes = 0;
+  std::string output;  ///< .dot, .svg, .png or .pdf
+};
+/// Records the model on a loss at the last step and writes its graph. Returns what was drawn.
+DotSummary graph(const ModelOptions& m, const GraphOptions& g, std::ostream& out);
+
+/// Gradient check in double over inputs, initial states and parameters; on failure, blame.
+/// Returns true when every tensor passes.
+bool check(const ModelOptions& m, bool fast, std::ostream& out);
+
+struct DiagnoseOptions {
+  std::string output = "diagnose";  ///< writes <output>.csv, .json, .svg
+  int probes = 8;
+};
+/// ‖dL/dh_t‖, per-step shares of dL/dW_hh and ‖∂h_T/∂h_t‖ for a loss at the last step.
+BpttReport diagnose(const ModelOptions& m, const DiagnoseOptions& d, std::ostream& out);
+
+}  // namespace rwd::cli
