@@ -1,9 +1,19 @@
 #include "rewind/autograd/tape.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <utility>
 
 namespace rwd {
+namespace {
+// One vectorised pass: x·0 is 0 for every finite x and NaN for NaN and ±Inf, and NaN survives
+// the sum. Anomaly mode checks every tensor; with Eigen's allFinite() it doubled an LSTM training
+// step (10.5 -> 22.7 ms, tools/bench), with this it costs 6% (10.2 -> 10.8 ms).
+template <class T>
+bool all_finite(const ConstMap<T>& m) {
+  return !std::isnan((m.array() * T(0)).sum());
+}
+}  // namespace
 
 template <class T>
 Tape<T>::Tape() {
@@ -194,7 +204,7 @@ template <class T>
 void Tape<T>::check_finite(std::string_view op, std::uint32_t scope, std::string_view what,
                            const TensorRef<T>& t) const {
   const ConstMap<T> m(t.data, t.rows, t.cols);
-  if (m.allFinite()) return;
+  if (all_finite(m)) return;
   std::string inputs;  // refs_ holds the op's inputs at both call sites
   for (std::size_t k = 0; k < refs_.size(); ++k) {
     const ConstMap<T> v(refs_[k].data, refs_[k].rows, refs_[k].cols);
@@ -262,7 +272,7 @@ void Tape<T>::backward(const Var<T>& loss, const BackwardOptions& options) {
     if (anomaly_) {
       for (int k = 0; k < count; ++k) {
         const TensorRef<T>& slot = slots_[static_cast<std::size_t>(k)];
-        if (!wants_[static_cast<std::size_t>(k)] || ConstMap<T>(slot.data, slot.rows, slot.cols).allFinite()) {
+        if (!wants_[static_cast<std::size_t>(k)] || all_finite(ConstMap<T>(slot.data, slot.rows, slot.cols))) {
           continue;
         }
         const ConstMap<T> gy(n.grad, n.rows, n.cols);

@@ -39,6 +39,22 @@ if(NOT csv MATCHES "^step,loss,accuracy,seconds\n1,")
   message(FATAL_ERROR "unexpected log:\n${csv}")
 endif()
 
+# graph, check, diagnose
+expect(0 "wrote .*g.svg: [0-9]+ nodes" graph --cell lstm --steps 3 -o ${WORK_DIR}/g.svg)
+expect(0 "steps folded" graph --cell gru --steps 50 --rolled --grad -o ${WORK_DIR}/g.png)
+expect(0 "wrote .*g.dot" graph --cell mgu --steps 3 --layers 2 --bidirectional -o ${WORK_DIR}/g.dot)
+expect(0 "digraph rewind" graph --cell rnn --steps 2)
+expect(1 "rewind: render: unsupported format 'gif'" graph -o ${WORK_DIR}/g.gif)
+expect(0 "gradcheck PASSED" check --cell peephole --steps 3)
+expect(0 "gradcheck PASSED: .* random directions" check --cell lstm --layers 2 --bidirectional --fast)
+expect(0 "per step away from the loss" diagnose --cell rnn --steps 30 -o ${WORK_DIR}/d)
+expect(1 "rewind: --forget-bias applies to the lstm cell only" diagnose --cell gru --forget-bias 1)
+foreach(f g.svg g.png g.dot d.csv d.json d.svg)
+  if(NOT EXISTS ${WORK_DIR}/${f})
+    message(FATAL_ERROR "missing ${f}")
+  endif()
+endforeach()
+
 # Python reads the weights with json and numpy alone.
 execute_process(
   COMMAND ${PYTHON} -c "

@@ -7,6 +7,7 @@
 #include <random>
 #include <sstream>
 
+#include "inspect.hpp"
 #include "train.hpp"
 
 using namespace rwd;
@@ -86,6 +87,22 @@ BOOST_AUTO_TEST_CASE(bad_options_are_refused) {
   BOOST_CHECK_THROW(quiet({.optimizer = "lbfgs"}), UsageError);
   BOOST_CHECK_THROW(quiet({.hidden = 0}), UsageError);
   BOOST_CHECK_THROW(quiet({.task = "text", .text = "/nonexistent/file.txt"}), FileError);
+}
+
+BOOST_AUTO_TEST_CASE(a_tanh_rnn_forgets_faster_than_an_lstm_with_an_open_forget_gate) {
+  std::ostringstream out;
+  const auto dir = std::filesystem::temp_directory_path();
+  const cli::ModelOptions base{.input = 8, .hidden = 32, .batch = 16, .steps = 60};
+  cli::ModelOptions rnn = base, lstm = base, lstm_pytorch = base;
+  rnn.cell = "rnn";
+  lstm.cell = lstm_pytorch.cell = "lstm";
+  lstm.forget_bias = 1;
+  const double r = cli::diagnose(rnn, {.output = (dir / "rewind_d_rnn").string()}, out).series[0].decay_per_step;
+  const double l = cli::diagnose(lstm, {.output = (dir / "rewind_d_lstm").string()}, out).series[0].decay_per_step;
+  const double p = cli::diagnose(lstm_pytorch, {.output = (dir / "rewind_d_lstm0").string()}, out).series[0].decay_per_step;
+  BOOST_TEST_MESSAGE("decay per step: tanh RNN " << r << ", LSTM (forget bias 1) " << l << ", LSTM (PyTorch init) " << p);
+  BOOST_TEST(r < 0.8);      // exponential decay
+  BOOST_TEST(l > r + 0.1);  // much slower with the forget gate open
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -1,6 +1,10 @@
-// Per-op overhead of the tape: record and rewind a chain of cheap elementwise ops on a 1x8
-// tensor, the `tiny-ops` workload of ../shared/peers/torch_rnn_bench.py (y = tanh(0.9·y + 0.1),
-// 1000 times: 3000 ops, then backward). The reported time is per op, record + backward.
+// Benchmarks of the tape (Google Benchmark):
+//  - per-op overhead: record and rewind a chain of cheap elementwise ops on a 1x8 tensor, the
+//    `tiny-ops` workload of ../shared/peers/torch_rnn_bench.py (y = tanh(0.9·y + 0.1), 1000
+//    times: 3000 ops, then backward), reported per op;
+//  - a training step of the shared `train-lstm-128` workload (input 64, hidden 128, batch 32,
+//    50 steps, linear head to 64 classes, cross-entropy on every step, SGD), float;
+//  - both again with anomaly mode on, to measure its cost.
 #include <benchmark/benchmark.h>
 
 #include <rewind/rewind.hpp>
@@ -10,6 +14,7 @@ using namespace rwd;
 template <class T>
 static void BM_TinyOps(benchmark::State& state) {
   Tape<T> tape;
+  tape.set_anomaly_mode(state.range(0) != 0);
   const Matrix<T> x0 = Matrix<T>::Random(1, 8);
   for (auto _ : state) {
     tape.clear();
@@ -23,7 +28,35 @@ static void BM_TinyOps(benchmark::State& state) {
       3000.0 * static_cast<double>(state.iterations()),
       benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
 }
-BENCHMARK(BM_TinyOps<float>)->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_TinyOps<double>)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_TinyOps<float>)->Arg(0)->ArgName("anomaly")->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_TinyOps<double>)->Arg(0)->ArgName("anomaly")->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_TinyOps<float>)->Arg(1)->ArgName("anomaly")->Unit(benchmark::kMicrosecond);
+
+static void BM_TrainLstm128(benchmark::State& state) {
+  constexpr Index T = 50, B = 32, I = 64, H = 128, C = 64;
+  layers::Rng rng(0);
+  layers::Lstm<float> lstm({.input = I, .hidden = H}, rng);
+  layers::Linear<float> head({.in = H, .out = C}, rng);
+  auto params = lstm.named_parameters();
+  layers::append(params, head.named_parameters());
+  optim::Sgd<float> sgd(params, {.lr = 0.01});
+  std::vector<Matrix<float>> xs;
+  for (Index t = 0; t < T; ++t) xs.push_back(Matrix<float>::Random(B, I));
+  std::vector<std::int32_t> ys(static_cast<std::size_t>(T * B));
+  for (std::size_t k = 0; k < ys.size(); ++k) ys[k] = static_cast<std::int32_t>(k % C);
+  Tape<float> tape;
+  tape.set_anomaly_mode(state.range(0) != 0);
+  for (auto _ : state) {
+    tape.clear();
+    std::vector<Var<float>> in;
+    for (const auto& x : xs) in.push_back(tape.constant(x));
+    const auto out = lstm(tape, in);
+    sgd.zero_grad();
+    tape.backward(cross_entropy(head(tape, concat_rows(out.outputs)), ys));
+    sgd.step();
+  }
+}
+BENCHMARK(BM_TrainLstm128)->Arg(0)->ArgName("anomaly")->Unit(benchmark::kMillisecond)->MinTime(2.0);
+BENCHMARK(BM_TrainLstm128)->Arg(1)->ArgName("anomaly")->Unit(benchmark::kMillisecond)->MinTime(2.0);
 
 BENCHMARK_MAIN();
