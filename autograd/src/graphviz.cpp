@@ -374,8 +374,15 @@ DotSummary write_dot(const Tape<T>& tape, std::ostream& out, const DotOptions& o
 
 #if REWIND_HAVE_GVC
 namespace {
-std::mutex gv_mutex;          // Graphviz's error handler is global
+std::mutex gv_mutex;          // Graphviz's error handler and context are process-wide
 std::string* gv_errors = nullptr;
+// One context for the whole process, never freed: Graphviz 2.42 keeps a font cache across
+// contexts, and freeing one context then creating another reads freed memory in the text-size
+// code (AddressSanitizer caught it on the second render in one process).
+GVC_t* gv_context() {
+  static GVC_t* gvc = gvContext();
+  return gvc;
+}
 int collect_error(char* message) {
   if (gv_errors != nullptr) *gv_errors += message;
   return 0;
@@ -400,22 +407,17 @@ void render_dot(const std::string& dot, const std::filesystem::path& path, std::
     while (!detail.empty() && (detail.back() == '\n' || detail.back() == ' ')) detail.pop_back();
     throw FileError(fmt::format("render: {}{}{}", what, detail.empty() ? "" : ": ", detail));
   };
-  GVC_t* gvc = gvContext();
+  GVC_t* gvc = gv_context();
   if (gvc == nullptr) fail("Graphviz could not start");
   Agraph_t* g = agmemread(dot.c_str());
-  if (g == nullptr) {
-    gvFreeContext(gvc);
-    fail("Graphviz could not parse the graph");
-  }
+  if (g == nullptr) fail("Graphviz could not parse the graph");
   if (gvLayout(gvc, g, "dot") != 0) {
     agclose(g);
-    gvFreeContext(gvc);
     fail("Graphviz layout failed (is the dot layout plugin installed?)");
   }
   const int rc = gvRenderFilename(gvc, g, format.c_str(), path.string().c_str());
   gvFreeLayout(gvc, g);
   agclose(g);
-  gvFreeContext(gvc);
   if (rc != 0) fail(fmt::format("Graphviz could not write '{}' as {}", path.string(), format));
   agseterrf(previous);
   gv_errors = nullptr;

@@ -1,5 +1,6 @@
 // Explicit instantiations of the layers for float and double, so programs do not compile them.
 #include <rewind/layers/layers.hpp>
+#include <rewind/layers/summary.hpp>
 
 namespace rwd::layers {
 
@@ -37,6 +38,37 @@ Embedding<T>::Embedding(const Options& o, Rng& rng) {
 template <class T>
 Var<T> Embedding<T>::operator()(Tape<T>& tape, std::span<const std::int32_t> ids) {
   return embedding(tape.param(weight), ids);
+}
+
+std::string Summary::shape_string(const std::vector<Index>& shape) {
+  std::string s = "(";
+  for (std::size_t k = 0; k < shape.size(); ++k) {
+    s += (k ? ", " : "") + (shape[k] == kNone ? std::string("None") : std::to_string(shape[k]));
+  }
+  return s + (shape.size() == 1 ? ",)" : ")");
+}
+
+std::string Summary::str() const {
+  // Thousands separators, as Keras prints them.
+  const auto grouped = [](Index n) {
+    std::string d = std::to_string(n), out;
+    for (std::size_t k = 0; k < d.size(); ++k) {
+      if (k > 0 && (d.size() - k) % 3 == 0) out += ',';
+      out += d[k];
+    }
+    return out;
+  };
+  const std::string rule(72, '_'), double_rule(72, '=');
+  std::string s = fmt::format("Model: \"{}\"\n{}\n {:<30}{:<26}{:>12}\n{}\n", model_, rule, "Layer (type)",
+                              "Output Shape", "Param #", double_rule);
+  for (std::size_t k = 0; k < rows_.size(); ++k) {
+    const Row& r = rows_[k];
+    s += fmt::format(" {:<30}{:<26}{:>12}\n", fmt::format("{} ({})", r.name, r.kind), r.shape, grouped(r.params));
+    if (k + 1 < rows_.size()) s += "\n";
+  }
+  s += fmt::format("{}\nTotal params: {}\nTrainable params: {}\nNon-trainable params: 0\n{}\n", double_rule,
+                   grouped(total_), grouped(total_), rule);
+  return s;
 }
 
 template class Linear<float>;

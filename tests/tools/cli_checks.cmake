@@ -31,13 +31,15 @@ expect(2 "rewind: .*steps" train --steps 0)
 expect(2 "rewind: .*text.*(does not exist|File does not exist)" train --task text --text ${WORK_DIR}/missing.txt)
 expect(1 "rewind: --task text needs --text FILE" train --task text)
 expect(2 "rewind: .*subcommand" )
-expect(2 "rewind: unknown command .frobnicate. \\(commands: train, graph, check, diagnose\\)" frobnicate)
+expect(2 "rewind: unknown command .frobnicate. \\(commands: train, summary, graph, check, diagnose\\)" frobnicate)
 expect(0 "final loss" train --task adding --steps 5 --batch 4 --seq-len 10 --hidden 8 --no-progress
        --save ${WORK_DIR}/w.safetensors --log ${WORK_DIR}/log.csv)
 file(READ ${WORK_DIR}/log.csv csv)
 if(NOT csv MATCHES "^step,loss,accuracy,seconds\n1,")
   message(FATAL_ERROR "unexpected log:\n${csv}")
 endif()
+
+expect(0 "lstm \\(2xLstm bidir\\) +\\(None, 128\\).*Total params: " summary --task adding --cell lstm --hidden 64 --layers 2 --bidirectional)
 
 # graph, check, diagnose
 expect(0 "wrote .*g.svg: [0-9]+ nodes" graph --cell lstm --steps 3 -o ${WORK_DIR}/g.svg)

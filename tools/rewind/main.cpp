@@ -1,4 +1,4 @@
-// The `rewind` command: train, graph, check, diagnose.
+// The `rewind` command: train, summary, graph, check, diagnose.
 #include <CLI/CLI.hpp>
 #include <iostream>
 
@@ -61,6 +61,16 @@ int main(int argc, char** argv) {
       ->check(kNonNegativeCount)->capture_default_str();
   train->add_flag("--progress", bar, "Always draw a progress bar");
   train->add_flag("--no-progress", lines, "Print plain lines, even on a terminal");
+
+  CLI::App* summary = app.add_subcommand("summary", "Print the model `rewind train` builds, layer by layer");
+  summary->add_option("--task", t.task, "Task")->check(CLI::IsMember(cli::task_names()))->capture_default_str();
+  summary->add_option("--text", t.text, "Text file for --task text")->check(CLI::ExistingFile);
+  summary->add_option("--cell", t.cell, "Recurrent cell")->check(CLI::IsMember({"rnn", "lstm", "gru"}))->capture_default_str();
+  summary->add_option("--hidden", t.hidden, "Hidden units")->check(kCount)->capture_default_str();
+  summary->add_option("--layers", t.layers, "Stacked layers")->check(kCount)->capture_default_str();
+  summary->add_flag("--bidirectional", t.bidirectional, "Bidirectional layers");
+  summary->add_option("--seq-len", t.seq_len, "Sequence length")->check(kCount)->capture_default_str();
+  summary->add_option("--embed", t.embed, "Embedding width for --task text")->check(kCount)->capture_default_str();
 
   // graph, check, diagnose: a model recorded on a tape.
   cli::ModelOptions m;
@@ -125,6 +135,9 @@ int main(int argc, char** argv) {
       if (t.task == "text" && t.text.empty()) throw UsageError("--task text needs --text FILE");
       t.progress = bar ? 1 : lines ? 0 : -1;
       cli::train(t, std::cout);
+    } else if (summary->parsed()) {
+      if (t.task == "text" && t.text.empty()) throw UsageError("--task text needs --text FILE");
+      std::cout << cli::model_summary(t);
     } else if (graph->parsed()) {
       cli::graph(m, g, std::cout);
     } else if (check->parsed()) {

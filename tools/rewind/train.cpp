@@ -80,6 +80,17 @@ class Model {
     throw UsageError("unknown loss");
   }
 
+  layers::Summary summary(const TrainOptions& o) {
+    const bool every_step = task_.loss() != LossKind::kMseLast;
+    layers::Summary s(fmt::format("{} on {}", o.cell, task_.name()),
+                      embedding_ ? std::vector<Index>{layers::kNone, o.seq_len}
+                                 : std::vector<Index>{layers::kNone, o.seq_len, task_.input_size()});
+    if (embedding_) s.add("embedding", *embedding_);
+    s.add(o.cell, layer_, every_step);
+    s.add("head", head_);
+    return s;
+  }
+
   Layer& layer() { return layer_; }
   layers::Linear<T>& head() { return head_; }
   std::optional<layers::Embedding<T>>& embedder() { return embedding_; }
@@ -229,7 +240,9 @@ TrainResult run(const Task& task, const TrainOptions& o, Layer layer, Rng& rng, 
 
 }  // namespace
 
-TrainResult train(const TrainOptions& o, std::ostream& out) {
+// Calls f with the model the options describe.
+template <class F>
+auto with_model(const TrainOptions& o, F&& f) {
   if (o.hidden <= 0 || o.layers <= 0 || o.steps <= 0 || o.batch <= 0 || o.seq_len <= 0 || o.embed <= 0) {
     throw UsageError("sizes and counts must be positive");
   }
@@ -237,16 +250,21 @@ TrainResult train(const TrainOptions& o, std::ostream& out) {
   const auto task = make_task(o.task, o.text);
   Rng rng(o.seed);
   const Index input = task->embeds() ? o.embed : task->input_size();
-  if (o.cell == "lstm") {
-    return run(*task, o, layers::Lstm<float>({input, o.hidden, o.layers, o.bidirectional}, rng), rng, out);
-  }
-  if (o.cell == "gru") {
-    return run(*task, o, layers::Gru<float>({input, o.hidden, o.layers, o.bidirectional}, rng), rng, out);
-  }
-  if (o.cell == "rnn") {
-    return run(*task, o, layers::Rnn<float>({input, o.hidden, o.layers, o.bidirectional}, rng), rng, out);
-  }
+  if (o.cell == "lstm") return f(*task, layers::Lstm<float>({input, o.hidden, o.layers, o.bidirectional}, rng), rng);
+  if (o.cell == "gru") return f(*task, layers::Gru<float>({input, o.hidden, o.layers, o.bidirectional}, rng), rng);
+  if (o.cell == "rnn") return f(*task, layers::Rnn<float>({input, o.hidden, o.layers, o.bidirectional}, rng), rng);
   throw UsageError(fmt::format("unknown cell '{}' (expected rnn, lstm or gru)", o.cell));
+}
+
+std::string model_summary(const TrainOptions& o) {
+  return with_model(o, [&](const Task& task, auto layer, Rng& rng) {
+    Model<decltype(layer)> model(task, o, std::move(layer), rng);
+    return model.summary(o).str();
+  });
+}
+
+TrainResult train(const TrainOptions& o, std::ostream& out) {
+  return with_model(o, [&](const Task& task, auto layer, Rng& rng) { return run(task, o, std::move(layer), rng, out); });
 }
 
 }  // namespace rwd::cli

@@ -49,6 +49,9 @@ struct TrainResult {
   std::string sample;  ///< generated text (text task)
 };
 
+/// The model `train` would build, as a Keras-style table (`rewind summary`).
+std::string model_summary(const TrainOptions& options);
+
 /// Runs the whole training and prints progress and a summary to `out`.
 TrainResult train(const TrainOptions& options, std::ostream& out);
 

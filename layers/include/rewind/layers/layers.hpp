@@ -11,4 +11,5 @@
 #include <rewind/layers/rnn_cell.hpp>
 #include <rewind/layers/safetensors.hpp>
 #include <rewind/layers/sequence.hpp>
+#include <rewind/layers/summary.hpp>
 #include <rewind/layers/unroll.hpp>
