@@ -5,9 +5,9 @@
 #include "cell_demo.hpp"
 
 int main() {
-  const bool ok = demo_cell<MguCell<double>>("MGU", [](rwd::Index input, rwd::Index hidden,
-                                                       rwd::layers::Rng& rng) {
-    return MguCell<double>(input, hidden, rng);
-  });
+  const bool ok = demo_cell<MguCell<double>>(
+      "MGU", [](rwd::Index input, rwd::Index hidden, rwd::layers::Rng& rng) {
+        return MguCell<double>(input, hidden, rng);
+      });
   return ok ? 0 : 1;
 }

@@ -44,7 +44,9 @@ class MguCell {
 
   std::array<rwd::Index, 1> state_sizes() const { return {u_f.value.rows()}; }
   rwd::Index input_size() const { return w_f.value.cols(); }
-  std::vector<rwd::Parameter<T>*> named_parameters() { return {&w_f, &u_f, &b_f, &w_h, &u_h, &b_h}; }
+  std::vector<rwd::Parameter<T>*> named_parameters() {
+    return {&w_f, &u_f, &b_f, &w_h, &u_h, &b_h};
+  }
 
   rwd::Parameter<T> w_f, u_f, b_f, w_h, u_h, b_h;
 };

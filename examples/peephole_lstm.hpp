@@ -28,17 +28,33 @@ class PeepholeLstmCell : public rwd::layers::RecurrentWeights<T> {
     const Index n = this->hidden_size();
     const Var<T> z = this->input_part(tape, x) + this->hidden_part(tape, s[0]);
     const auto part = [&](Index k) { return slice_cols(z, k * n, (k + 1) * n); };
-    const auto peep = [&](Parameter<T>& p, const Var<T>& c) { return mul_row_vector(c, tape.param(p)); };
+    const auto peep = [&](Parameter<T>& p, const Var<T>& c) {
+      return mul_row_vector(c, tape.param(p));
+    };
     Var<T> i, f, g, o;
-    { auto scope = tape.scope("i"); i = sigmoid(part(0) + peep(p_i, s[1])); }
-    { auto scope = tape.scope("f"); f = sigmoid(part(1) + peep(p_f, s[1])); }
-    { auto scope = tape.scope("g"); g = tanh(part(2)); }
+    {
+      auto scope = tape.scope("i");
+      i = sigmoid(part(0) + peep(p_i, s[1]));
+    }
+    {
+      auto scope = tape.scope("f");
+      f = sigmoid(part(1) + peep(p_f, s[1]));
+    }
+    {
+      auto scope = tape.scope("g");
+      g = tanh(part(2));
+    }
     const Var<T> c = f * s[1] + i * g;
-    { auto scope = tape.scope("o"); o = sigmoid(part(3) + peep(p_o, c)); }
+    {
+      auto scope = tape.scope("o");
+      o = sigmoid(part(3) + peep(p_o, c));
+    }
     return {o * tanh(c), c};
   }
 
-  std::array<rwd::Index, 2> state_sizes() const { return {this->hidden_size(), this->hidden_size()}; }
+  std::array<rwd::Index, 2> state_sizes() const {
+    return {this->hidden_size(), this->hidden_size()};
+  }
   std::vector<rwd::Parameter<T>*> named_parameters() {
     auto all = rwd::layers::RecurrentWeights<T>::named_parameters();
     all.insert(all.end(), {&p_i, &p_f, &p_o});

@@ -15,8 +15,10 @@ int main() {
   }();
   tape.backward(loss);
   std::cout << "loss = " << loss.item() << "\n"
-            << "dloss/dx =\n" << x.grad() << "\n"
-            << "dloss/dw =\n" << w.grad << "\n\n";
+            << "dloss/dx =\n"
+            << x.grad() << "\n"
+            << "dloss/dw =\n"
+            << w.grad << "\n\n";
 
   std::cout << "the tape holds " << tape.size() << " nodes:\n";
   for (std::size_t i = 0; i < tape.size(); ++i) {

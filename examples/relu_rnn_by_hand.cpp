@@ -10,7 +10,8 @@ using namespace rwd;
 
 int main() {
   layers::Rng rng(0);
-  layers::RnnCell<double> cell({.input = 2, .hidden = 2, .activation = layers::Activation::kRelu}, rng);
+  layers::RnnCell<double> cell({.input = 2, .hidden = 2, .activation = layers::Activation::kRelu},
+                               rng);
   layers::Linear<double> readout({.in = 2, .out = 2}, rng);
   for (Parameter<double>* p : cell.named_parameters()) {
     p->value.setConstant(p->name.starts_with("weight") ? 1.0 : 0.0);

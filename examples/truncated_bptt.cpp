@@ -22,13 +22,15 @@ int main() {
   for (int t = 0; t < steps; ++t) ys.push_back(xs[static_cast<std::size_t>(t + 1)].col(0));
 
   Tape<double> tape;
-  std::array<Matrix<double>, 2> carried{Matrix<double>::Zero(batch, 8), Matrix<double>::Zero(batch, 8)};
+  std::array<Matrix<double>, 2> carried{Matrix<double>::Zero(batch, 8),
+                                        Matrix<double>::Zero(batch, 8)};
   for (auto* p : cell.named_parameters()) p->zero_grad();
   for (int start = 0; start < steps; start += chunk) {
     tape.clear();  // the tape holds one chunk at a time
     layers::LstmCell<double>::State state{tape.constant(carried[0]), tape.constant(carried[1])};
     std::vector<Var<double>> in, predictions, targets;
-    for (int t = start; t < start + chunk; ++t) in.push_back(tape.constant(xs[static_cast<std::size_t>(t)]));
+    for (int t = start; t < start + chunk; ++t)
+      in.push_back(tape.constant(xs[static_cast<std::size_t>(t)]));
     auto run = layers::unroll(cell, tape, in, state);
     for (int k = 0; k < chunk; ++k) {
       predictions.push_back(head(tape, run.outputs[static_cast<std::size_t>(k)]));

@@ -65,7 +65,8 @@ BpttReport bptt_diagnostics(Tape<T>& tape, const std::vector<HiddenSeries<T>>& h
       std::vector<double> norms(steps, 0.0);
       double total = 0;
       for (std::size_t t = 0; t < steps; ++t) {
-        norms[t] = parts[t].size() ? static_cast<double>(parts[t].template cast<double>().norm()) : 0.0;
+        norms[t] =
+            parts[t].size() ? static_cast<double>(parts[t].template cast<double>().norm()) : 0.0;
         total += norms[t];
       }
       for (double& v : norms) v = total > 0 ? v / total : 0.0;
@@ -76,7 +77,8 @@ BpttReport bptt_diagnostics(Tape<T>& tape, const std::vector<HiddenSeries<T>>& h
     double sx = 0, sy = 0, sxx = 0, sxy = 0, count = 0;
     for (std::size_t t = 0; t < steps; ++t) {
       if (!(s.grad_norm[t] > 0)) continue;
-      const double d = static_cast<double>(h.reverse ? t : steps - 1 - t), y = std::log10(s.grad_norm[t]);
+      const double d = static_cast<double>(h.reverse ? t : steps - 1 - t),
+                   y = std::log10(s.grad_norm[t]);
       sx += d, sy += y, sxx += d * d, sxy += d * y, ++count;
     }
     if (count >= 2 && count * sxx - sx * sx > 0) {
@@ -103,7 +105,8 @@ BpttReport bptt_diagnostics(Tape<T>& tape, const std::vector<HiddenSeries<T>>& h
         s.jacobian_norm[t] += g * g;
       }
     }
-    for (double& j : s.jacobian_norm) j = std::sqrt(j / options.probes / static_cast<double>(batch));
+    for (double& j : s.jacobian_norm)
+      j = std::sqrt(j / options.probes / static_cast<double>(batch));
   }
   tape.backward(loss, {.accumulate_parameters = false});  // the loss's gradients again
   return report;
@@ -121,10 +124,15 @@ std::string BpttReport::csv() const {
   out += "\n";
   for (const SeriesReport& s : series) {
     for (std::size_t t = 0; t < s.grad_norm.size(); ++t) {
-      out += fmt::format("{},{},{:.6g},{:.6g}", s.name, t, s.grad_norm[t], s.jacobian_norm.empty() ? 0.0 : s.jacobian_norm[t]);
+      out += fmt::format("{},{},{:.6g},{:.6g}", s.name, t, s.grad_norm[t],
+                         s.jacobian_norm.empty() ? 0.0 : s.jacobian_norm[t]);
       for (const std::string& w : names) {
         const auto it = std::find(s.weights.begin(), s.weights.end(), w);
-        out += it == s.weights.end() ? "," : fmt::format(",{:.6g}", s.weight_share[static_cast<std::size_t>(it - s.weights.begin())][t]);
+        out +=
+            it == s.weights.end()
+                ? ","
+                : fmt::format(",{:.6g}",
+                              s.weight_share[static_cast<std::size_t>(it - s.weights.begin())][t]);
       }
       out += "\n";
     }
@@ -141,10 +149,11 @@ std::string BpttReport::json() const {
   std::string out = "{\"series\": [";
   for (std::size_t k = 0; k < series.size(); ++k) {
     const SeriesReport& s = series[k];
-    out += fmt::format("{}\n  {{\"name\": \"{}\", \"reverse\": {}, \"decay_per_step\": {:.6g}, \"grad_norm\": {}, "
-                       "\"jacobian_norm\": {}, \"weight_share\": {{",
-                       k ? "," : "", s.name, s.reverse ? "true" : "false", s.decay_per_step, list(s.grad_norm),
-                       list(s.jacobian_norm));
+    out += fmt::format(
+        "{}\n  {{\"name\": \"{}\", \"reverse\": {}, \"decay_per_step\": {:.6g}, \"grad_norm\": {}, "
+        "\"jacobian_norm\": {}, \"weight_share\": {{",
+        k ? "," : "", s.name, s.reverse ? "true" : "false", s.decay_per_step, list(s.grad_norm),
+        list(s.jacobian_norm));
     for (std::size_t w = 0; w < s.weights.size(); ++w) {
       out += fmt::format("{}\"{}\": {}", w ? ", " : "", s.weights[w], list(s.weight_share[w]));
     }
@@ -157,7 +166,8 @@ std::string BpttReport::svg(const std::string& title) const {
   std::vector<PlotSeries> lines;
   for (const SeriesReport& s : series) {
     lines.push_back({fmt::format("‖dL/dh_t‖ {}", s.name), s.grad_norm, false});
-    if (!s.jacobian_norm.empty()) lines.push_back({fmt::format("‖∂h_T/∂h_t‖ {}", s.name), s.jacobian_norm, true});
+    if (!s.jacobian_norm.empty())
+      lines.push_back({fmt::format("‖∂h_T/∂h_t‖ {}", s.name), s.jacobian_norm, true});
   }
   return line_plot_svg(title, "time step t", "norm (log scale)", lines, true);
 }
@@ -166,20 +176,25 @@ std::string BpttReport::summary() const {
   std::string out;
   for (const SeriesReport& s : series) {
     const auto [lo, hi] = std::minmax_element(s.grad_norm.begin(), s.grad_norm.end());
-    out += fmt::format("{:<12} ‖dL/dh_t‖ from {:.3g} to {:.3g}; per step away from the loss ×{:.4f}", s.name.empty() ? "(top)" : s.name,
-                       s.grad_norm.empty() ? 0.0 : *lo, s.grad_norm.empty() ? 0.0 : *hi, s.decay_per_step);
+    out +=
+        fmt::format("{:<12} ‖dL/dh_t‖ from {:.3g} to {:.3g}; per step away from the loss ×{:.4f}",
+                    s.name.empty() ? "(top)" : s.name, s.grad_norm.empty() ? 0.0 : *lo,
+                    s.grad_norm.empty() ? 0.0 : *hi, s.decay_per_step);
     if (!s.jacobian_norm.empty()) {
-      out += fmt::format("; ‖∂h_T/∂h_t‖ at the far end {:.3g}", s.reverse ? s.jacobian_norm.back() : s.jacobian_norm.front());
+      out += fmt::format("; ‖∂h_T/∂h_t‖ at the far end {:.3g}",
+                         s.reverse ? s.jacobian_norm.back() : s.jacobian_norm.front());
     }
     out += "\n";
   }
   return out;
 }
 
-std::string line_plot_svg(const std::string& title, const std::string& x_label, const std::string& y_label,
-                          const std::vector<PlotSeries>& series, bool log_y) {
+std::string line_plot_svg(const std::string& title, const std::string& x_label,
+                          const std::string& y_label, const std::vector<PlotSeries>& series,
+                          bool log_y) {
   constexpr double W = 760, H = 420, L = 70, R = 250, Tm = 40, B = 50;
-  static constexpr const char* kColours[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"};
+  static constexpr const char* kColours[] = {"#1f77b4", "#d62728", "#2ca02c",
+                                             "#9467bd", "#ff7f0e", "#8c564b"};
   double ymin = std::numeric_limits<double>::infinity(), ymax = -ymin;
   std::size_t n = 1;
   for (const PlotSeries& s : series) {
@@ -194,50 +209,66 @@ std::string line_plot_svg(const std::string& title, const std::string& x_label, 
   if (!(ymax >= ymin)) ymin = 0, ymax = 1;
   if (log_y) ymin = std::floor(ymin), ymax = std::ceil(ymax);
   if (ymax == ymin) ymax = ymin + 1;
-  const auto px = [&](double x) { return L + (W - L - R) * (n > 1 ? x / static_cast<double>(n - 1) : 0.5); };
+  const auto px = [&](double x) {
+    return L + (W - L - R) * (n > 1 ? x / static_cast<double>(n - 1) : 0.5);
+  };
   const auto py = [&](double y) { return Tm + (H - Tm - B) * (1 - (y - ymin) / (ymax - ymin)); };
   std::string out = fmt::format(
-      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{}\" font-family=\"Helvetica,Arial,sans-serif\" "
+      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{}\" "
+      "font-family=\"Helvetica,Arial,sans-serif\" "
       "font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
       "<text x=\"{}\" y=\"22\" font-size=\"15\" text-anchor=\"middle\">{}</text>\n",
       W, H, (W - R + L) / 2, title);
-  out += fmt::format("<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#333\"/>\n", L, Tm, W - L - R, H - Tm - B);
+  out += fmt::format(
+      "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#333\"/>\n", L, Tm,
+      W - L - R, H - Tm - B);
   const int ticks = static_cast<int>(std::min(10.0, ymax - ymin));
   for (int k = 0; k <= (log_y ? static_cast<int>(ymax - ymin) : 5); ++k) {
     const double y = log_y ? ymin + k : ymin + (ymax - ymin) * k / 5;
     if (log_y && ticks >= 10 && k % 2) continue;
-    out += fmt::format("<line x1=\"{}\" x2=\"{}\" y1=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"#ddd\"/>\n", L, W - R, py(y), py(y));
-    out += fmt::format("<text x=\"{}\" y=\"{:.1f}\" text-anchor=\"end\">{}</text>\n", L - 6, py(y) + 4,
-                       log_y ? fmt::format("1e{}", static_cast<int>(y)) : fmt::format("{:.3g}", y));
+    out += fmt::format("<line x1=\"{}\" x2=\"{}\" y1=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"#ddd\"/>\n",
+                       L, W - R, py(y), py(y));
+    out +=
+        fmt::format("<text x=\"{}\" y=\"{:.1f}\" text-anchor=\"end\">{}</text>\n", L - 6, py(y) + 4,
+                    log_y ? fmt::format("1e{}", static_cast<int>(y)) : fmt::format("{:.3g}", y));
   }
   for (int k = 0; k <= 5; ++k) {
     const double x = static_cast<double>(n - 1) * k / 5;
-    out += fmt::format("<text x=\"{:.1f}\" y=\"{}\" text-anchor=\"middle\">{:.0f}</text>\n", px(x), H - B + 18, x);
+    out += fmt::format("<text x=\"{:.1f}\" y=\"{}\" text-anchor=\"middle\">{:.0f}</text>\n", px(x),
+                       H - B + 18, x);
   }
-  out += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", (W - R + L) / 2, H - 12, x_label);
-  out += fmt::format("<text x=\"16\" y=\"{}\" text-anchor=\"middle\" transform=\"rotate(-90 16 {})\">{}</text>\n",
-                     (H - B + Tm) / 2, (H - B + Tm) / 2, y_label);
+  out += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", (W - R + L) / 2,
+                     H - 12, x_label);
+  out += fmt::format(
+      "<text x=\"16\" y=\"{}\" text-anchor=\"middle\" transform=\"rotate(-90 16 {})\">{}</text>\n",
+      (H - B + Tm) / 2, (H - B + Tm) / 2, y_label);
   for (std::size_t k = 0; k < series.size(); ++k) {
     const PlotSeries& s = series[k];
     const char* colour = kColours[(k / (series.size() > 1 && series[1].dashed ? 2 : 1)) % 6];
     std::string points;
     for (std::size_t i = 0; i < s.y.size(); ++i) {
       if (!std::isfinite(s.y[i]) || (log_y && s.y[i] <= 0)) continue;
-      points += fmt::format("{:.1f},{:.1f} ", px(static_cast<double>(i)), py(log_y ? std::log10(s.y[i]) : s.y[i]));
+      points += fmt::format("{:.1f},{:.1f} ", px(static_cast<double>(i)),
+                            py(log_y ? std::log10(s.y[i]) : s.y[i]));
     }
-    out += fmt::format("<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"1.8\"{} points=\"{}\"/>\n", colour,
-                       s.dashed ? " stroke-dasharray=\"5,3\"" : "", points);
+    out += fmt::format(
+        "<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"1.8\"{} points=\"{}\"/>\n", colour,
+        s.dashed ? " stroke-dasharray=\"5,3\"" : "", points);
     const double ly = Tm + 10 + 18 * static_cast<double>(k);
-    out += fmt::format("<line x1=\"{}\" x2=\"{}\" y1=\"{}\" y2=\"{}\" stroke=\"{}\" stroke-width=\"2\"{}/>\n", W - R + 12,
-                       W - R + 36, ly, ly, colour, s.dashed ? " stroke-dasharray=\"5,3\"" : "");
+    out += fmt::format(
+        "<line x1=\"{}\" x2=\"{}\" y1=\"{}\" y2=\"{}\" stroke=\"{}\" stroke-width=\"2\"{}/>\n",
+        W - R + 12, W - R + 36, ly, ly, colour, s.dashed ? " stroke-dasharray=\"5,3\"" : "");
     out += fmt::format("<text x=\"{}\" y=\"{}\">{}</text>\n", W - R + 42, ly + 4, s.name);
   }
   return out + "</svg>\n";
 }
 
 template BpttReport bptt_diagnostics<float>(Tape<float>&, const std::vector<HiddenSeries<float>>&,
-                                            const std::vector<Parameter<float>*>&, const BpttOptions&);
-template BpttReport bptt_diagnostics<double>(Tape<double>&, const std::vector<HiddenSeries<double>>&,
-                                             const std::vector<Parameter<double>*>&, const BpttOptions&);
+                                            const std::vector<Parameter<float>*>&,
+                                            const BpttOptions&);
+template BpttReport bptt_diagnostics<double>(Tape<double>&,
+                                             const std::vector<HiddenSeries<double>>&,
+                                             const std::vector<Parameter<double>*>&,
+                                             const BpttOptions&);
 
 }  // namespace rwd

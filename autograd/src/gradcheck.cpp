@@ -22,10 +22,12 @@ class Evaluator {
   Var<double> record(const std::vector<Mat>& xs) {
     tape_.clear();
     vars_.clear();
-    for (std::size_t k = 0; k < xs.size(); ++k) vars_.push_back(tape_.input(xs[k], inputs_[k].name));
+    for (std::size_t k = 0; k < xs.size(); ++k)
+      vars_.push_back(tape_.input(xs[k], inputs_[k].name));
     Var<double> y = f_(tape_, vars_);
     if (!y.valid() || &y.tape() != &tape_) {
-      throw UsageError("gradcheck: the function must return a Var recorded on the tape it is given");
+      throw UsageError(
+          "gradcheck: the function must return a Var recorded on the tape it is given");
     }
     const Shape s = y.shape();
     if (s == Shape{1, 1}) return y;
@@ -34,8 +36,9 @@ class Evaluator {
       contraction_.resize(s.rows, s.cols);
       for (Index i = 0; i < contraction_.size(); ++i) contraction_.data()[i] = normal(rng_);
     } else if (contraction_.rows() != s.rows || contraction_.cols() != s.cols) {
-      throw UsageError(fmt::format("gradcheck: output shape changed between evaluations: {} then {}",
-                                   Shape{contraction_.rows(), contraction_.cols()}, s));
+      throw UsageError(
+          fmt::format("gradcheck: output shape changed between evaluations: {} then {}",
+                      Shape{contraction_.rows(), contraction_.cols()}, s));
     }
     return sum(mul(y, tape_.constant(contraction_, "contraction")));
   }
@@ -142,12 +145,12 @@ GradcheckReport gradcheck(const GradcheckFunction& f, const std::vector<NamedTen
 
   std::size_t g = 0;
   for (std::size_t k = 0; k < xs.size(); ++k, ++g) {
-    report.tensors.push_back(check_tensor(inputs[k].name, xs[k], grads[g],
-                                          [&] { return eval(xs); }, options, eval.rng()));
+    report.tensors.push_back(check_tensor(
+        inputs[k].name, xs[k], grads[g], [&] { return eval(xs); }, options, eval.rng()));
   }
   for (Parameter<double>* p : params) {
-    report.tensors.push_back(check_tensor(p->name, p->value, grads[g++],
-                                          [&] { return eval(xs); }, options, eval.rng()));
+    report.tensors.push_back(check_tensor(
+        p->name, p->value, grads[g++], [&] { return eval(xs); }, options, eval.rng()));
   }
   return report;
 }
@@ -173,7 +176,8 @@ std::vector<OpCheck> blame(const Tape<double>& tape, const GradcheckOptions& opt
     o.fast = options.fast || elements > 256;
     const Op recorded = op;  // attributes point into `tape`, which outlives this check
     const GradcheckReport r = gradcheck(
-        [&](Tape<double>& t, std::span<const Var<double>> in) { return t.record(recorded, in); }, inputs, {}, o);
+        [&](Tape<double>& t, std::span<const Var<double>> in) { return t.record(recorded, in); },
+        inputs, {}, o);
     OpCheck c;
     c.node = i;
     c.op = std::string(tape.op_name(i));
@@ -200,21 +204,21 @@ const TensorCheck& GradcheckReport::at(std::string_view name) const {
 }
 
 std::string GradcheckReport::to_string() const {
-  std::string s = fmt::format(
-      "gradcheck {}: {} tensor(s), {}, eps {:g}, atol {:g}, rtol {:g}\n",
-      passed() ? "PASSED" : "FAILED", tensors.size(),
-      options.fast ? fmt::format("{} random directions each", options.directions)
-                   : std::string("every element"),
-      options.eps, options.atol, options.rtol);
+  std::string s =
+      fmt::format("gradcheck {}: {} tensor(s), {}, eps {:g}, atol {:g}, rtol {:g}\n",
+                  passed() ? "PASSED" : "FAILED", tensors.size(),
+                  options.fast ? fmt::format("{} random directions each", options.directions)
+                               : std::string("every element"),
+                  options.eps, options.atol, options.rtol);
   s += fmt::format("  {:<20} {:>9} {:>12} {:>12} {:>10} {:>14} {:>14}  {}\n", "tensor", "shape",
                    "max abs err", "max rel err", "worst", "analytic", "numeric", "result");
   for (const TensorCheck& c : tensors) {
-    const std::string where = c.worst_row >= 0 ? fmt::format("({},{})", c.worst_row, c.worst_col)
+    const std::string where = c.worst_row >= 0   ? fmt::format("({},{})", c.worst_row, c.worst_col)
                               : c.worst_col >= 0 ? fmt::format("dir {}", c.worst_col)
                                                  : std::string("-");
     s += fmt::format("  {:<20} {:>9} {:>12.3e} {:>12.3e} {:>10} {:>14.6e} {:>14.6e}  {}\n", c.name,
-                     rwd::to_string(c.shape), c.max_abs_error, c.max_rel_error, where,
-                     c.analytic, c.numeric, c.passed ? "ok" : "FAIL");
+                     rwd::to_string(c.shape), c.max_abs_error, c.max_rel_error, where, c.analytic,
+                     c.numeric, c.passed ? "ok" : "FAIL");
   }
   return s;
 }

@@ -42,7 +42,8 @@ std::vector<std::string> split_path(const std::string& path) {
 
 std::string join(const std::vector<std::string>& parts, std::size_t count) {
   std::string s;
-  for (std::size_t k = 0; k < std::min(count, parts.size()); ++k) s += (k == 0 ? "" : "/") + parts[k];
+  for (std::size_t k = 0; k < std::min(count, parts.size()); ++k)
+    s += (k == 0 ? "" : "/") + parts[k];
   return s;
 }
 
@@ -68,7 +69,7 @@ struct Place {
 
 // How a configuration maps tape nodes to drawn nodes.
 struct Layout {
-  std::vector<std::string> rep;  // drawn id per tape node
+  std::vector<std::string> rep;                     // drawn id per tape node
   std::map<std::string, std::size_t> folded_steps;  // placeholder id -> steps folded
   std::map<std::string, std::string> fold_label;    // placeholder id -> label
   std::map<std::string, std::string> fold_cluster;  // placeholder/summary id -> cluster path
@@ -107,7 +108,8 @@ Layout plan(const Tape<T>& tape, const std::vector<Place>& places, bool rolled, 
       L.rep[i] = id;
       const auto& f = folded[p.sequence];
       L.folded_steps[id] = f.size();
-      L.fold_label[id] = fmt::format("⋯ t{}..t{}\\n{} steps folded", *f.begin(), *f.rbegin(), f.size());
+      L.fold_label[id] =
+          fmt::format("⋯ t{}..t{}\\n{} steps folded", *f.begin(), *f.rbegin(), f.size());
       L.fold_cluster[id] = p.sequence;
     } else if (collapse && p.step) {
       const std::string id = fmt::format("step{}_{}", seq_index[p.sequence], *p.step);
@@ -127,7 +129,8 @@ Layout plan(const Tape<T>& tape, const std::vector<Place>& places, bool rolled, 
   }
   for (std::size_t i = 0; i < n; ++i) {
     const Op& op = tape.op(i);
-    const bool data_leaf = std::holds_alternative<ops::Input>(op) || std::holds_alternative<ops::Constant>(op);
+    const bool data_leaf =
+        std::holds_alternative<ops::Input>(op) || std::holds_alternative<ops::Constant>(op);
     if (data_leaf && users[i].size() == 1 && users[i].begin()->rfind("fold", 0) == 0) {
       seen.erase(L.rep[i]);
       L.rep[i] = *users[i].begin();
@@ -171,9 +174,14 @@ DotSummary write_dot(const Tape<T>& tape, std::ostream& out, const DotOptions& o
     }
   }
   // Pick the first configuration that fits max_nodes.
-  struct Config { bool rolled; int keep; bool collapse; };
+  struct Config {
+    bool rolled;
+    int keep;
+    bool collapse;
+  };
   std::vector<Config> configs{{o.rolled, o.keep_steps, false}};
-  if (o.max_nodes > 0) configs.insert(configs.end(), {{true, o.keep_steps, false}, {true, 1, false}, {true, 1, true}});
+  if (o.max_nodes > 0)
+    configs.insert(configs.end(), {{true, o.keep_steps, false}, {true, 1, false}, {true, 1, true}});
   Layout L;
   for (const Config& c : configs) {
     L = plan(tape, places, c.rolled, c.keep, c.collapse);
@@ -223,14 +231,15 @@ DotSummary write_dot(const Tape<T>& tape, std::ostream& out, const DotOptions& o
     if (!emitted.insert(id).second) continue;
     if (id.rfind("fold", 0) == 0) {
       place_in(cluster_of(split_path(L.fold_cluster[id])),
-               fmt::format("{} [label=\"{}\", style=\"dashed,rounded\", fillcolor=\"#f7f7f7\"];", id, L.fold_label[id]));
+               fmt::format("{} [label=\"{}\", style=\"dashed,rounded\", fillcolor=\"#f7f7f7\"];",
+                           id, L.fold_label[id]));
       continue;
     }
     if (id.rfind("step", 0) == 0) {
       const Place& p = places[i];
       place_in(cluster_of(split_path(L.fold_cluster[id])),
-               fmt::format("{} [label=\"t{}\\n{} ops\", shape=box3d, fillcolor=\"#f7f7f7\"];", id, *p.step,
-                           L.summary_ops[id]));
+               fmt::format("{} [label=\"t{}\\n{} ops\", shape=box3d, fillcolor=\"#f7f7f7\"];", id,
+                           *p.step, L.summary_ops[id]));
       continue;
     }
     const Op& op = tape.op(i);
@@ -242,10 +251,12 @@ DotSummary write_dot(const Tape<T>& tape, std::ostream& out, const DotOptions& o
       fill = "#cfe2f3";
       extra = ", penwidth=1.5, color=\"#1f4e79\"";
     } else if (std::holds_alternative<ops::Input>(op)) {
-      label = fmt::format("{}\\n{}", tape.label(i).empty() ? "input" : escape(tape.label(i)), shape);
+      label =
+          fmt::format("{}\\n{}", tape.label(i).empty() ? "input" : escape(tape.label(i)), shape);
       fill = "#d9ead3";
     } else if (std::holds_alternative<ops::Constant>(op)) {
-      label = fmt::format("{}\\n{}", tape.label(i).empty() ? "constant" : escape(tape.label(i)), shape);
+      label =
+          fmt::format("{}\\n{}", tape.label(i).empty() ? "constant" : escape(tape.label(i)), shape);
       fill = "#eeeeee";
       extra = ", fontcolor=\"#555555\"";
     } else {
@@ -269,12 +280,13 @@ DotSummary write_dot(const Tape<T>& tape, std::ostream& out, const DotOptions& o
     std::string tooltip;
     if (o.tooltips) {
       tooltip = fmt::format(", tooltip=\"{} {} at {}\\nvalue: {}", tape.op_name(i), shape,
-                            tape.scope_path(i).empty() ? "top level" : tape.scope_path(i), stats(tape.value(i)));
+                            tape.scope_path(i).empty() ? "top level" : tape.scope_path(i),
+                            stats(tape.value(i)));
       if (const auto g = tape.grad(i)) tooltip += fmt::format("\\ngradient: {}", stats(*g));
       tooltip += "\"";
     }
-    place_in(cluster_of(places[i].path),
-             fmt::format("n{} [label=\"{}\", fillcolor=\"{}\"{}{}];", i, label, fill, extra, tooltip));
+    place_in(cluster_of(places[i].path), fmt::format("n{} [label=\"{}\", fillcolor=\"{}\"{}{}];", i,
+                                                     label, fill, extra, tooltip));
   }
 
   // Edges, deduplicated, in tape order.
@@ -316,9 +328,11 @@ DotSummary write_dot(const Tape<T>& tape, std::ostream& out, const DotOptions& o
   summary.clusters = known.size() - 1;
   out << "digraph rewind {\n";
   out << "  graph [fontname=\"Helvetica\", fontsize=10, nodesep=0.25, ranksep=0.3, newrank=true";
-  if (!o.title.empty()) out << fmt::format(", label=\"{}\", labelloc=t, fontsize=14", escape(o.title));
+  if (!o.title.empty())
+    out << fmt::format(", label=\"{}\", labelloc=t, fontsize=14", escape(o.title));
   out << "];\n";
-  out << "  node [fontname=\"Helvetica\", fontsize=9, shape=box, style=\"rounded,filled\", height=0.3];\n";
+  out << "  node [fontname=\"Helvetica\", fontsize=9, shape=box, style=\"rounded,filled\", "
+         "height=0.3];\n";
   out << "  edge [arrowsize=0.6, color=\"#555555\"];\n";
   std::vector<std::pair<std::string, bool>> stack{{"", false}};
   while (!stack.empty()) {
@@ -332,8 +346,10 @@ DotSummary write_dot(const Tape<T>& tape, std::ostream& out, const DotOptions& o
     if (!path.empty()) {
       const auto parts = split_path(path);
       out << std::string(indent.size() - 2, ' ')
-          << fmt::format("subgraph \"cluster_{}\" {{ label=\"{}\"; style=\"rounded\"; color=\"#aaaaaa\"; fontsize=9;\n",
-                         escape(path), escape(parts.back()));
+          << fmt::format(
+                 "subgraph \"cluster_{}\" {{ label=\"{}\"; style=\"rounded\"; color=\"#aaaaaa\"; "
+                 "fontsize=9;\n",
+                 escape(path), escape(parts.back()));
       stack.push_back({path, true});
     }
     for (const std::string& stmt : cluster_nodes[path]) out << indent << stmt << "\n";
@@ -342,18 +358,22 @@ DotSummary write_dot(const Tape<T>& tape, std::ostream& out, const DotOptions& o
   }
   for (const std::string& e : edges) out << "  " << e << "\n";
   if (grads && (hi >= lo || any_bad)) {
-    out << "  subgraph \"cluster_legend\" { label=\"log10 of the gradient norm\"; style=\"rounded\"; color=\"#aaaaaa\"; fontsize=9;\n";
+    out << "  subgraph \"cluster_legend\" { label=\"log10 of the gradient norm\"; "
+           "style=\"rounded\"; color=\"#aaaaaa\"; fontsize=9;\n";
     ++summary.clusters;
     const int bins = hi > lo ? 9 : (hi == lo ? 1 : 0);
     for (int b = 0; b < bins; ++b) {
-      const double a = hi > lo ? lo + (hi - lo) * b / 9 : lo, z = hi > lo ? lo + (hi - lo) * (b + 1) / 9 : hi;
+      const double a = hi > lo ? lo + (hi - lo) * b / 9 : lo,
+                   z = hi > lo ? lo + (hi - lo) * (b + 1) / 9 : hi;
       const int colour = hi > lo ? b : 4;
-      out << fmt::format("    legend{} [label=\"{:.1f} .. {:.1f}\", fillcolor=\"{}\"{}];\n", b, a, z, kPalette[colour],
+      out << fmt::format("    legend{} [label=\"{:.1f} .. {:.1f}\", fillcolor=\"{}\"{}];\n", b, a,
+                         z, kPalette[colour],
                          colour <= 1 || colour >= 8 ? ", fontcolor=\"#ffffff\"" : "");
       ++summary.nodes;
     }
     if (any_bad) {
-      out << "    legend_bad [label=\"NaN or Inf\", fillcolor=\"#ff0000\", fontcolor=\"#ffffff\"];\n";
+      out << "    legend_bad [label=\"NaN or Inf\", fillcolor=\"#ff0000\", "
+             "fontcolor=\"#ffffff\"];\n";
       ++summary.nodes;
     }
     if (bins > 1) {  // left to right, small to large
@@ -374,7 +394,7 @@ DotSummary write_dot(const Tape<T>& tape, std::ostream& out, const DotOptions& o
 
 #if REWIND_HAVE_GVC
 namespace {
-std::mutex gv_mutex;          // Graphviz's error handler and context are process-wide
+std::mutex gv_mutex;  // Graphviz's error handler and context are process-wide
 std::string* gv_errors = nullptr;
 // One context for the whole process, never freed: Graphviz 2.42 keeps a font cache across
 // contexts, and freeing one context then creating another reads freed memory in the text-size
@@ -392,7 +412,8 @@ int collect_error(char* message) {
 bool can_render() { return true; }
 
 void render_dot(const std::string& dot, const std::filesystem::path& path, std::string format) {
-  if (format.empty()) format = path.extension().string().empty() ? "" : path.extension().string().substr(1);
+  if (format.empty())
+    format = path.extension().string().empty() ? "" : path.extension().string().substr(1);
   if (format != "svg" && format != "png" && format != "pdf") {
     throw UsageError(fmt::format("render: unsupported format '{}' (svg, png or pdf)", format));
   }
@@ -443,7 +464,9 @@ DotSummary render(const Tape<T>& tape, const std::filesystem::path& path, std::s
 
 template DotSummary write_dot<float>(const Tape<float>&, std::ostream&, const DotOptions&);
 template DotSummary write_dot<double>(const Tape<double>&, std::ostream&, const DotOptions&);
-template DotSummary render<float>(const Tape<float>&, const std::filesystem::path&, std::string, const DotOptions&);
-template DotSummary render<double>(const Tape<double>&, const std::filesystem::path&, std::string, const DotOptions&);
+template DotSummary render<float>(const Tape<float>&, const std::filesystem::path&, std::string,
+                                  const DotOptions&);
+template DotSummary render<double>(const Tape<double>&, const std::filesystem::path&, std::string,
+                                   const DotOptions&);
 
 }  // namespace rwd

@@ -106,10 +106,9 @@ Var<T> Tape<T>::record(const Op& op, std::span<const Var<T>> inputs) {
           }
           const auto count = static_cast<int>(inputs.size());
           if (arity == kVariadic ? count == 0 : count != arity) {
-            throw UsageError(fmt::format("{}: wrong number of inputs: expects {}, got {}", name,
-                                         arity == kVariadic ? std::string("at least 1")
-                                                            : std::to_string(arity),
-                                         count));
+            throw UsageError(fmt::format(
+                "{}: wrong number of inputs: expects {}, got {}", name,
+                arity == kVariadic ? std::string("at least 1") : std::to_string(arity), count));
           }
           shapes_.clear();
           refs_.clear();
@@ -134,7 +133,8 @@ Var<T> Tape<T>::record(const Op& op, std::span<const Var<T>> inputs) {
                                   MutMap<T>(node.value, ys.rows, ys.cols));
           }
           if (anomaly_) {
-            check_finite(name, current_scope_, "its value", TensorRef<T>{node.value, ys.rows, ys.cols});
+            check_finite(name, current_scope_, "its value",
+                         TensorRef<T>{node.value, ys.rows, ys.cols});
           }
           node.first_input = static_cast<std::uint32_t>(edges_.size());
           node.num_inputs = static_cast<std::uint32_t>(count);
@@ -212,10 +212,9 @@ void Tape<T>::check_finite(std::string_view op, std::uint32_t scope, std::string
     if (v.size() > 0) inputs += fmt::format(" in [{:g}, {:g}]", v.minCoeff(), v.maxCoeff());
   }
   const std::string where = scope_string(scope);
-  throw NumericalError(fmt::format("anomaly: {} at {}: {} in {}; inputs: {}", op,
-                                   where.empty() ? "the top level" : where,
-                                   m.array().isNaN().any() ? "NaN" : "Inf", what,
-                                   inputs.empty() ? "none" : inputs));
+  throw NumericalError(fmt::format(
+      "anomaly: {} at {}: {} in {}; inputs: {}", op, where.empty() ? "the top level" : where,
+      m.array().isNaN().any() ? "NaN" : "Inf", what, inputs.empty() ? "none" : inputs));
 }
 
 template <class T>
@@ -272,13 +271,15 @@ void Tape<T>::backward(const Var<T>& loss, const BackwardOptions& options) {
     if (anomaly_) {
       for (int k = 0; k < count; ++k) {
         const TensorRef<T>& slot = slots_[static_cast<std::size_t>(k)];
-        if (!wants_[static_cast<std::size_t>(k)] || all_finite(ConstMap<T>(slot.data, slot.rows, slot.cols))) {
+        if (!wants_[static_cast<std::size_t>(k)] ||
+            all_finite(ConstMap<T>(slot.data, slot.rows, slot.cols))) {
           continue;
         }
         const ConstMap<T> gy(n.grad, n.rows, n.cols);
         check_finite(op_name(i), n.scope,
                      fmt::format("the gradient it returns for input {} (incoming gradient in "
-                                 "[{:g}, {:g}])", k, gy.minCoeff(), gy.maxCoeff()),
+                                 "[{:g}, {:g}])",
+                                 k, gy.minCoeff(), gy.maxCoeff()),
                      slots_[static_cast<std::size_t>(k)]);
       }
     }
@@ -296,9 +297,9 @@ void Tape<T>::backward(const Var<T>& loss, const BackwardOptions& options) {
     if (acc.size() == 0) {
       acc = g;
     } else if (acc.rows() != leaf.rows || acc.cols() != leaf.cols) {
-      throw UsageError(fmt::format(
-          "backward: parameter '{}' holds a {}x{} gradient but was recorded as {}x{}",
-          s.param->name, acc.rows(), acc.cols(), leaf.rows, leaf.cols));
+      throw UsageError(
+          fmt::format("backward: parameter '{}' holds a {}x{} gradient but was recorded as {}x{}",
+                      s.param->name, acc.rows(), acc.cols(), leaf.rows, leaf.cols));
     } else {
       acc += g;
     }
@@ -349,8 +350,8 @@ void Tape<T>::clear() {
 template <class T>
 ScopeGuard<T> Tape<T>::scope(std::string_view name) {
   if (name.empty() || name.find('/') != std::string_view::npos) {
-    throw UsageError(fmt::format("scope: invalid name '{}': names are non-empty and contain no '/'",
-                                 name));
+    throw UsageError(
+        fmt::format("scope: invalid name '{}': names are non-empty and contain no '/'", name));
   }
   scopes_.push_back(ScopeEntry{current_scope_, std::string(name)});
   current_scope_ = static_cast<std::uint32_t>(scopes_.size() - 1);
@@ -367,7 +368,8 @@ void Tape<T>::pop_scope() {
 template <class T>
 Var<T> Tape<T>::var(std::size_t i) const {
   if (i >= nodes_.size()) {
-    throw UsageError(fmt::format("var: node {} does not exist: the tape holds {}", i, nodes_.size()));
+    throw UsageError(
+        fmt::format("var: node {} does not exist: the tape holds {}", i, nodes_.size()));
   }
   return Var<T>(const_cast<Tape*>(this), static_cast<std::uint32_t>(i), generation_);
 }

@@ -7,7 +7,8 @@ namespace rwd::layers {
 template <class T>
 Linear<T>::Linear(const Options& o, Rng& rng) : options_(o) {
   if (o.in <= 0 || o.out <= 0) {
-    throw UsageError(fmt::format("Linear: sizes must be positive, got in {} and out {}", o.in, o.out));
+    throw UsageError(
+        fmt::format("Linear: sizes must be positive, got in {} and out {}", o.in, o.out));
   }
   const double bound = 1.0 / std::sqrt(static_cast<double>(o.in));
   weight = Parameter<T>(o.prefix + "weight", uniform<T>(o.out, o.in, bound, rng));
@@ -30,7 +31,8 @@ std::vector<Parameter<T>*> Linear<T>::named_parameters() {
 template <class T>
 Embedding<T>::Embedding(const Options& o, Rng& rng) {
   if (o.num <= 0 || o.dim <= 0) {
-    throw UsageError(fmt::format("Embedding: sizes must be positive, got num {} and dim {}", o.num, o.dim));
+    throw UsageError(
+        fmt::format("Embedding: sizes must be positive, got num {} and dim {}", o.num, o.dim));
   }
   weight = Parameter<T>(o.prefix + "weight", normal<T>(o.num, o.dim, 0.0, 1.0, rng));
 }
@@ -59,15 +61,16 @@ std::string Summary::str() const {
     return out;
   };
   const std::string rule(72, '_'), double_rule(72, '=');
-  std::string s = fmt::format("Model: \"{}\"\n{}\n {:<30}{:<26}{:>12}\n{}\n", model_, rule, "Layer (type)",
-                              "Output Shape", "Param #", double_rule);
+  std::string s = fmt::format("Model: \"{}\"\n{}\n {:<30}{:<26}{:>12}\n{}\n", model_, rule,
+                              "Layer (type)", "Output Shape", "Param #", double_rule);
   for (std::size_t k = 0; k < rows_.size(); ++k) {
     const Row& r = rows_[k];
-    s += fmt::format(" {:<30}{:<26}{:>12}\n", fmt::format("{} ({})", r.name, r.kind), r.shape, grouped(r.params));
+    s += fmt::format(" {:<30}{:<26}{:>12}\n", fmt::format("{} ({})", r.name, r.kind), r.shape,
+                     grouped(r.params));
     if (k + 1 < rows_.size()) s += "\n";
   }
-  s += fmt::format("{}\nTotal params: {}\nTrainable params: {}\nNon-trainable params: 0\n{}\n", double_rule,
-                   grouped(total_), grouped(total_), rule);
+  s += fmt::format("{}\nTotal params: {}\nTrainable params: {}\nNon-trainable params: 0\n{}\n",
+                   double_rule, grouped(total_), grouped(total_), rule);
   return s;
 }
 

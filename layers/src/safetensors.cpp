@@ -17,9 +17,10 @@ static_assert(std::endian::native == std::endian::little,
 std::size_t dtype_size(const std::string& dtype) {
   if (dtype == "F32") return 4;
   if (dtype == "F64") return 8;
-  static const std::set<std::string> known{"F16", "BF16", "F8_E4M3", "F8_E5M2", "I8", "I16", "I32", "I64",
-                                           "U8", "U16", "U32", "U64", "BOOL"};
-  if (known.count(dtype) != 0) fail(fmt::format("dtype {} is not supported (F32 and F64 are)", dtype));
+  static const std::set<std::string> known{"F16", "BF16", "F8_E4M3", "F8_E5M2", "I8",  "I16", "I32",
+                                           "I64", "U8",   "U16",     "U32",     "U64", "BOOL"};
+  if (known.count(dtype) != 0)
+    fail(fmt::format("dtype {} is not supported (F32 and F64 are)", dtype));
   fail(fmt::format("unknown dtype '{}'", dtype));
 }
 
@@ -54,7 +55,8 @@ TensorFile parse_tensor_file(std::span<const std::uint8_t> bytes) {
   }
   nlohmann::json header;
   try {
-    header = nlohmann::json::parse(bytes.begin() + 8, bytes.begin() + 8 + static_cast<std::ptrdiff_t>(n));
+    header = nlohmann::json::parse(bytes.begin() + 8,
+                                   bytes.begin() + 8 + static_cast<std::ptrdiff_t>(n));
   } catch (const nlohmann::json::exception& e) {
     fail(fmt::format("the header is not valid JSON: {}", e.what()));
   }
@@ -70,7 +72,8 @@ TensorFile parse_tensor_file(std::span<const std::uint8_t> bytes) {
       }
       continue;
     }
-    if (!v.is_object() || !v.contains("dtype") || !v.contains("shape") || !v.contains("data_offsets")) {
+    if (!v.is_object() || !v.contains("dtype") || !v.contains("shape") ||
+        !v.contains("data_offsets")) {
       fail(fmt::format("tensor '{}' needs dtype, shape and data_offsets", name));
     }
     TensorEntry e;
@@ -87,21 +90,24 @@ TensorFile parse_tensor_file(std::span<const std::uint8_t> bytes) {
       const std::size_t dim = as_size(d, fmt::format("tensor '{}': a dimension", name));
       // Bound every dimension by the data size first, so the product cannot overflow.
       if (dim > file.data.size() && dim > 0 && count > 0) {
-        fail(fmt::format("tensor '{}': dimension {} exceeds the {} bytes of data", name, dim, file.data.size()));
+        fail(fmt::format("tensor '{}': dimension {} exceeds the {} bytes of data", name, dim,
+                         file.data.size()));
       }
       count *= dim;
       if (count > file.data.size()) {
-        fail(fmt::format("tensor '{}': {} elements exceed the {} bytes of data", name, count, file.data.size()));
+        fail(fmt::format("tensor '{}': {} elements exceed the {} bytes of data", name, count,
+                         file.data.size()));
       }
       e.shape.push_back(static_cast<Index>(dim));
     }
     const auto& off = v["data_offsets"];
-    if (!off.is_array() || off.size() != 2) fail(fmt::format("tensor '{}': data_offsets must be [begin, end]", name));
+    if (!off.is_array() || off.size() != 2)
+      fail(fmt::format("tensor '{}': data_offsets must be [begin, end]", name));
     e.begin = as_size(off[0], fmt::format("tensor '{}': begin offset", name));
     e.end = as_size(off[1], fmt::format("tensor '{}': end offset", name));
     if (e.begin > e.end || e.end > file.data.size()) {
-      fail(fmt::format("tensor '{}': offsets [{}, {}) lie outside the {} bytes of data", name, e.begin,
-                       e.end, file.data.size()));
+      fail(fmt::format("tensor '{}': offsets [{}, {}) lie outside the {} bytes of data", name,
+                       e.begin, e.end, file.data.size()));
     }
     if (e.end - e.begin != count * elem) {
       fail(fmt::format("tensor '{}': {} bytes of data for {} elements of {} ({} expected)", name,
@@ -118,7 +124,9 @@ TensorFile parse_tensor_file(std::span<const std::uint8_t> bytes) {
   std::size_t at = 0;
   for (const TensorEntry* e : order) {
     if (e->begin < at) fail(fmt::format("tensor '{}' overlaps another tensor's data", e->name));
-    if (e->begin > at) fail(fmt::format("a hole in the data before tensor '{}' (bytes [{}, {}))", e->name, at, e->begin));
+    if (e->begin > at)
+      fail(fmt::format("a hole in the data before tensor '{}' (bytes [{}, {}))", e->name, at,
+                       e->begin));
     at = e->end;
   }
   if (at != file.data.size()) {
@@ -152,15 +160,17 @@ void save_parameters(const std::filesystem::path& path, const std::vector<Parame
     out.write(reinterpret_cast<const char*>(&n), 8);
     out.write(text.data(), static_cast<std::streamsize>(text.size()));
     for (const Parameter<T>* p : params) {
-      out.write(reinterpret_cast<const char*>(p->value.data()),
-                static_cast<std::streamsize>(static_cast<std::size_t>(p->value.size()) * sizeof(T)));
+      out.write(
+          reinterpret_cast<const char*>(p->value.data()),
+          static_cast<std::streamsize>(static_cast<std::size_t>(p->value.size()) * sizeof(T)));
     }
     out.close();
     if (!out) fail(fmt::format("writing '{}' failed", tmp.string()));
   }
   std::error_code ec;
   std::filesystem::rename(tmp, path, ec);
-  if (ec) fail(fmt::format("cannot rename '{}' to '{}': {}", tmp.string(), path.string(), ec.message()));
+  if (ec)
+    fail(fmt::format("cannot rename '{}' to '{}': {}", tmp.string(), path.string(), ec.message()));
 }
 
 template <class T>
@@ -168,7 +178,8 @@ void load_parameters(const std::filesystem::path& path, const std::vector<Parame
                      const LoadOptions& options) {
   std::ifstream in(path, std::ios::binary);
   if (!in) fail(fmt::format("cannot open '{}'", path.string()));
-  const std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(in)),
+                                        std::istreambuf_iterator<char>());
   TensorFile file;
   try {
     file = parse_tensor_file(bytes);
@@ -185,15 +196,19 @@ void load_parameters(const std::filesystem::path& path, const std::vector<Parame
       continue;
     }
     if (e->dtype != dtype_of<T>() && !options.convert_dtype) {
-      problems.push_back(fmt::format("'{}' is {} in the file but {} in the model", p->name, e->dtype, dtype_of<T>()));
+      problems.push_back(fmt::format("'{}' is {} in the file but {} in the model", p->name,
+                                     e->dtype, dtype_of<T>()));
     }
-    const bool same = (e->shape.size() == 2 && e->shape[0] == p->value.rows() && e->shape[1] == p->value.cols()) ||
-                      (e->shape.size() == 1 && p->value.rows() == 1 && e->shape[0] == p->value.cols());
+    const bool same =
+        (e->shape.size() == 2 && e->shape[0] == p->value.rows() &&
+         e->shape[1] == p->value.cols()) ||
+        (e->shape.size() == 1 && p->value.rows() == 1 && e->shape[0] == p->value.cols());
     if (!same) {
       std::string s;
       for (Index d : e->shape) s += (s.empty() ? "" : "x") + std::to_string(d);
-      problems.push_back(fmt::format("'{}' has shape {} in the file but {}x{} in the model", p->name,
-                                     s.empty() ? "scalar" : s, p->value.rows(), p->value.cols()));
+      problems.push_back(fmt::format("'{}' has shape {} in the file but {}x{} in the model",
+                                     p->name, s.empty() ? "scalar" : s, p->value.rows(),
+                                     p->value.cols()));
     }
   }
   for (const TensorEntry& e : file.entries) {
@@ -226,13 +241,15 @@ void load_parameters(const std::filesystem::path& path, const std::vector<Parame
   }
 }
 
-template void save_parameters<float>(const std::filesystem::path&, const std::vector<Parameter<float>*>&,
+template void save_parameters<float>(const std::filesystem::path&,
+                                     const std::vector<Parameter<float>*>&,
                                      const std::map<std::string, std::string>&);
-template void save_parameters<double>(const std::filesystem::path&, const std::vector<Parameter<double>*>&,
+template void save_parameters<double>(const std::filesystem::path&,
+                                      const std::vector<Parameter<double>*>&,
                                       const std::map<std::string, std::string>&);
-template void load_parameters<float>(const std::filesystem::path&, const std::vector<Parameter<float>*>&,
-                                     const LoadOptions&);
-template void load_parameters<double>(const std::filesystem::path&, const std::vector<Parameter<double>*>&,
-                                      const LoadOptions&);
+template void load_parameters<float>(const std::filesystem::path&,
+                                     const std::vector<Parameter<float>*>&, const LoadOptions&);
+template void load_parameters<double>(const std::filesystem::path&,
+                                      const std::vector<Parameter<double>*>&, const LoadOptions&);
 
 }  // namespace rwd::layers

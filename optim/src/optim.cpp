@@ -5,7 +5,8 @@
 
 namespace rwd::optim {
 
-// ---- Optimizer ------------------------------------------------------------------------------------
+// ---- Optimizer
+// ------------------------------------------------------------------------------------
 
 template <class T>
 Optimizer<T>::Optimizer(std::vector<Parameter<T>*> params, double lr)
@@ -23,8 +24,9 @@ void Optimizer<T>::step() {
     Parameter<T>& p = *params_[k];
     if (p.grad.size() == 0) continue;
     if (p.grad.rows() != p.value.rows() || p.grad.cols() != p.value.cols()) {
-      throw UsageError(fmt::format("Optimizer: parameter '{}' has a {}x{} gradient for a {}x{} value",
-                                   p.name, p.grad.rows(), p.grad.cols(), p.value.rows(), p.value.cols()));
+      throw UsageError(
+          fmt::format("Optimizer: parameter '{}' has a {}x{} gradient for a {}x{} value", p.name,
+                      p.grad.rows(), p.grad.cols(), p.value.rows(), p.value.cols()));
     }
     update(k, p, t_);
   }
@@ -36,17 +38,20 @@ void Optimizer<T>::zero_grad() {
 }
 
 template <class T>
-Matrix<T>& Optimizer<T>::buffer(std::vector<Matrix<T>>& buffers, std::size_t k, const Parameter<T>& p) {
+Matrix<T>& Optimizer<T>::buffer(std::vector<Matrix<T>>& buffers, std::size_t k,
+                                const Parameter<T>& p) {
   if (buffers.size() < params_.size()) buffers.resize(params_.size());
   Matrix<T>& b = buffers[k];
   if (b.size() == 0) b.setZero(p.value.rows(), p.value.cols());
   return b;
 }
 
-// ---- SGD --------------------------------------------------------------------------------------------
+// ---- SGD
+// --------------------------------------------------------------------------------------------
 
 template <class T>
-Sgd<T>::Sgd(std::vector<Parameter<T>*> params, const SgdOptions& o) : Optimizer<T>(std::move(params), o.lr), o_(o) {
+Sgd<T>::Sgd(std::vector<Parameter<T>*> params, const SgdOptions& o)
+    : Optimizer<T>(std::move(params), o.lr), o_(o) {
   if (o.nesterov && (o.momentum <= 0 || o.dampening != 0)) {
     throw UsageError("Sgd: nesterov momentum requires a momentum and zero dampening");
   }
@@ -73,7 +78,8 @@ void Sgd<T>::update(std::size_t k, Parameter<T>& p, long) {
   p.value -= static_cast<T>(this->lr()) * g;
 }
 
-// ---- RMSprop ----------------------------------------------------------------------------------------
+// ---- RMSprop
+// ----------------------------------------------------------------------------------------
 
 template <class T>
 RmsProp<T>::RmsProp(std::vector<Parameter<T>*> params, const RmsPropOptions& o)
@@ -103,7 +109,8 @@ void RmsProp<T>::update(std::size_t k, Parameter<T>& p, long) {
   }
 }
 
-// ---- Adam, AdamW ------------------------------------------------------------------------------------
+// ---- Adam, AdamW
+// ------------------------------------------------------------------------------------
 
 template <class T>
 Adam<T>::Adam(std::vector<Parameter<T>*> params, const AdamOptions& o, bool decoupled)
@@ -134,7 +141,8 @@ void Adam<T>::update(std::size_t k, Parameter<T>& p, long t) {
                      (v.array().sqrt() / static_cast<T>(std::sqrt(bc2)) + static_cast<T>(o_.eps));
 }
 
-// ---- Adagrad ----------------------------------------------------------------------------------------
+// ---- Adagrad
+// ----------------------------------------------------------------------------------------
 
 template <class T>
 Adagrad<T>::Adagrad(std::vector<Parameter<T>*> params, const AdagradOptions& o)
@@ -152,13 +160,16 @@ void Adagrad<T>::update(std::size_t k, Parameter<T>& p, long t) {
   p.value.array() -= static_cast<T>(clr) * g.array() / (s.array().sqrt() + static_cast<T>(o_.eps));
 }
 
-// ---- clipping ---------------------------------------------------------------------------------------
+// ---- clipping
+// ---------------------------------------------------------------------------------------
 
 template <class T>
-double clip_grad_norm(const std::vector<Parameter<T>*>& params, double max_norm, const ClipOptions& options) {
+double clip_grad_norm(const std::vector<Parameter<T>*>& params, double max_norm,
+                      const ClipOptions& options) {
   double sq = 0;
   for (const Parameter<T>* p : params) {
-    if (p->grad.size() > 0) sq += static_cast<double>(p->grad.template cast<double>().squaredNorm());
+    if (p->grad.size() > 0)
+      sq += static_cast<double>(p->grad.template cast<double>().squaredNorm());
   }
   const double norm = std::sqrt(sq);
   if (!std::isfinite(norm)) {
@@ -170,7 +181,10 @@ double clip_grad_norm(const std::vector<Parameter<T>*>& params, double max_norm,
         const bool inf = p->grad.array().isInf().any();
         if (nan || inf) {
           bad += fmt::format("{}{} in '{}'", bad.empty() ? "" : ", ",
-                             nan && inf ? "NaN and Inf" : nan ? "NaN" : "Inf", p->name);
+                             nan && inf ? "NaN and Inf"
+                             : nan      ? "NaN"
+                                        : "Inf",
+                             p->name);
         }
       }
       if (bad.empty()) bad = "the sum of squares overflows";
@@ -191,7 +205,8 @@ void clip_grad_value(const std::vector<Parameter<T>*>& params, double clip) {
   for (Parameter<T>* p : params) p->grad = p->grad.cwiseMax(-c).cwiseMin(c);
 }
 
-// ---- schedules --------------------------------------------------------------------------------------
+// ---- schedules
+// --------------------------------------------------------------------------------------
 
 double StepSchedule::lr(long t) const {
   return base_lr * std::pow(gamma, static_cast<double>(t / step_size));
@@ -199,32 +214,39 @@ double StepSchedule::lr(long t) const {
 
 double CosineSchedule::lr(long t) const {
   if (t >= t_max) return eta_min;
-  return eta_min + (base_lr - eta_min) * (1 + std::cos(std::numbers::pi * static_cast<double>(t) /
-                                                         static_cast<double>(t_max))) / 2;
+  return eta_min + (base_lr - eta_min) *
+                       (1 + std::cos(std::numbers::pi * static_cast<double>(t) /
+                                     static_cast<double>(t_max))) /
+                       2;
 }
 
 template <class T>
-std::unique_ptr<Optimizer<T>> make_optimizer(std::string_view name, std::vector<Parameter<T>*> params,
-                                             double lr) {
+std::unique_ptr<Optimizer<T>> make_optimizer(std::string_view name,
+                                             std::vector<Parameter<T>*> params, double lr) {
   if (name == "sgd") return std::make_unique<Sgd<T>>(std::move(params), SgdOptions{.lr = lr});
-  if (name == "rmsprop") return std::make_unique<RmsProp<T>>(std::move(params), RmsPropOptions{.lr = lr});
+  if (name == "rmsprop")
+    return std::make_unique<RmsProp<T>>(std::move(params), RmsPropOptions{.lr = lr});
   if (name == "adam") return std::make_unique<Adam<T>>(std::move(params), AdamOptions{.lr = lr});
   if (name == "adamw") {
-    return std::make_unique<AdamW<T>>(std::move(params), AdamOptions{.lr = lr, .weight_decay = 0.01});
+    return std::make_unique<AdamW<T>>(std::move(params),
+                                      AdamOptions{.lr = lr, .weight_decay = 0.01});
   }
-  if (name == "adagrad") return std::make_unique<Adagrad<T>>(std::move(params), AdagradOptions{.lr = lr});
-  throw UsageError(fmt::format("unknown optimizer '{}' (expected sgd, rmsprop, adam, adamw or adagrad)", name));
+  if (name == "adagrad")
+    return std::make_unique<Adagrad<T>>(std::move(params), AdagradOptions{.lr = lr});
+  throw UsageError(
+      fmt::format("unknown optimizer '{}' (expected sgd, rmsprop, adam, adamw or adagrad)", name));
 }
 
-#define REWIND_INSTANTIATE_OPTIM(T)                                                               \
-  template class Optimizer<T>;                                                                    \
-  template class Sgd<T>;                                                                          \
-  template class RmsProp<T>;                                                                      \
-  template class Adam<T>;                                                                         \
-  template class Adagrad<T>;                                                                      \
-  template double clip_grad_norm<T>(const std::vector<Parameter<T>*>&, double, const ClipOptions&); \
-  template void clip_grad_value<T>(const std::vector<Parameter<T>*>&, double);                    \
-  template std::unique_ptr<Optimizer<T>> make_optimizer<T>(std::string_view,                      \
+#define REWIND_INSTANTIATE_OPTIM(T)                                            \
+  template class Optimizer<T>;                                                 \
+  template class Sgd<T>;                                                       \
+  template class RmsProp<T>;                                                   \
+  template class Adam<T>;                                                      \
+  template class Adagrad<T>;                                                   \
+  template double clip_grad_norm<T>(const std::vector<Parameter<T>*>&, double, \
+                                    const ClipOptions&);                       \
+  template void clip_grad_value<T>(const std::vector<Parameter<T>*>&, double); \
+  template std::unique_ptr<Optimizer<T>> make_optimizer<T>(std::string_view,   \
                                                            std::vector<Parameter<T>*>, double);
 REWIND_INSTANTIATE_OPTIM(float)
 REWIND_INSTANTIATE_OPTIM(double)

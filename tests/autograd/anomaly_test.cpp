@@ -1,7 +1,6 @@
 // Anomaly mode: the first non-finite value or gradient throws, naming the op, its scope, its
 // input shapes and ranges; off, the same program runs through.
 #include <boost/test/unit_test.hpp>
-
 #include <rewind/rewind.hpp>
 
 using namespace rwd;
@@ -19,7 +18,8 @@ BOOST_AUTO_TEST_CASE(a_nan_value_names_the_op_and_its_scope) {
     (void)log(x);
     BOOST_ERROR("no exception");
   } catch (const NumericalError& e) {
-    BOOST_TEST(std::string(e.what()) == "anomaly: log at layer0/t3: NaN in its value; inputs: 1x2 in [-1, 4]");
+    BOOST_TEST(std::string(e.what()) ==
+               "anomaly: log at layer0/t3: NaN in its value; inputs: 1x2 in [-1, 4]");
   }
   BOOST_TEST(tape.size() == 1u);  // nothing half-recorded
   Var<double> ok = sqrt(x * x);   // the tape stays usable
@@ -39,9 +39,10 @@ BOOST_AUTO_TEST_CASE(an_infinite_gradient_names_the_op_and_the_input) {
     tape.backward(sum(y));
     BOOST_ERROR("no exception");
   } catch (const NumericalError& e) {
-    BOOST_TEST(std::string(e.what()) ==
-               "anomaly: sqrt at gate: Inf in the gradient it returns for input 0 (incoming gradient "
-               "in [1, 1]); inputs: 1x2 in [0, 4]");
+    BOOST_TEST(
+        std::string(e.what()) ==
+        "anomaly: sqrt at gate: Inf in the gradient it returns for input 0 (incoming gradient "
+        "in [1, 1]); inputs: 1x2 in [0, 4]");
   }
 }
 

@@ -1,6 +1,5 @@
 // User errors: the exact messages, the exception types, thrown when the op is recorded.
 #include <boost/test/unit_test.hpp>
-
 #include <rewind/rewind.hpp>
 
 #include "support.hpp"
@@ -10,16 +9,6 @@ using namespace rwd;
 namespace {
 
 using M = Matrix<double>;
-
-template <class E, class F>
-void expect_message(F&& f, const std::string& expected) {
-  try {
-    f();
-    BOOST_ERROR("no exception; expected: " << expected);
-  } catch (const E& e) {
-    BOOST_TEST(std::string(e.what()) == expected);
-  }
-}
 
 struct Fixture {
   Tape<double> tape;
@@ -38,95 +27,119 @@ BOOST_AUTO_TEST_CASE(error_types_derive_from_the_standard_ones) {
 }
 
 BOOST_AUTO_TEST_CASE(shape_errors_name_the_op_and_both_shapes) {
-  expect_message<ShapeError>([&] { (void)matmul(a, b); },
-                             "matmul: inner dimensions differ: lhs is 3x4, rhs is 5x2");
-  expect_message<ShapeError>([&] { (void)matmul_nt(a, b); },
-                             "matmul_nt: inner dimensions differ: lhs is 3x4, rhs is 5x2 (used transposed)");
-  expect_message<ShapeError>([&] { (void)add(a, c); }, "add: shapes differ: lhs is 3x4, rhs is 4x3");
-  expect_message<ShapeError>([&] { (void)mul(a, b); }, "mul: shapes differ: lhs is 3x4, rhs is 5x2");
-  expect_message<ShapeError>([&] { (void)(a - c); }, "sub: shapes differ: lhs is 3x4, rhs is 4x3");
-  expect_message<ShapeError>([&] { (void)mse(a, c); }, "mse: shapes differ: lhs is 3x4, rhs is 4x3");
-  expect_message<ShapeError>([&] { (void)bce_with_logits(a, c); },
-                             "bce_with_logits: shapes differ: logits is 3x4, targets is 4x3");
-  expect_message<ShapeError>(
+  test::expect_message<ShapeError>([&] { (void)matmul(a, b); },
+                                   "matmul: inner dimensions differ: lhs is 3x4, rhs is 5x2");
+  test::expect_message<ShapeError>(
+      [&] { (void)matmul_nt(a, b); },
+      "matmul_nt: inner dimensions differ: lhs is 3x4, rhs is 5x2 (used transposed)");
+  test::expect_message<ShapeError>([&] { (void)add(a, c); },
+                                   "add: shapes differ: lhs is 3x4, rhs is 4x3");
+  test::expect_message<ShapeError>([&] { (void)mul(a, b); },
+                                   "mul: shapes differ: lhs is 3x4, rhs is 5x2");
+  test::expect_message<ShapeError>([&] { (void)(a - c); },
+                                   "sub: shapes differ: lhs is 3x4, rhs is 4x3");
+  test::expect_message<ShapeError>([&] { (void)mse(a, c); },
+                                   "mse: shapes differ: lhs is 3x4, rhs is 4x3");
+  test::expect_message<ShapeError>([&] { (void)bce_with_logits(a, c); },
+                                   "bce_with_logits: shapes differ: logits is 3x4, targets is 4x3");
+  test::expect_message<ShapeError>(
       [&] { (void)add_row_vector(a, b); },
       "add_row_vector: bias has the wrong shape: bias is 5x2, expected 1x4 for a 3x4 input");
-  expect_message<ShapeError>(
-      [&] { (void)mul_row_vector(a, c); },
-      "mul_row_vector: row vector has the wrong shape: vector is 4x3, expected 1x4 for a 3x4 input");
-  expect_message<ShapeError>([&] { (void)concat_cols({a, c}); },
-                             "concat_cols: row counts differ: input 0 is 3x4, input 1 is 4x3");
-  expect_message<ShapeError>([&] { (void)concat_rows({a, a, b}); },
-                             "concat_rows: column counts differ: input 0 is 3x4, input 2 is 5x2");
-  expect_message<ShapeError>([&] { (void)reshape(a, 5, 2); },
-                             "reshape: element counts differ: cannot view 3x4 as 5x2");
-  expect_message<ShapeError>([&] { (void)where(b, a, a); },
-                             "where: mask has the wrong shape: mask is 5x2, expected 3x4 or 3x1");
-  expect_message<ShapeError>([&] { (void)dropout(a, c, 0.5); },
-                             "dropout: shapes differ: input is 3x4, mask is 4x3");
+  test::expect_message<ShapeError>([&] { (void)mul_row_vector(a, c); },
+                                   "mul_row_vector: row vector has the wrong shape: vector is 4x3, "
+                                   "expected 1x4 for a 3x4 input");
+  test::expect_message<ShapeError>(
+      [&] {
+        (void)concat_cols({a, c});
+      },
+      "concat_cols: row counts differ: input 0 is 3x4, input 1 is 4x3");
+  test::expect_message<ShapeError>(
+      [&] {
+        (void)concat_rows({a, a, b});
+      },
+      "concat_rows: column counts differ: input 0 is 3x4, input 2 is 5x2");
+  test::expect_message<ShapeError>([&] { (void)reshape(a, 5, 2); },
+                                   "reshape: element counts differ: cannot view 3x4 as 5x2");
+  test::expect_message<ShapeError>(
+      [&] { (void)where(b, a, a); },
+      "where: mask has the wrong shape: mask is 5x2, expected 3x4 or 3x1");
+  test::expect_message<ShapeError>([&] { (void)dropout(a, c, 0.5); },
+                                   "dropout: shapes differ: input is 3x4, mask is 4x3");
 }
 
 BOOST_AUTO_TEST_CASE(slices_out_of_range) {
-  expect_message<ShapeError>([&] { (void)slice_cols(a, 2, 9); },
-                             "slice_cols: columns out of range: [2, 9) for a 3x4 input");
-  expect_message<ShapeError>([&] { (void)slice_cols(a, 3, 2); },
-                             "slice_cols: columns out of range: [3, 2) for a 3x4 input");
-  expect_message<ShapeError>([&] { (void)slice_rows(a, -1, 2); },
-                             "slice_rows: rows out of range: [-1, 2) for a 3x4 input");
+  test::expect_message<ShapeError>([&] { (void)slice_cols(a, 2, 9); },
+                                   "slice_cols: columns out of range: [2, 9) for a 3x4 input");
+  test::expect_message<ShapeError>([&] { (void)slice_cols(a, 3, 2); },
+                                   "slice_cols: columns out of range: [3, 2) for a 3x4 input");
+  test::expect_message<ShapeError>([&] { (void)slice_rows(a, -1, 2); },
+                                   "slice_rows: rows out of range: [-1, 2) for a 3x4 input");
 }
 
 BOOST_AUTO_TEST_CASE(index_errors) {
   const std::vector<std::int32_t> bad{0, 1, 7};
-  expect_message<ShapeError>([&] { (void)cross_entropy(a, bad); },
-                             "cross_entropy: target out of range: target 7 at row 2, expected [0, 4)");
+  test::expect_message<ShapeError>(
+      [&] { (void)cross_entropy(a, bad); },
+      "cross_entropy: target out of range: target 7 at row 2, expected [0, 4)");
   const std::vector<std::int32_t> negative{0, -1, 2};
-  expect_message<ShapeError>([&] { (void)cross_entropy(a, negative); },
-                             "cross_entropy: target out of range: target -1 at row 1, expected [0, 4)");
+  test::expect_message<ShapeError>(
+      [&] { (void)cross_entropy(a, negative); },
+      "cross_entropy: target out of range: target -1 at row 1, expected [0, 4)");
   const std::vector<std::int32_t> two{0, 1};
-  expect_message<ShapeError>([&] { (void)cross_entropy(a, two); },
-                             "cross_entropy: target count differs: 2 targets for 3x4 logits");
+  test::expect_message<ShapeError>([&] { (void)cross_entropy(a, two); },
+                                   "cross_entropy: target count differs: 2 targets for 3x4 logits");
   const std::vector<std::int32_t> ids{2, 5};
-  expect_message<ShapeError>([&] { (void)embedding(b, ids); },
-                             "embedding: id out of range: id 5 at position 1, table is 5x2");
+  test::expect_message<ShapeError>([&] { (void)embedding(b, ids); },
+                                   "embedding: id out of range: id 5 at position 1, table is 5x2");
 }
 
 BOOST_AUTO_TEST_CASE(backward_needs_a_scalar) {
-  expect_message<UsageError>([&] { tape.backward(tanh(a)); },
-                             "backward: loss must be 1x1, got 3x4: reduce it with sum or mean first");
+  test::expect_message<UsageError>(
+      [&] { tape.backward(tanh(a)); },
+      "backward: loss must be 1x1, got 3x4: reduce it with sum or mean first");
 }
 
 BOOST_AUTO_TEST_CASE(stale_and_foreign_handles) {
   Var<double> t = tanh(a);
   tape.clear();
-  expect_message<UsageError>(
-      [&] { (void)t.value(); }, "value: stale Var: node 3 was recorded before the tape's last clear()");
-  expect_message<UsageError>(
-      [&] { (void)sigmoid(t); }, "sigmoid: stale Var: node 3 was recorded before the tape's last clear()");
-  expect_message<UsageError>([&] { tape.backward(t); },
-                             "backward: stale Var: node 3 was recorded before the tape's last clear()");
+  test::expect_message<UsageError>(
+      [&] { (void)t.value(); },
+      "value: stale Var: node 3 was recorded before the tape's last clear()");
+  test::expect_message<UsageError>(
+      [&] { (void)sigmoid(t); },
+      "sigmoid: stale Var: node 3 was recorded before the tape's last clear()");
+  test::expect_message<UsageError>(
+      [&] { tape.backward(t); },
+      "backward: stale Var: node 3 was recorded before the tape's last clear()");
   Tape<double> other;
   Var<double> x = tape.input(M::Ones(2, 2));
   Var<double> y = other.input(M::Ones(2, 2));
-  expect_message<UsageError>([&] { (void)add(x, y); }, "add: Var belongs to a different tape");
-  expect_message<UsageError>([&] { tape.backward(sum(y)); }, "backward: Var belongs to a different tape");
+  test::expect_message<UsageError>([&] { (void)add(x, y); },
+                                   "add: Var belongs to a different tape");
+  test::expect_message<UsageError>([&] { tape.backward(sum(y)); },
+                                   "backward: Var belongs to a different tape");
   Var<double> empty;
-  expect_message<UsageError>([&] { (void)empty.value(); }, "Var: empty handle: it was default-constructed");
-  expect_message<UsageError>([&] { (void)add(x, empty); },
-                             "add: empty Var: the handle was default-constructed");
+  test::expect_message<UsageError>([&] { (void)empty.value(); },
+                                   "Var: empty handle: it was default-constructed");
+  test::expect_message<UsageError>([&] { (void)add(x, empty); },
+                                   "add: empty Var: the handle was default-constructed");
 }
 
 BOOST_AUTO_TEST_CASE(usage_errors) {
-  expect_message<UsageError>([&] { (void)a.grad(); },
-                             "grad: no gradient yet: call backward() on this recording first");
-  expect_message<UsageError>([&] { (void)a.item(); }, "item: tensor is 3x4, expected 1x1");
-  expect_message<UsageError>([&] { (void)tape.scope("a/b"); },
-                             "scope: invalid name 'a/b': names are non-empty and contain no '/'");
-  expect_message<UsageError>([&] { (void)tape.record(ops::Add{}, {a}); },
-                             "add: wrong number of inputs: expects 2, got 1");
-  expect_message<UsageError>([&] { (void)tape.record(ops::Input{}, {a}); },
-                             "input: leaves are recorded with Tape::input, Tape::constant or Tape::param");
+  test::expect_message<UsageError>(
+      [&] { (void)a.grad(); }, "grad: no gradient yet: call backward() on this recording first");
+  test::expect_message<UsageError>([&] { (void)a.item(); }, "item: tensor is 3x4, expected 1x1");
+  test::expect_message<UsageError>(
+      [&] { (void)tape.scope("a/b"); },
+      "scope: invalid name 'a/b': names are non-empty and contain no '/'");
+  test::expect_message<UsageError>([&] { (void)tape.record(ops::Add{}, {a}); },
+                                   "add: wrong number of inputs: expects 2, got 1");
+  test::expect_message<UsageError>(
+      [&] { (void)tape.record(ops::Input{}, {a}); },
+      "input: leaves are recorded with Tape::input, Tape::constant or Tape::param");
   std::mt19937_64 rng(1);
-  expect_message<UsageError>([&] { (void)dropout(a, 1.0, rng); }, "dropout: probability 1 not in [0, 1)");
+  test::expect_message<UsageError>([&] { (void)dropout(a, 1.0, rng); },
+                                   "dropout: probability 1 not in [0, 1)");
 }
 
 BOOST_AUTO_TEST_CASE(a_failed_record_leaves_the_tape_usable) {

@@ -2,7 +2,6 @@
 // where, and leaves parameters exactly as it found them.
 #include <boost/test/unit_test.hpp>
 #include <cmath>
-
 #include <rewind/rewind.hpp>
 
 #include "support.hpp"
@@ -94,15 +93,16 @@ BOOST_AUTO_TEST_CASE(fails_a_wrong_backward_and_says_where) {
 }
 
 BOOST_AUTO_TEST_CASE(non_scalar_outputs_are_contracted) {
-  const GradcheckReport r = gradcheck(
-      [](Tape<double>&, std::span<const Var<double>> in) { return softmax_rows(in[0]); },
-      {{"x", M::Random(3, 4)}});
+  const GradcheckReport r =
+      gradcheck([](Tape<double>&, std::span<const Var<double>> in) { return softmax_rows(in[0]); },
+                {{"x", M::Random(3, 4)}});
   BOOST_TEST(r.passed(), r.to_string());
   // A wrong VJP in a non-scalar function is caught through the contraction too.
   auto wrong = std::make_shared<WrongSin>();
-  const GradcheckReport bad = gradcheck(
-      [&](Tape<double>&, std::span<const Var<double>> in) { return custom<double>(wrong, {in[0]}); },
-      {{"x", M::Random(3, 4)}});
+  const GradcheckReport bad =
+      gradcheck([&](Tape<double>&,
+                    std::span<const Var<double>> in) { return custom<double>(wrong, {in[0]}); },
+                {{"x", M::Random(3, 4)}});
   BOOST_TEST(!bad.passed());
 }
 
@@ -110,19 +110,18 @@ BOOST_AUTO_TEST_CASE(parameters_are_restored_bit_for_bit) {
   Parameter<double> w("w", M::Random(3, 3));
   w.grad = M::Constant(3, 3, 7.0);
   const M value = w.value, grad = w.grad;
-  (void)gradcheck([&](Tape<double>& t, std::span<const Var<double>>) {
-                    return sum(exp(t.param(w)));
-                  },
-                  {}, {&w});
+  (void)gradcheck(
+      [&](Tape<double>& t, std::span<const Var<double>>) { return sum(exp(t.param(w))); }, {},
+      {&w});
   BOOST_TEST((w.value.array() == value.array()).all());
   BOOST_TEST((w.grad.array() == grad.array()).all());
 }
 
 BOOST_AUTO_TEST_CASE(non_finite_gradients_fail) {
   // d/dx sqrt(x) at 0 is +inf analytically; the numeric estimate is NaN or huge: never a pass.
-  const GradcheckReport r = gradcheck(
-      [](Tape<double>&, std::span<const Var<double>> in) { return sum(sqrt(in[0])); },
-      {{"x", M::Zero(1, 1)}});
+  const GradcheckReport r =
+      gradcheck([](Tape<double>&, std::span<const Var<double>> in) { return sum(sqrt(in[0])); },
+                {{"x", M::Zero(1, 1)}});
   BOOST_TEST(!r.passed());
 }
 

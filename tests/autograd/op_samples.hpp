@@ -5,12 +5,11 @@
 
 #include <functional>
 #include <random>
+#include <rewind/rewind.hpp>
 #include <string>
 #include <tuple>
 #include <type_traits>
 #include <vector>
-
-#include <rewind/rewind.hpp>
 
 namespace rwd::test {
 
@@ -28,7 +27,8 @@ Matrix<T> away_from_zero(Index rows, Index cols, std::mt19937_64& rng, double lo
   std::uniform_real_distribution<double> mag(lo, hi);
   std::bernoulli_distribution sign(0.5);
   Matrix<T> m(rows, cols);
-  for (Index i = 0; i < m.size(); ++i) m.data()[i] = static_cast<T>(sign(rng) ? mag(rng) : -mag(rng));
+  for (Index i = 0; i < m.size(); ++i)
+    m.data()[i] = static_cast<T>(sign(rng) ? mag(rng) : -mag(rng));
   return m;
 }
 
@@ -159,7 +159,8 @@ struct ExpCases {
     const auto x = [&](Index r, Index c) {
       return big ? Matrix<T>(-extreme<T>(r, c, rng).cwiseAbs()) : away_from_zero<T>(r, c, rng);
     };
-    return {{"1x1", {x(1, 1)}, record_op<T>(ops::Exp{})}, {"3x5", {x(3, 5)}, record_op<T>(ops::Exp{})}};
+    return {{"1x1", {x(1, 1)}, record_op<T>(ops::Exp{})},
+            {"3x5", {x(3, 5)}, record_op<T>(ops::Exp{})}};
   }
 };
 template <>
@@ -168,8 +169,12 @@ struct Sample<ops::Exp> : SampleFrom<ExpCases> {};
 struct MatmulCases {
   template <class T>
   static std::vector<Case<T>> build(std::mt19937_64& rng, bool big) {
-    return {{"1x1 * 1x1", {val<T>(1, 1, rng, big), val<T>(1, 1, rng, big)}, record_op<T>(ops::Matmul{})},
-            {"3x4 * 4x2", {val<T>(3, 4, rng, big), val<T>(4, 2, rng, big)}, record_op<T>(ops::Matmul{})}};
+    return {{"1x1 * 1x1",
+             {val<T>(1, 1, rng, big), val<T>(1, 1, rng, big)},
+             record_op<T>(ops::Matmul{})},
+            {"3x4 * 4x2",
+             {val<T>(3, 4, rng, big), val<T>(4, 2, rng, big)},
+             record_op<T>(ops::Matmul{})}};
   }
 };
 template <>
@@ -178,8 +183,12 @@ struct Sample<ops::Matmul> : SampleFrom<MatmulCases> {};
 struct MatmulNtCases {
   template <class T>
   static std::vector<Case<T>> build(std::mt19937_64& rng, bool big) {
-    return {{"1x1 * (1x1)T", {val<T>(1, 1, rng, big), val<T>(1, 1, rng, big)}, record_op<T>(ops::MatmulNt{})},
-            {"3x4 * (2x4)T", {val<T>(3, 4, rng, big), val<T>(2, 4, rng, big)}, record_op<T>(ops::MatmulNt{})}};
+    return {{"1x1 * (1x1)T",
+             {val<T>(1, 1, rng, big), val<T>(1, 1, rng, big)},
+             record_op<T>(ops::MatmulNt{})},
+            {"3x4 * (2x4)T",
+             {val<T>(3, 4, rng, big), val<T>(2, 4, rng, big)},
+             record_op<T>(ops::MatmulNt{})}};
   }
 };
 template <>
@@ -267,9 +276,14 @@ struct BceCases {
     std::uniform_real_distribution<double> u(0, 1);
     Matrix<T> soft(3, 5);
     for (Index i = 0; i < soft.size(); ++i) soft.data()[i] = static_cast<T>(u(rng));
-    return {{"1x1 target 1", {val<T>(1, 1, rng, big), Matrix<T>::Ones(1, 1)}, record_op<T>(ops::BceWithLogits{})},
-            {"3x5 soft targets", {val<T>(3, 5, rng, big), soft}, record_op<T>(ops::BceWithLogits{})},
-            {"3x5 hard targets", {val<T>(3, 5, rng, big), zero_one<T>(3, 5, rng)}, record_op<T>(ops::BceWithLogits{})}};
+    return {
+        {"1x1 target 1",
+         {val<T>(1, 1, rng, big), Matrix<T>::Ones(1, 1)},
+         record_op<T>(ops::BceWithLogits{})},
+        {"3x5 soft targets", {val<T>(3, 5, rng, big), soft}, record_op<T>(ops::BceWithLogits{})},
+        {"3x5 hard targets",
+         {val<T>(3, 5, rng, big), zero_one<T>(3, 5, rng)},
+         record_op<T>(ops::BceWithLogits{})}};
   }
 };
 template <>
@@ -292,8 +306,12 @@ struct Sample<ops::Embedding> : SampleFrom<EmbeddingCases> {};
 struct DropoutCases {
   template <class T>
   static std::vector<Case<T>> build(std::mt19937_64& rng, bool big) {
-    return {{"1x1 kept", {val<T>(1, 1, rng, big), Matrix<T>::Ones(1, 1)}, record_op<T>(ops::Dropout{1 / 0.75})},
-            {"3x5 p=0.25", {val<T>(3, 5, rng, big), zero_one<T>(3, 5, rng)}, record_op<T>(ops::Dropout{1 / 0.75})}};
+    return {{"1x1 kept",
+             {val<T>(1, 1, rng, big), Matrix<T>::Ones(1, 1)},
+             record_op<T>(ops::Dropout{1 / 0.75})},
+            {"3x5 p=0.25",
+             {val<T>(3, 5, rng, big), zero_one<T>(3, 5, rng)},
+             record_op<T>(ops::Dropout{1 / 0.75})}};
   }
 };
 template <>
@@ -302,9 +320,15 @@ struct Sample<ops::Dropout> : SampleFrom<DropoutCases> {};
 struct WhereCases {
   template <class T>
   static std::vector<Case<T>> build(std::mt19937_64& rng, bool big) {
-    return {{"1x1", {Matrix<T>::Ones(1, 1), val<T>(1, 1, rng, big), val<T>(1, 1, rng, big)}, record_op<T>(ops::Where{})},
-            {"3x5 elementwise mask", {zero_one<T>(3, 5, rng), val<T>(3, 5, rng, big), val<T>(3, 5, rng, big)}, record_op<T>(ops::Where{})},
-            {"4x3 row mask", {zero_one<T>(4, 1, rng), val<T>(4, 3, rng, big), val<T>(4, 3, rng, big)}, record_op<T>(ops::Where{})}};
+    return {{"1x1",
+             {Matrix<T>::Ones(1, 1), val<T>(1, 1, rng, big), val<T>(1, 1, rng, big)},
+             record_op<T>(ops::Where{})},
+            {"3x5 elementwise mask",
+             {zero_one<T>(3, 5, rng), val<T>(3, 5, rng, big), val<T>(3, 5, rng, big)},
+             record_op<T>(ops::Where{})},
+            {"4x3 row mask",
+             {zero_one<T>(4, 1, rng), val<T>(4, 3, rng, big), val<T>(4, 3, rng, big)},
+             record_op<T>(ops::Where{})}};
   }
 };
 template <>

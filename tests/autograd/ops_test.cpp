@@ -41,7 +41,8 @@ template <class T, class O>
 void check_extremes() {
   std::mt19937_64 rng(7);
   for (const auto& c : Sample<O>::template extremes<T>(rng)) {
-    BOOST_TEST_CONTEXT(O::name << " on " << c.what << " in " << (sizeof(T) == 4 ? "float" : "double")) {
+    BOOST_TEST_CONTEXT(O::name << " on " << c.what << " in "
+                               << (sizeof(T) == 4 ? "float" : "double")) {
       Tape<T> tape;
       std::vector<Var<T>> xs;
       for (const auto& m : c.inputs) xs.push_back(tape.input(m));
@@ -84,10 +85,12 @@ BOOST_AUTO_TEST_CASE(activations_match_scalar_formulas) {
   v << -3.5, -0.25, 0, 0.5, 2, 7;
   Var<double> x = tape.constant(v);
   const auto close = [](const M& a, const M& b) { return (a - b).cwiseAbs().maxCoeff() < 1e-12; };
-  BOOST_TEST(close(sigmoid(x).value(), elementwise(v, [](double t) { return 1 / (1 + std::exp(-t)); })));
+  BOOST_TEST(
+      close(sigmoid(x).value(), elementwise(v, [](double t) { return 1 / (1 + std::exp(-t)); })));
   BOOST_TEST(close(tanh(x).value(), elementwise(v, [](double t) { return std::tanh(t); })));
   BOOST_TEST(close(relu(x).value(), elementwise(v, [](double t) { return t > 0 ? t : 0.0; })));
-  BOOST_TEST(close(softplus(x).value(), elementwise(v, [](double t) { return std::log(1 + std::exp(t)); })));
+  BOOST_TEST(close(softplus(x).value(),
+                   elementwise(v, [](double t) { return std::log(1 + std::exp(t)); })));
   BOOST_TEST(close(log_sigmoid(x).value(),
                    elementwise(v, [](double t) { return std::log(1 / (1 + std::exp(-t))); })));
   BOOST_TEST(close(abs(x).value(), elementwise(v, [](double t) { return std::abs(t); })));
@@ -201,7 +204,7 @@ BOOST_AUTO_TEST_CASE(seeded_dropout_is_deterministic_and_scaled) {
     kept += v != 0.0;
   }
   BOOST_TEST(std::abs(static_cast<double>(kept) / 1000 - 0.7) < 0.06);  // 4 standard deviations
-  BOOST_TEST(dropout(x, 0.0, a).index() == x.index());  // p = 0 records nothing
+  BOOST_TEST(dropout(x, 0.0, a).index() == x.index());                  // p = 0 records nothing
 }
 
 BOOST_AUTO_TEST_SUITE_END()

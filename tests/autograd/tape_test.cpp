@@ -3,9 +3,8 @@
 #include <boost/mpl/list.hpp>
 #include <boost/test/unit_test.hpp>
 #include <cmath>
-#include <thread>
-
 #include <rewind/rewind.hpp>
+#include <thread>
 
 #include "support.hpp"
 
@@ -61,7 +60,7 @@ BOOST_AUTO_TEST_CASE(repeated_backward_recomputes_nodes_and_accumulates_paramete
   Parameter<double> w("w", Matrix<double>::Constant(1, 1, 3.0));
   Var<double> x = tape.input(Matrix<double>::Constant(1, 1, 2.0), "x");
   Var<double> wx = mul(x, tape.param(w));
-  Var<double> l1 = square(wx);   // dl1/dx = 2·w²x = 36, dl1/dw = 2·x²w = 24
+  Var<double> l1 = square(wx);    // dl1/dx = 2·w²x = 36, dl1/dw = 2·x²w = 24
   Var<double> l2 = scale(wx, 5);  // dl2/dx = 5w = 15,     dl2/dw = 5x = 10
   tape.backward(l1);
   BOOST_TEST(x.grad()(0, 0) == 36.0);

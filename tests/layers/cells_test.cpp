@@ -2,26 +2,16 @@
 // BPTT, errors, parameter counts, initializers, custom cells, float against double.
 #include <boost/test/unit_test.hpp>
 #include <cmath>
-
 #include <rewind/rewind.hpp>
 
 #include "mgu.hpp"
 #include "peephole_lstm.hpp"
+#include "support.hpp"
 
 using namespace rwd;
 using M = Matrix<double>;
 
 namespace {
-
-template <class E, class F>
-void expect_message(F&& f, const std::string& expected) {
-  try {
-    f();
-    BOOST_ERROR("no exception; expected: " << expected);
-  } catch (const E& e) {
-    BOOST_TEST(std::string(e.what()) == expected);
-  }
-}
 
 // Gradient check of one cell unrolled over `steps` steps: inputs, initial state, parameters.
 // Logs the largest errors of a report (quoted in the closing notes of the layers issue).
@@ -39,7 +29,8 @@ template <class Cell>
 GradcheckReport check_cell(Cell& cell, Index steps, Index batch, std::uint64_t seed) {
   std::srand(static_cast<unsigned>(seed));
   std::vector<NamedTensor> inputs;
-  for (Index t = 0; t < steps; ++t) inputs.push_back({fmt::format("x{}", t), M::Random(batch, cell.input_size())});
+  for (Index t = 0; t < steps; ++t)
+    inputs.push_back({fmt::format("x{}", t), M::Random(batch, cell.input_size())});
   const auto sizes = cell.state_sizes();
   for (std::size_t k = 0; k < sizes.size(); ++k) {
     inputs.push_back({k == 0 ? "h0" : "c0", M::Random(batch, sizes[k])});
@@ -63,7 +54,8 @@ GradcheckReport check_sequence(Layer& layer, Index input, Index hidden) {
   const std::vector<std::int32_t> lengths{5, 2, 4};
   std::srand(11);
   std::vector<NamedTensor> inputs;
-  for (Index t = 0; t < steps; ++t) inputs.push_back({fmt::format("x{}", t), M::Random(batch, input)});
+  for (Index t = 0; t < steps; ++t)
+    inputs.push_back({fmt::format("x{}", t), M::Random(batch, input)});
   constexpr std::size_t kState = std::tuple_size_v<typename Layer::State>;
   for (int s = 0; s < 4; ++s) {
     for (std::size_t k = 0; k < kState; ++k) {
@@ -98,7 +90,8 @@ BOOST_AUTO_TEST_CASE(rnn_cells_gradcheck_through_time) {
   const auto r = check_cell(tanh_cell, 5, 2, 1);
   BOOST_TEST(r.passed(), r.to_string());
   log_worst("RnnCell tanh", r);
-  layers::RnnCell<double> relu_cell({.input = 3, .hidden = 4, .activation = layers::Activation::kRelu}, rng);
+  layers::RnnCell<double> relu_cell(
+      {.input = 3, .hidden = 4, .activation = layers::Activation::kRelu}, rng);
   const auto q = check_cell(relu_cell, 5, 2, 2);
   BOOST_TEST(q.passed(), q.to_string());
   log_worst("RnnCell relu", q);
@@ -147,8 +140,9 @@ BOOST_AUTO_TEST_CASE(two_layer_bidirectional_variable_length_gradchecks) {
   const auto c = check_sequence(gru, 3, 4);
   BOOST_TEST(c.passed(), c.to_string());
   log_worst("Gru 2-layer bidirectional variable-length", c);
-  layers::Sequence<MguCell<double>> mgu("Mgu", {.num_layers = 2, .bidirectional = true}, 3,
-                                        [&](int, bool, Index in) { return MguCell<double>(in, 4, rng); });
+  layers::Sequence<MguCell<double>> mgu(
+      "Mgu", {.num_layers = 2, .bidirectional = true}, 3,
+      [&](int, bool, Index in) { return MguCell<double>(in, 4, rng); });
   const auto d = check_sequence(mgu, 3, 4);
   BOOST_TEST(d.passed(), d.to_string());
   log_worst("Mgu 2-layer bidirectional variable-length", d);
@@ -161,18 +155,22 @@ BOOST_AUTO_TEST_CASE(padded_steps_keep_the_state_and_output_zeros) {
   std::vector<Var<double>> xs;
   for (int t = 0; t < 4; ++t) xs.push_back(tape.constant(M::Random(2, 2)));
   const std::vector<std::int32_t> lengths{4, 2};
-  auto full = layers::unroll(cell, tape, xs, layers::zero_state(cell, tape, 2), {.lengths = lengths});
+  auto full =
+      layers::unroll(cell, tape, xs, layers::zero_state(cell, tape, 2), {.lengths = lengths});
   // Row 1 alone, over its own two steps:
   std::vector<Var<double>> short_xs{slice_rows(xs[0], 1, 2), slice_rows(xs[1], 1, 2)};
   auto alone = layers::unroll(cell, tape, short_xs, layers::zero_state(cell, tape, 1));
   for (int k = 0; k < 2; ++k) {
-    BOOST_TEST((full.state[static_cast<std::size_t>(k)].value().row(1) - alone.state[static_cast<std::size_t>(k)].value().row(0)).norm() == 0.0);
+    BOOST_TEST((full.state[static_cast<std::size_t>(k)].value().row(1) -
+                alone.state[static_cast<std::size_t>(k)].value().row(0))
+                   .norm() == 0.0);
   }
   BOOST_TEST(full.outputs[2].value().row(1).norm() == 0.0);
   BOOST_TEST(full.outputs[3].value().row(1).norm() == 0.0);
   BOOST_TEST(full.outputs[3].value().row(0).norm() > 0.0);
   // Reverse direction: row 1 starts at its own last step (t = 1), not at t = 3.
-  auto rev = layers::unroll(cell, tape, xs, layers::zero_state(cell, tape, 2), {.reverse = true, .lengths = lengths});
+  auto rev = layers::unroll(cell, tape, xs, layers::zero_state(cell, tape, 2),
+                            {.reverse = true, .lengths = lengths});
   std::vector<Var<double>> rev_short{short_xs[1], short_xs[0]};
   auto rev_alone = layers::unroll(cell, tape, rev_short, layers::zero_state(cell, tape, 1));
   BOOST_TEST((rev.outputs[1].value().row(1) - rev_alone.outputs[0].value().row(0)).norm() == 0.0);
@@ -190,7 +188,9 @@ BOOST_AUTO_TEST_CASE(truncated_bptt_agrees_with_full_bptt_when_no_gradient_cross
     std::srand(8);
     std::vector<M> xs;
     for (int t = 0; t < 9; ++t) xs.push_back(M::Random(2, 2));
-    const auto chunk_loss = [](const std::vector<Var<double>>& ys) { return mean(square(concat_rows(ys))); };
+    const auto chunk_loss = [](const std::vector<Var<double>>& ys) {
+      return mean(square(concat_rows(ys)));
+    };
 
     for (auto* p : cell.named_parameters()) p->zero_grad();
     Tape<double> tape;
@@ -212,7 +212,8 @@ BOOST_AUTO_TEST_CASE(truncated_bptt_agrees_with_full_bptt_when_no_gradient_cross
       tape.clear();
       carried[0] = tape.constant(carried_value);  // the detached state of the previous chunk
       std::vector<Var<double>> chunk;
-      for (int t = 3 * c; t < 3 * c + 3; ++t) chunk.push_back(tape.constant(xs[static_cast<std::size_t>(t)]));
+      for (int t = 3 * c; t < 3 * c + 3; ++t)
+        chunk.push_back(tape.constant(xs[static_cast<std::size_t>(t)]));
       auto run = layers::unroll(cell, tape, chunk, carried);
       tape.backward(chunk_loss(run.outputs));
       carried_value = layers::detach_state(run.state)[0].value();
@@ -229,9 +230,11 @@ BOOST_AUTO_TEST_CASE(truncated_bptt_agrees_with_full_bptt_when_no_gradient_cross
 
 BOOST_AUTO_TEST_CASE(the_classic_relu_rnn_worked_example) {
   layers::Rng rng(0);
-  layers::RnnCell<double> cell({.input = 2, .hidden = 2, .activation = layers::Activation::kRelu}, rng);
+  layers::RnnCell<double> cell({.input = 2, .hidden = 2, .activation = layers::Activation::kRelu},
+                               rng);
   layers::Linear<double> readout({.in = 2, .out = 2}, rng);
-  for (Parameter<double>* p : cell.named_parameters()) p->value.setConstant(p->name.starts_with("weight") ? 1 : 0);
+  for (Parameter<double>* p : cell.named_parameters())
+    p->value.setConstant(p->name.starts_with("weight") ? 1 : 0);
   readout.weight.value.setOnes();
   readout.bias.value.setZero();
   Tape<double> tape;
@@ -256,9 +259,9 @@ BOOST_AUTO_TEST_CASE(parameter_counts_and_names) {
   std::vector<std::string> names;
   for (auto* p : lstm.named_parameters()) names.push_back(p->name);
   const std::vector<std::string> expected{
-      "weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0",
+      "weight_ih_l0",         "weight_hh_l0",         "bias_ih_l0",         "bias_hh_l0",
       "weight_ih_l0_reverse", "weight_hh_l0_reverse", "bias_ih_l0_reverse", "bias_hh_l0_reverse",
-      "weight_ih_l1", "weight_hh_l1", "bias_ih_l1", "bias_hh_l1",
+      "weight_ih_l1",         "weight_hh_l1",         "bias_ih_l1",         "bias_hh_l1",
       "weight_ih_l1_reverse", "weight_hh_l1_reverse", "bias_ih_l1_reverse", "bias_hh_l1_reverse"};
   BOOST_TEST(names == expected, boost::test_tools::per_element());
   BOOST_TEST(lstm.cell(1, true).weight_ih.shape() == (Shape{16, 8}));  // layer 1 sees 2·hidden
@@ -285,30 +288,38 @@ BOOST_AUTO_TEST_CASE(shape_errors_name_the_layer) {
   layers::LstmCell<double> lstm({.input = 5, .hidden = 4}, rng);
   Tape<double> tape;
   auto s = layers::zero_state(lstm, tape, 3);
-  expect_message<ShapeError>([&] { (void)lstm.step(tape, tape.constant(M::Ones(3, 7)), s); },
-                             "LstmCell: input has 7 features, expected 5");
-  expect_message<ShapeError>([&] { (void)lstm.step(tape, tape.constant(M::Ones(2, 5)), s); },
-                             "LstmCell: hidden state is 3x4, expected 2x4 (batch 2, size 4)");
+  test::expect_message<ShapeError>([&] { (void)lstm.step(tape, tape.constant(M::Ones(3, 7)), s); },
+                                   "LstmCell: input has 7 features, expected 5");
+  test::expect_message<ShapeError>([&] { (void)lstm.step(tape, tape.constant(M::Ones(2, 5)), s); },
+                                   "LstmCell: hidden state is 3x4, expected 2x4 (batch 2, size 4)");
   layers::GruCell<double> gru({.input = 5, .hidden = 4}, rng);
-  expect_message<ShapeError>([&] { (void)gru.step(tape, tape.constant(M::Ones(3, 2)), {s[0]}); },
-                             "GruCell: input has 2 features, expected 5");
+  test::expect_message<ShapeError>(
+      [&] { (void)gru.step(tape, tape.constant(M::Ones(3, 2)), {s[0]}); },
+      "GruCell: input has 2 features, expected 5");
   layers::RnnCell<double> rnn({.input = 5, .hidden = 4}, rng);
-  expect_message<ShapeError>([&] { (void)rnn.step(tape, tape.constant(M::Ones(3, 2)), {s[0]}); },
-                             "RnnCell: input has 2 features, expected 5");
+  test::expect_message<ShapeError>(
+      [&] { (void)rnn.step(tape, tape.constant(M::Ones(3, 2)), {s[0]}); },
+      "RnnCell: input has 2 features, expected 5");
   layers::Linear<double> linear({.in = 4, .out = 2}, rng);
-  expect_message<ShapeError>([&] { (void)linear(tape, tape.constant(M::Ones(3, 5))); },
-                             "Linear: input has 5 features, expected 4");
+  test::expect_message<ShapeError>([&] { (void)linear(tape, tape.constant(M::Ones(3, 5))); },
+                                   "Linear: input has 5 features, expected 4");
   std::vector<Var<double>> xs{tape.constant(M::Ones(3, 5))};
   const std::vector<std::int32_t> two{1, 1}, too_long{1, 2, 1};
-  expect_message<ShapeError>([&] { (void)layers::unroll(lstm, tape, xs, s, {.lengths = two}); },
-                             "unroll: 2 lengths for a batch of 3");
-  expect_message<ShapeError>([&] { (void)layers::unroll(lstm, tape, xs, s, {.lengths = too_long}); },
-                             "unroll: length 2 of batch row 1 is outside [0, 1]");
-  expect_message<UsageError>([&] { layers::Lstm<double>({.input = 2, .hidden = 2, .num_layers = 0}, rng); },
-                             "Lstm: num_layers is 0, expected at least 1");
+  test::expect_message<ShapeError>(
+      [&] { (void)layers::unroll(lstm, tape, xs, s, {.lengths = two}); },
+      "unroll: 2 lengths for a batch of 3");
+  test::expect_message<ShapeError>(
+      [&] { (void)layers::unroll(lstm, tape, xs, s, {.lengths = too_long}); },
+      "unroll: length 2 of batch row 1 is outside [0, 1]");
+  test::expect_message<UsageError>(
+      [&] { layers::Lstm<double>({.input = 2, .hidden = 2, .num_layers = 0}, rng); },
+      "Lstm: num_layers is 0, expected at least 1");
   layers::Gru<double> seq({.input = 5, .hidden = 4}, rng);
-  expect_message<UsageError>([&] { (void)seq(tape, xs, {.initial = {{s[0]}, {s[0]}}}); },
-                             "Gru: 2 initial states given, expected 1 (layers x directions)");
+  test::expect_message<UsageError>(
+      [&] {
+        (void)seq(tape, xs, {.initial = {{s[0]}, {s[0]}}});
+      },
+      "Gru: 2 initial states given, expected 1 (layers x directions)");
 }
 
 BOOST_AUTO_TEST_CASE(dropout_between_layers_only_in_training) {
@@ -336,7 +347,9 @@ BOOST_AUTO_TEST_CASE(initializers) {
   BOOST_TEST(x.cwiseAbs().maxCoeff() <= std::sqrt(6.0 / 50));
   BOOST_TEST(x.cwiseAbs().maxCoeff() > 0.9 * std::sqrt(6.0 / 50));
   layers::Rng r1(5), r2(5);
-  BOOST_TEST((layers::uniform<double>(3, 3, 0.1, r1) - layers::uniform<double>(3, 3, 0.1, r2)).norm() == 0.0);
+  BOOST_TEST(
+      (layers::uniform<double>(3, 3, 0.1, r1) - layers::uniform<double>(3, 3, 0.1, r2)).norm() ==
+      0.0);
 }
 
 BOOST_AUTO_TEST_CASE(float_gradients_match_double_gradients) {

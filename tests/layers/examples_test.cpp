@@ -1,6 +1,5 @@
 // The classic examples: the hand-wired LSTM memory cell, and the Keras-style model summary.
 #include <boost/test/unit_test.hpp>
-
 #include <rewind/rewind.hpp>
 
 #include "memory_cell.hpp"
@@ -13,17 +12,21 @@ BOOST_AUTO_TEST_SUITE(classics)
 BOOST_AUTO_TEST_CASE(the_hand_wired_memory_cell_stores_erases_and_reads) {
   MemoryCell<double> cell;
   Tape<double> tape;
-  const double inputs[7][3] = {{3, 1, 0}, {4, 1, 0}, {2, 0, 0}, {1, 0, 1}, {3, -1, 0}, {6, 1, 0}, {1, 0, 1}};
+  const double inputs[7][3] = {{3, 1, 0},  {4, 1, 0}, {2, 0, 0}, {1, 0, 1},
+                               {3, -1, 0}, {6, 1, 0}, {1, 0, 1}};
   const double memory[7] = {3, 7, 7, 7, 0, 6, 6}, output[7] = {0, 0, 0, 7, 0, 0, 6};
   std::vector<Var<double>> xs;
-  for (const auto& x : inputs) xs.push_back(tape.constant((M(1, 3) << x[0], x[1], x[2]).finished()));
+  for (const auto& x : inputs)
+    xs.push_back(tape.constant((M(1, 3) << x[0], x[1], x[2]).finished()));
   const auto run = layers::unroll(cell, tape, xs, layers::zero_state(cell, tape, 1));
   // unroll returns h per step; the memory c is the state's second tensor, read step by step.
   MemoryCell<double>::State s = layers::zero_state(cell, tape, 1);
   for (std::size_t t = 0; t < 7; ++t) {
     s = cell.step(tape, xs[t], s);
-    BOOST_TEST(std::abs(s[1].item() - memory[t]) < 0.1, "memory at step " << t + 1 << ": " << s[1].item());
-    BOOST_TEST(std::abs(s[0].item() - output[t]) < 0.1, "output at step " << t + 1 << ": " << s[0].item());
+    BOOST_TEST(std::abs(s[1].item() - memory[t]) < 0.1,
+               "memory at step " << t + 1 << ": " << s[1].item());
+    BOOST_TEST(std::abs(s[0].item() - output[t]) < 0.1,
+               "output at step " << t + 1 << ": " << s[0].item());
     BOOST_TEST(std::abs(run.outputs[t].item() - output[t]) < 0.1);
   }
 }
@@ -45,7 +48,8 @@ BOOST_AUTO_TEST_CASE(summary_lists_layers_shapes_and_parameters_like_keras) {
   layers::Lstm<float> bi({.input = 32, .hidden = 16, .num_layers = 2, .bidirectional = true}, rng);
   layers::Summary t("bi", {layers::kNone, 50, 32});
   t.add("lstm", bi, true);
-  BOOST_TEST(layers::Summary::shape_string(t.output_shape()) == "(None, 50, 32)");  // 2 directions x 16
+  BOOST_TEST(layers::Summary::shape_string(t.output_shape()) ==
+             "(None, 50, 32)");  // 2 directions x 16
   layers::Linear<float> wrong({.in = 7, .out = 1}, rng);
   BOOST_CHECK_THROW(t.add("dense", wrong), ShapeError);
 }

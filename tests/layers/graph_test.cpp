@@ -7,10 +7,9 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <rewind/rewind.hpp>
 #include <set>
 #include <sstream>
-
-#include <rewind/rewind.hpp>
 
 #include "mgu.hpp"
 
@@ -98,7 +97,8 @@ void golden(const std::string& name, const std::string& dot) {
   }
   std::ifstream in(path);
   BOOST_REQUIRE_MESSAGE(in, "missing golden file " << path);
-  const std::string expected((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string expected((std::istreambuf_iterator<char>(in)),
+                             std::istreambuf_iterator<char>());
   BOOST_TEST(dot == expected, "DOT differs from " << path);
 }
 
@@ -165,7 +165,8 @@ BOOST_AUTO_TEST_CASE(max_nodes_folds_a_long_unroll) {
 
 BOOST_AUTO_TEST_CASE(custom_cells_get_the_same_pictures) {
   layers::Rng rng(5);
-  layers::Sequence<MguCell<double>> mgu("Mgu", {}, 2, [&](int, bool, Index in) { return MguCell<double>(in, 3, rng); });
+  layers::Sequence<MguCell<double>> mgu(
+      "Mgu", {}, 2, [&](int, bool, Index in) { return MguCell<double>(in, 3, rng); });
   const std::string dot = dot_of(*record(mgu), {.rolled = true});
   BOOST_TEST(dot.find("subgraph \"cluster_layer0/fwd/t3/h~\"") != std::string::npos);
   BOOST_TEST(dot.find("label=\"u_f\\n3x3\"") != std::string::npos);
@@ -203,7 +204,8 @@ BOOST_AUTO_TEST_CASE(rendering_through_libgvc) {
     render_dot("digraph { a -> }", dir / "bad.svg");
     BOOST_ERROR("no exception");
   } catch (const FileError& e) {
-    BOOST_TEST(std::string(e.what()).find("render: Graphviz could not parse the graph") == 0, e.what());
+    BOOST_TEST(std::string(e.what()).find("render: Graphviz could not parse the graph") == 0,
+               e.what());
     BOOST_TEST(std::string(e.what()).find("syntax error") != std::string::npos, e.what());
   }
   fs::remove_all(dir);

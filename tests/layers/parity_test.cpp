@@ -5,22 +5,16 @@
 #include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
-
 #include <rewind/rewind.hpp>
+
+#include "support.hpp"
 
 using namespace rwd;
 using M = Matrix<double>;
 using json = nlohmann::ordered_json;  // keeps PyTorch's parameter order
+using test::to_matrix;
 
 namespace {
-
-M to_matrix(const json& rows) {
-  M m(static_cast<Index>(rows.size()), static_cast<Index>(rows.at(0).size()));
-  for (Index r = 0; r < m.rows(); ++r) {
-    for (Index c = 0; c < m.cols(); ++c) m(r, c) = rows[static_cast<std::size_t>(r)][static_cast<std::size_t>(c)].get<double>();
-  }
-  return m;
-}
 
 std::vector<M> to_matrices(const json& list) {
   std::vector<M> out;
@@ -88,7 +82,8 @@ void check(const json& d, Layer& layer, double& worst) {
 
   Var<double> loss = tape.constant(M::Zero(1, 1));
   const std::vector<M> r_out = to_matrices(d["r_out"]), r_h = to_matrices(d["r_h"]);
-  for (std::size_t t = 0; t < xs.size(); ++t) loss = loss + sum(out.outputs[t] * tape.constant(r_out[t]));
+  for (std::size_t t = 0; t < xs.size(); ++t)
+    loss = loss + sum(out.outputs[t] * tape.constant(r_out[t]));
   for (std::size_t s = 0; s < out.final_states.size(); ++s) {
     loss = loss + sum(out.final_states[s][0] * tape.constant(r_h[s]));
   }
@@ -101,23 +96,28 @@ void check(const json& d, Layer& layer, double& worst) {
   tape.backward(loss);
 
   const auto note = [&](const char* what, double e) {
-    BOOST_TEST(e <= kTolerance, d["name"].get<std::string>() << " " << what << ": relative error " << e);
+    BOOST_TEST(e <= kTolerance, d["name"].get<std::string>()
+                                    << " " << what << ": relative error " << e);
     worst = std::max(worst, e);
   };
   note("loss", std::abs(loss.item() - d["loss"].get<double>()) / std::abs(d["loss"].get<double>()));
   const std::vector<M> ref_out = to_matrices(d["out"]), ref_h = to_matrices(d["h_n"]);
-  for (std::size_t t = 0; t < xs.size(); ++t) note("output", rel_error(out.outputs[t].value(), ref_out[t]));
-  for (std::size_t s = 0; s < ref_h.size(); ++s) note("h_n", rel_error(out.final_states[s][0].value(), ref_h[s]));
+  for (std::size_t t = 0; t < xs.size(); ++t)
+    note("output", rel_error(out.outputs[t].value(), ref_out[t]));
+  for (std::size_t s = 0; s < ref_h.size(); ++s)
+    note("h_n", rel_error(out.final_states[s][0].value(), ref_h[s]));
   const std::vector<M> gx = to_matrices(d["grad_x"]), gh = to_matrices(d["grad_h0"]);
   for (std::size_t t = 0; t < xs.size(); ++t) note("grad x", rel_error(xs[t].grad(), gx[t]));
   for (std::size_t s = 0; s < gh.size(); ++s) note("grad h0", rel_error(h0v[s].grad(), gh[s]));
   if constexpr (lstm) {
     const std::vector<M> ref_c = to_matrices(d["c_n"]), gc = to_matrices(d["grad_c0"]);
-    for (std::size_t s = 0; s < ref_c.size(); ++s) note("c_n", rel_error(out.final_states[s][1].value(), ref_c[s]));
+    for (std::size_t s = 0; s < ref_c.size(); ++s)
+      note("c_n", rel_error(out.final_states[s][1].value(), ref_c[s]));
     for (std::size_t s = 0; s < gc.size(); ++s) note("grad c0", rel_error(c0v[s].grad(), gc[s]));
   }
   for (const std::string& n : names) {
-    note(("grad " + n).c_str(), rel_error(layers::find_parameter(params, n).grad, to_matrix(d["grad_params"][n])));
+    note(("grad " + n).c_str(),
+         rel_error(layers::find_parameter(params, n).grad, to_matrix(d["grad_params"][n])));
   }
 }
 
@@ -129,7 +129,8 @@ void run_case(const std::string& name) {
   const bool bidirectional = d["bidirectional"].get<bool>();
   double worst = 0;
   if (d["kind"] == "rnn") {
-    const auto act = d["nonlinearity"] == "relu" ? layers::Activation::kRelu : layers::Activation::kTanh;
+    const auto act =
+        d["nonlinearity"] == "relu" ? layers::Activation::kRelu : layers::Activation::kTanh;
     layers::Rnn<double> net({input, hidden, num_layers, bidirectional, 0.0, act}, rng);
     check(d, net, worst);
   } else if (d["kind"] == "lstm") {

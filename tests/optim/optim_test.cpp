@@ -4,55 +4,62 @@
 #include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
-
 #include <rewind/rewind.hpp>
+
+#include "support.hpp"
 
 using namespace rwd;
 using M = Matrix<double>;
 using json = nlohmann::json;
+using test::to_matrix;
 
 namespace {
-
-M to_matrix(const json& rows) {
-  M m(static_cast<Index>(rows.size()), static_cast<Index>(rows.at(0).size()));
-  for (Index r = 0; r < m.rows(); ++r) {
-    for (Index c = 0; c < m.cols(); ++c) m(r, c) = rows[static_cast<std::size_t>(r)][static_cast<std::size_t>(c)].get<double>();
-  }
-  return m;
-}
 
 std::unique_ptr<optim::Optimizer<double>> make(const std::string& cls, const json& o,
                                                std::vector<Parameter<double>*> params) {
   const auto get = [&](const char* k, double d) { return o.contains(k) ? o[k].get<double>() : d; };
   if (cls == "SGD") {
     return std::make_unique<optim::Sgd<double>>(
-        params, optim::SgdOptions{.lr = get("lr", 0), .momentum = get("momentum", 0),
-                                  .dampening = get("dampening", 0), .weight_decay = get("weight_decay", 0),
+        params, optim::SgdOptions{.lr = get("lr", 0),
+                                  .momentum = get("momentum", 0),
+                                  .dampening = get("dampening", 0),
+                                  .weight_decay = get("weight_decay", 0),
                                   .nesterov = o.value("nesterov", false)});
   }
   if (cls == "RMSprop") {
     return std::make_unique<optim::RmsProp<double>>(
-        params, optim::RmsPropOptions{.lr = get("lr", 0), .alpha = get("alpha", 0.99), .eps = get("eps", 1e-8),
-                                      .weight_decay = get("weight_decay", 0), .momentum = get("momentum", 0),
+        params, optim::RmsPropOptions{.lr = get("lr", 0),
+                                      .alpha = get("alpha", 0.99),
+                                      .eps = get("eps", 1e-8),
+                                      .weight_decay = get("weight_decay", 0),
+                                      .momentum = get("momentum", 0),
                                       .centered = o.value("centered", false)});
   }
   const double b1 = o.contains("betas") ? o["betas"][0].get<double>() : 0.9;
   const double b2 = o.contains("betas") ? o["betas"][1].get<double>() : 0.999;
   if (cls == "Adam") {
     return std::make_unique<optim::Adam<double>>(
-        params, optim::AdamOptions{.lr = get("lr", 0), .beta1 = b1, .beta2 = b2, .eps = get("eps", 1e-8),
+        params, optim::AdamOptions{.lr = get("lr", 0),
+                                   .beta1 = b1,
+                                   .beta2 = b2,
+                                   .eps = get("eps", 1e-8),
                                    .weight_decay = get("weight_decay", 0)});
   }
   if (cls == "AdamW") {
     return std::make_unique<optim::AdamW<double>>(
-        params, optim::AdamOptions{.lr = get("lr", 0), .beta1 = b1, .beta2 = b2, .eps = get("eps", 1e-8),
+        params, optim::AdamOptions{.lr = get("lr", 0),
+                                   .beta1 = b1,
+                                   .beta2 = b2,
+                                   .eps = get("eps", 1e-8),
                                    .weight_decay = get("weight_decay", 0.01)});
   }
   return std::make_unique<optim::Adagrad<double>>(
-      params, optim::AdagradOptions{.lr = get("lr", 0), .lr_decay = get("lr_decay", 0),
-                                    .weight_decay = get("weight_decay", 0),
-                                    .initial_accumulator_value = get("initial_accumulator_value", 0),
-                                    .eps = get("eps", 1e-10)});
+      params,
+      optim::AdagradOptions{.lr = get("lr", 0),
+                            .lr_decay = get("lr_decay", 0),
+                            .weight_decay = get("weight_decay", 0),
+                            .initial_accumulator_value = get("initial_accumulator_value", 0),
+                            .eps = get("eps", 1e-10)});
 }
 
 }  // namespace
@@ -77,11 +84,13 @@ BOOST_AUTO_TEST_CASE(ten_steps_match_torch_optim) {
       opt->step();
       const json& expected = run["trajectory"][step];
       const M ew = to_matrix(expected["W"]), eb = to_matrix(expected["b"]);
-      worst = std::max({worst, ((w.value - ew).array().abs() / ew.array().abs().max(1e-12)).maxCoeff(),
-                        ((b.value - eb).array().abs() / eb.array().abs().max(1e-12)).maxCoeff()});
+      worst =
+          std::max({worst, ((w.value - ew).array().abs() / ew.array().abs().max(1e-12)).maxCoeff(),
+                    ((b.value - eb).array().abs() / eb.array().abs().max(1e-12)).maxCoeff()});
     }
     BOOST_TEST(worst < 1e-10, name << ": worst relative difference from torch.optim " << worst);
-    BOOST_TEST_MESSAGE(name << ": worst relative difference from torch.optim over 10 steps " << worst);
+    BOOST_TEST_MESSAGE(name << ": worst relative difference from torch.optim over 10 steps "
+                            << worst);
   }
 }
 
@@ -105,7 +114,8 @@ BOOST_AUTO_TEST_CASE(make_optimizer_by_name) {
     (void)optim::make_optimizer<double>("lbfgs", {&p}, 0.1);
     BOOST_ERROR("no exception");
   } catch (const UsageError& e) {
-    BOOST_TEST(std::string(e.what()) == "unknown optimizer 'lbfgs' (expected sgd, rmsprop, adam, adamw or adagrad)");
+    BOOST_TEST(std::string(e.what()) ==
+               "unknown optimizer 'lbfgs' (expected sgd, rmsprop, adam, adamw or adagrad)");
   }
 }
 
@@ -127,8 +137,8 @@ BOOST_AUTO_TEST_CASE(clip_grad_norm_scales_to_max_norm) {
 }
 
 BOOST_AUTO_TEST_CASE(non_finite_norms_name_the_parameters) {
-  Parameter<float> w("weight_hh_l0", Matrix<float>::Zero(2, 2)), ok("bias", Matrix<float>::Zero(1, 2)),
-      b("bias_ih_l0", Matrix<float>::Zero(1, 2));
+  Parameter<float> w("weight_hh_l0", Matrix<float>::Zero(2, 2)),
+      ok("bias", Matrix<float>::Zero(1, 2)), b("bias_ih_l0", Matrix<float>::Zero(1, 2));
   w.grad = Matrix<float>::Zero(2, 2);
   w.grad(1, 1) = std::numeric_limits<float>::quiet_NaN();
   ok.grad = Matrix<float>::Ones(1, 2);
@@ -138,8 +148,9 @@ BOOST_AUTO_TEST_CASE(non_finite_norms_name_the_parameters) {
     (void)optim::clip_grad_norm<float>({&w, &ok, &b}, 1.0, {.error_if_nonfinite = true});
     BOOST_ERROR("no exception");
   } catch (const UsageError& e) {
-    BOOST_TEST(std::string(e.what()) ==
-               "clip_grad_norm: gradient norm is not finite: NaN in 'weight_hh_l0', Inf in 'bias_ih_l0'");
+    BOOST_TEST(
+        std::string(e.what()) ==
+        "clip_grad_norm: gradient norm is not finite: NaN in 'weight_hh_l0', Inf in 'bias_ih_l0'");
   }
   BOOST_TEST(std::isnan(optim::clip_grad_norm<float>({&w, &ok, &b}, 1.0)));
 }

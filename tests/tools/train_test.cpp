@@ -1,6 +1,8 @@
 // `rewind train` driven directly: every task and cell runs, training is deterministic, the
 // character model beats the unigram entropy, and (slow) the adding problem separates an LSTM
 // from a tanh RNN.
+#include "train.hpp"
+
 #include <boost/test/unit_test.hpp>
 #include <filesystem>
 #include <fstream>
@@ -8,7 +10,6 @@
 #include <sstream>
 
 #include "inspect.hpp"
-#include "train.hpp"
 
 using namespace rwd;
 using cli::TrainOptions;
@@ -23,8 +24,8 @@ cli::TrainResult quiet(TrainOptions o) {
 
 // A small text with structure: words from a fixed list in random order.
 std::string make_text(const std::filesystem::path& path) {
-  const char* words[] = {"the", "quick", "brown", "fox", "jumps", "over", "lazy", "dog", "while",
-                         "a", "cat", "sleeps", "on", "warm", "mat", "and", "birds", "sing"};
+  const char* words[] = {"the", "quick", "brown",  "fox", "jumps", "over", "lazy", "dog",   "while",
+                         "a",   "cat",   "sleeps", "on",  "warm",  "mat",  "and",  "birds", "sing"};
   std::mt19937 rng(1);
   std::string text;
   for (int k = 0; k < 3000; ++k) text += std::string(words[rng() % 18]) + " ";
@@ -41,9 +42,17 @@ BOOST_AUTO_TEST_CASE(every_task_and_cell_trains_a_little) {
   for (const std::string& task : cli::task_names()) {
     for (const char* cell : {"rnn", "lstm", "gru"}) {
       BOOST_TEST_CONTEXT(task << " with " << cell) {
-        TrainOptions o{.task = task, .text = text, .cell = cell, .hidden = 16, .layers = 2,
-                       .bidirectional = task == "sine", .steps = 20, .batch = 8, .seq_len = 24,
-                       .lr = 0.01, .sample = 20};
+        TrainOptions o{.task = task,
+                       .text = text,
+                       .cell = cell,
+                       .hidden = 16,
+                       .layers = 2,
+                       .bidirectional = task == "sine",
+                       .steps = 20,
+                       .batch = 8,
+                       .seq_len = 24,
+                       .lr = 0.01,
+                       .sample = 20};
         const auto r = quiet(o);
         BOOST_TEST(std::isfinite(r.final_loss));
         BOOST_TEST(r.curve.size() == 20u);
@@ -55,7 +64,14 @@ BOOST_AUTO_TEST_CASE(every_task_and_cell_trains_a_little) {
 }
 
 BOOST_AUTO_TEST_CASE(same_seed_same_build_gives_a_bit_identical_curve) {
-  TrainOptions o{.task = "copy", .cell = "gru", .hidden = 32, .steps = 60, .batch = 16, .seq_len = 30, .lr = 0.01, .seed = 7};
+  TrainOptions o{.task = "copy",
+                 .cell = "gru",
+                 .hidden = 32,
+                 .steps = 60,
+                 .batch = 16,
+                 .seq_len = 30,
+                 .lr = 0.01,
+                 .seed = 7};
   const auto a = quiet(o), b = quiet(o);
   BOOST_REQUIRE(a.curve.size() == b.curve.size());
   for (std::size_t k = 0; k < a.curve.size(); ++k) {
@@ -68,15 +84,28 @@ BOOST_AUTO_TEST_CASE(same_seed_same_build_gives_a_bit_identical_curve) {
 
 BOOST_AUTO_TEST_CASE(a_character_lstm_beats_the_unigram_entropy) {
   const std::string text = make_text(std::filesystem::temp_directory_path() / "rewind_chars.txt");
-  const auto r = quiet({.task = "text", .text = text, .cell = "lstm", .hidden = 64, .steps = 300,
-                        .batch = 16, .seq_len = 32, .lr = 0.01, .sample = 100});
-  BOOST_TEST_MESSAGE("char LSTM: loss " << r.final_loss << " nats/char, unigram entropy " << r.baseline);
+  const auto r = quiet({.task = "text",
+                        .text = text,
+                        .cell = "lstm",
+                        .hidden = 64,
+                        .steps = 300,
+                        .batch = 16,
+                        .seq_len = 32,
+                        .lr = 0.01,
+                        .sample = 100});
+  BOOST_TEST_MESSAGE("char LSTM: loss " << r.final_loss << " nats/char, unigram entropy "
+                                        << r.baseline);
   BOOST_TEST(r.final_loss < 0.5 * r.baseline);
 }
 
 BOOST_AUTO_TEST_CASE(sine_prediction_learns) {
-  const auto r = quiet({.task = "sine", .cell = "gru", .hidden = 32, .steps = 300, .batch = 16,
-                        .seq_len = 40, .lr = 0.01});
+  const auto r = quiet({.task = "sine",
+                        .cell = "gru",
+                        .hidden = 32,
+                        .steps = 300,
+                        .batch = 16,
+                        .seq_len = 40,
+                        .lr = 0.01});
   BOOST_TEST_MESSAGE("sine GRU: mse " << r.final_loss << ", predicting 0 gives " << r.baseline);
   BOOST_TEST(r.final_loss < 0.05 * r.baseline);
 }
@@ -97,10 +126,16 @@ BOOST_AUTO_TEST_CASE(a_tanh_rnn_forgets_faster_than_an_lstm_with_an_open_forget_
   rnn.cell = "rnn";
   lstm.cell = lstm_pytorch.cell = "lstm";
   lstm.forget_bias = 1;
-  const double r = cli::diagnose(rnn, {.output = (dir / "rewind_d_rnn").string()}, out).series[0].decay_per_step;
-  const double l = cli::diagnose(lstm, {.output = (dir / "rewind_d_lstm").string()}, out).series[0].decay_per_step;
-  const double p = cli::diagnose(lstm_pytorch, {.output = (dir / "rewind_d_lstm0").string()}, out).series[0].decay_per_step;
-  BOOST_TEST_MESSAGE("decay per step: tanh RNN " << r << ", LSTM (forget bias 1) " << l << ", LSTM (PyTorch init) " << p);
+  const double r =
+      cli::diagnose(rnn, {.output = (dir / "rewind_d_rnn").string()}, out).series[0].decay_per_step;
+  const double l = cli::diagnose(lstm, {.output = (dir / "rewind_d_lstm").string()}, out)
+                       .series[0]
+                       .decay_per_step;
+  const double p = cli::diagnose(lstm_pytorch, {.output = (dir / "rewind_d_lstm0").string()}, out)
+                       .series[0]
+                       .decay_per_step;
+  BOOST_TEST_MESSAGE("decay per step: tanh RNN " << r << ", LSTM (forget bias 1) " << l
+                                                 << ", LSTM (PyTorch init) " << p);
   BOOST_TEST(r < 0.8);      // exponential decay
   BOOST_TEST(l > r + 0.1);  // much slower with the forget gate open
 }
@@ -112,14 +147,23 @@ BOOST_AUTO_TEST_SUITE_END()
 BOOST_AUTO_TEST_SUITE(adding_problem, *boost::unit_test::label("slow"))
 
 BOOST_AUTO_TEST_CASE(lstm_solves_it_where_a_tanh_rnn_cannot) {
-  const TrainOptions base{.task = "adding", .hidden = 64, .steps = 6000, .batch = 64, .seq_len = 50,
-                          .optimizer = "adam", .lr = 1e-3, .clip = 5, .seed = 1, .log_every = 500};
+  const TrainOptions base{.task = "adding",
+                          .hidden = 64,
+                          .steps = 6000,
+                          .batch = 64,
+                          .seq_len = 50,
+                          .optimizer = "adam",
+                          .lr = 1e-3,
+                          .clip = 5,
+                          .seed = 1,
+                          .log_every = 500};
   TrainOptions lstm = base, rnn = base;
   lstm.cell = "lstm";
   rnn.cell = "rnn";
   const auto a = quiet(lstm), b = quiet(rnn);
   for (std::size_t k = 0; k < a.curve.size(); ++k) {
-    BOOST_TEST_MESSAGE("step " << a.curve[k].step << "  lstm " << a.curve[k].loss << "  rnn " << b.curve[k].loss);
+    BOOST_TEST_MESSAGE("step " << a.curve[k].step << "  lstm " << a.curve[k].loss << "  rnn "
+                               << b.curve[k].loss);
   }
   BOOST_TEST(a.final_loss < 0.01);
   BOOST_TEST(b.final_loss > 0.1);  // the 0.167 baseline, give or take

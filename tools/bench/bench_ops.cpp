@@ -24,9 +24,9 @@ static void BM_TinyOps(benchmark::State& state) {
     tape.backward(sum(y));
     benchmark::DoNotOptimize(x.grad().data());
   }
-  state.counters["ns_per_op"] = benchmark::Counter(
-      3000.0 * static_cast<double>(state.iterations()),
-      benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+  state.counters["ns_per_op"] =
+      benchmark::Counter(3000.0 * static_cast<double>(state.iterations()),
+                         benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
 }
 BENCHMARK(BM_TinyOps<float>)->Arg(0)->ArgName("anomaly")->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_TinyOps<double>)->Arg(0)->ArgName("anomaly")->Unit(benchmark::kMicrosecond);

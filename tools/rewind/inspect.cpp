@@ -13,14 +13,18 @@ namespace {
 // Calls f with the sequence layer the options describe (its type depends on the cell).
 template <class T, class F>
 void with_model(const ModelOptions& m, layers::Rng& rng, F&& f) {
-  if (m.forget_bias != 0 && m.cell != "lstm") throw UsageError("--forget-bias applies to the lstm cell only");
+  if (m.forget_bias != 0 && m.cell != "lstm")
+    throw UsageError("--forget-bias applies to the lstm cell only");
   if (m.steps <= 0 || m.hidden <= 0 || m.input <= 0 || m.batch <= 0 || m.layers <= 0) {
     throw UsageError("sizes and counts must be positive");
   }
   const layers::SequenceOptions so{m.layers, m.bidirectional, 0.0};
   if (m.cell == "lstm") {
-    layers::Lstm<T> net({.input = m.input, .hidden = m.hidden, .num_layers = m.layers,
-                         .bidirectional = m.bidirectional, .forget_bias = m.forget_bias},
+    layers::Lstm<T> net({.input = m.input,
+                         .hidden = m.hidden,
+                         .num_layers = m.layers,
+                         .bidirectional = m.bidirectional,
+                         .forget_bias = m.forget_bias},
                         rng);
     f(net);
   } else if (m.cell == "gru") {
@@ -31,21 +35,25 @@ void with_model(const ModelOptions& m, layers::Rng& rng, F&& f) {
     layers::Rnn<T> net({m.input, m.hidden, m.layers, m.bidirectional, 0.0, act}, rng);
     f(net);
   } else if (m.cell == "mgu") {
-    layers::Sequence<MguCell<T>> net("Mgu", so, m.input, [&](int, bool, Index in) { return MguCell<T>(in, m.hidden, rng); });
+    layers::Sequence<MguCell<T>> net(
+        "Mgu", so, m.input, [&](int, bool, Index in) { return MguCell<T>(in, m.hidden, rng); });
     f(net);
   } else if (m.cell == "peephole") {
-    layers::Sequence<PeepholeLstmCell<T>> net("PeepholeLstm", so, m.input,
-                                              [&](int, bool, Index in) { return PeepholeLstmCell<T>(in, m.hidden, rng); });
+    layers::Sequence<PeepholeLstmCell<T>> net(
+        "PeepholeLstm", so, m.input,
+        [&](int, bool, Index in) { return PeepholeLstmCell<T>(in, m.hidden, rng); });
     f(net);
   } else {
-    throw UsageError(fmt::format("unknown cell '{}' (expected rnn, rnn-relu, lstm, gru, mgu or peephole)", m.cell));
+    throw UsageError(fmt::format(
+        "unknown cell '{}' (expected rnn, rnn-relu, lstm, gru, mgu or peephole)", m.cell));
   }
 }
 
 template <class T>
 std::vector<Var<T>> make_inputs(Tape<T>& tape, const ModelOptions& m, layers::Rng& rng) {
   std::vector<Var<T>> xs;
-  for (long t = 0; t < m.steps; ++t) xs.push_back(tape.input(layers::uniform<T>(m.batch, m.input, 1.0, rng), "x"));
+  for (long t = 0; t < m.steps; ++t)
+    xs.push_back(tape.input(layers::uniform<T>(m.batch, m.input, 1.0, rng), "x"));
   return xs;
 }
 
@@ -65,10 +73,13 @@ DotSummary graph(const ModelOptions& m, const GraphOptions& g, std::ostream& out
     const Var<double> loss = mean(square(run.outputs.back()));
     if (g.gradients) tape.backward(loss);
   });
-  const DotOptions o{.cluster_depth = g.depth, .rolled = g.rolled, .max_nodes = g.max_nodes,
-                     .gradients = g.gradients,
-                     .title = fmt::format("{} ({} layer{}{}, {} steps)", m.cell, m.layers, m.layers > 1 ? "s" : "",
-                                          m.bidirectional ? ", bidirectional" : "", m.steps)};
+  const DotOptions o{
+      .cluster_depth = g.depth,
+      .rolled = g.rolled,
+      .max_nodes = g.max_nodes,
+      .gradients = g.gradients,
+      .title = fmt::format("{} ({} layer{}{}, {} steps)", m.cell, m.layers, m.layers > 1 ? "s" : "",
+                           m.bidirectional ? ", bidirectional" : "", m.steps)};
   const std::filesystem::path path(g.output);
   DotSummary s;
   if (path.extension() == ".dot" || g.output.empty() || g.output == "-") {
@@ -82,8 +93,10 @@ DotSummary graph(const ModelOptions& m, const GraphOptions& g, std::ostream& out
   } else {
     s = render(tape, path, "", o);
   }
-  out << fmt::format("wrote {}: {} nodes, {} edges, {} clusters{} ({} ops on the tape)\n", g.output, s.nodes, s.edges,
-                     s.clusters, s.folded_steps ? fmt::format(", {} steps folded", s.folded_steps) : "", tape.size());
+  out << fmt::format("wrote {}: {} nodes, {} edges, {} clusters{} ({} ops on the tape)\n", g.output,
+                     s.nodes, s.edges, s.clusters,
+                     s.folded_steps ? fmt::format(", {} steps folded", s.folded_steps) : "",
+                     tape.size());
   return s;
 }
 
@@ -96,10 +109,13 @@ bool check(const ModelOptions& m, bool fast, std::ostream& out) {
     const std::size_t per_state = std::tuple_size_v<State>;
     const std::size_t count = static_cast<std::size_t>(m.layers * (m.bidirectional ? 2 : 1));
     std::vector<NamedTensor> inputs;
-    for (long t = 0; t < m.steps; ++t) inputs.push_back({fmt::format("x{}", t), layers::uniform<double>(m.batch, m.input, 1.0, rng)});
+    for (long t = 0; t < m.steps; ++t)
+      inputs.push_back(
+          {fmt::format("x{}", t), layers::uniform<double>(m.batch, m.input, 1.0, rng)});
     for (std::size_t s = 0; s < count; ++s) {
       for (std::size_t k = 0; k < per_state; ++k) {
-        inputs.push_back({fmt::format("{}0[{}]", k == 0 ? "h" : "c", s), layers::uniform<double>(m.batch, m.hidden, 1.0, rng)});
+        inputs.push_back({fmt::format("{}0[{}]", k == 0 ? "h" : "c", s),
+                          layers::uniform<double>(m.batch, m.hidden, 1.0, rng)});
       }
     }
     const auto f = [&](Tape<double>& tape, std::span<const Var<double>> in) {
@@ -120,8 +136,9 @@ bool check(const ModelOptions& m, bool fast, std::ostream& out) {
     GradcheckOptions o;
     o.fast = fast;
     const GradcheckReport report = gradcheck(f, inputs, net.named_parameters(), o);
-    out << fmt::format("{}: {} layer{}{}, hidden {}, {} steps, batch {}\n", m.cell, m.layers, m.layers > 1 ? "s" : "",
-                       m.bidirectional ? ", bidirectional" : "", m.hidden, m.steps, m.batch)
+    out << fmt::format("{}: {} layer{}{}, hidden {}, {} steps, batch {}\n", m.cell, m.layers,
+                       m.layers > 1 ? "s" : "", m.bidirectional ? ", bidirectional" : "", m.hidden,
+                       m.steps, m.batch)
         << report;
     passed = report.passed();
     if (!passed) {
@@ -138,7 +155,8 @@ bool check(const ModelOptions& m, bool fast, std::ostream& out) {
                              c.scope.empty() ? "(top level)" : c.scope, c.max_abs_error);
         }
       }
-      if (shown == 0) out << "  none: every op passes on its own (look at how the ops are combined)\n";
+      if (shown == 0)
+        out << "  none: every op passes on its own (look at how the ops are combined)\n";
       if (shown > 20) out << fmt::format("  ... and {} more\n", shown - 20);
     }
   });
@@ -155,11 +173,13 @@ BpttReport diagnose(const ModelOptions& m, const DiagnoseOptions& d, std::ostrea
     tape.backward(mean(square(run.outputs.back())));  // the loss sits at the last step
     std::vector<Parameter<double>*> recurrent;
     for (Parameter<double>* p : net.named_parameters()) {
-      if (p->name.find("weight_hh") != std::string::npos || p->name == "u_f" || p->name == "u_h") recurrent.push_back(p);
+      if (p->name.find("weight_hh") != std::string::npos || p->name == "u_f" || p->name == "u_h")
+        recurrent.push_back(p);
     }
     report = bptt_diagnostics(tape, run.hidden, recurrent, {.probes = d.probes, .seed = m.seed});
   });
-  const std::string title = fmt::format("{}: gradient flow through {} steps (loss at the last step)", m.cell, m.steps);
+  const std::string title =
+      fmt::format("{}: gradient flow through {} steps (loss at the last step)", m.cell, m.steps);
   for (const auto& [ext, text] : {std::pair<std::string, std::string>{".csv", report.csv()},
                                   {".json", report.json()},
                                   {".svg", report.svg(title)}}) {
@@ -167,7 +187,8 @@ BpttReport diagnose(const ModelOptions& m, const DiagnoseOptions& d, std::ostrea
     if (!file) throw FileError(fmt::format("cannot write '{}{}'", d.output, ext));
     file << text;
   }
-  out << title << "\n" << report.summary() << fmt::format("wrote {0}.csv, {0}.json, {0}.svg\n", d.output);
+  out << title << "\n"
+      << report.summary() << fmt::format("wrote {0}.csv, {0}.json, {0}.svg\n", d.output);
   return report;
 }
 

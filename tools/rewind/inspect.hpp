@@ -3,9 +3,8 @@
 #pragma once
 
 #include <iosfwd>
-#include <string>
-
 #include <rewind/rewind.hpp>
+#include <string>
 
 namespace rwd::cli {
 

@@ -14,7 +14,8 @@ CLI::Validator number(bool integer, double lowest, bool inclusive, const std::st
       [=](std::string& s) -> std::string {
         char* end = nullptr;
         const double v = std::strtod(s.c_str(), &end);
-        const bool whole = integer ? s.find_first_not_of("+-0123456789") == std::string::npos : true;
+        const bool whole =
+            integer ? s.find_first_not_of("+-0123456789") == std::string::npos : true;
         if (end == s.c_str() || *end != '\0' || !whole || !(inclusive ? v >= lowest : v > lowest)) {
           return fmt::format("must be {}, got '{}'", what, s);
         }
@@ -29,48 +30,70 @@ const CLI::Validator kNonNegative = number(false, 0, true, "a non-negative numbe
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"rewind: reverse-mode autodiff on a tape, with recurrent layers built from primitive ops"};
+  CLI::App app{
+      "rewind: reverse-mode autodiff on a tape, with recurrent layers built from primitive ops"};
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "Print help for every subcommand");
 
   cli::TrainOptions t;
   bool bar = false, lines = false;
   CLI::App* train = app.add_subcommand("train", "Train a recurrent model on a built-in task");
-  train->add_option("--task", t.task, "Task")->check(CLI::IsMember(cli::task_names()))->capture_default_str();
+  train->add_option("--task", t.task, "Task")
+      ->check(CLI::IsMember(cli::task_names()))
+      ->capture_default_str();
   train->add_option("--text", t.text, "Text file for --task text (character-level language model)")
       ->check(CLI::ExistingFile);
-  train->add_option("--cell", t.cell, "Recurrent cell")->check(CLI::IsMember({"rnn", "lstm", "gru"}))->capture_default_str();
+  train->add_option("--cell", t.cell, "Recurrent cell")
+      ->check(CLI::IsMember({"rnn", "lstm", "gru"}))
+      ->capture_default_str();
   train->add_option("--hidden", t.hidden, "Hidden units")->check(kCount)->capture_default_str();
   train->add_option("--layers", t.layers, "Stacked layers")->check(kCount)->capture_default_str();
   train->add_flag("--bidirectional", t.bidirectional, "Bidirectional layers");
   train->add_option("--steps", t.steps, "Training steps")->check(kCount)->capture_default_str();
   train->add_option("--batch", t.batch, "Batch size")->check(kCount)->capture_default_str();
-  train->add_option("--seq-len", t.seq_len, "Sequence length")->check(kCount)->capture_default_str();
+  train->add_option("--seq-len", t.seq_len, "Sequence length")
+      ->check(kCount)
+      ->capture_default_str();
   train->add_option("--optimizer", t.optimizer, "Optimizer")
       ->check(CLI::IsMember({"sgd", "rmsprop", "adam", "adamw", "adagrad"}))
       ->capture_default_str();
   train->add_option("--lr", t.lr, "Learning rate")->check(kPositive)->capture_default_str();
   train->add_option("--clip", t.clip, "Clip the gradient norm to this (0: no clipping)")
-      ->check(kNonNegative)->capture_default_str();
-  train->add_option("--seed", t.seed, "Random seed (data and initialisation)")->capture_default_str();
+      ->check(kNonNegative)
+      ->capture_default_str();
+  train->add_option("--seed", t.seed, "Random seed (data and initialisation)")
+      ->capture_default_str();
   train->add_option("--save", t.save, "Write the trained weights to this safetensors file");
   train->add_option("--log", t.log, "Write step,loss,accuracy,seconds to this CSV file");
-  train->add_option("--log-every", t.log_every, "Steps per progress line (default: steps/20)")->check(kNonNegativeCount);
-  train->add_option("--embed", t.embed, "Embedding width for --task text")->check(kCount)->capture_default_str();
+  train->add_option("--log-every", t.log_every, "Steps per progress line (default: steps/20)")
+      ->check(kNonNegativeCount);
+  train->add_option("--embed", t.embed, "Embedding width for --task text")
+      ->check(kCount)
+      ->capture_default_str();
   train->add_option("--sample", t.sample, "Characters to generate after training (--task text)")
-      ->check(kNonNegativeCount)->capture_default_str();
+      ->check(kNonNegativeCount)
+      ->capture_default_str();
   train->add_flag("--progress", bar, "Always draw a progress bar");
   train->add_flag("--no-progress", lines, "Print plain lines, even on a terminal");
 
-  CLI::App* summary = app.add_subcommand("summary", "Print the model `rewind train` builds, layer by layer");
-  summary->add_option("--task", t.task, "Task")->check(CLI::IsMember(cli::task_names()))->capture_default_str();
+  CLI::App* summary =
+      app.add_subcommand("summary", "Print the model `rewind train` builds, layer by layer");
+  summary->add_option("--task", t.task, "Task")
+      ->check(CLI::IsMember(cli::task_names()))
+      ->capture_default_str();
   summary->add_option("--text", t.text, "Text file for --task text")->check(CLI::ExistingFile);
-  summary->add_option("--cell", t.cell, "Recurrent cell")->check(CLI::IsMember({"rnn", "lstm", "gru"}))->capture_default_str();
+  summary->add_option("--cell", t.cell, "Recurrent cell")
+      ->check(CLI::IsMember({"rnn", "lstm", "gru"}))
+      ->capture_default_str();
   summary->add_option("--hidden", t.hidden, "Hidden units")->check(kCount)->capture_default_str();
   summary->add_option("--layers", t.layers, "Stacked layers")->check(kCount)->capture_default_str();
   summary->add_flag("--bidirectional", t.bidirectional, "Bidirectional layers");
-  summary->add_option("--seq-len", t.seq_len, "Sequence length")->check(kCount)->capture_default_str();
-  summary->add_option("--embed", t.embed, "Embedding width for --task text")->check(kCount)->capture_default_str();
+  summary->add_option("--seq-len", t.seq_len, "Sequence length")
+      ->check(kCount)
+      ->capture_default_str();
+  summary->add_option("--embed", t.embed, "Embedding width for --task text")
+      ->check(kCount)
+      ->capture_default_str();
 
   // graph, check, diagnose: a model recorded on a tape.
   cli::ModelOptions m;
@@ -86,27 +109,40 @@ int main(int argc, char** argv) {
     sub->add_option("--input", m.input, "Input features")->check(kCount)->capture_default_str();
     sub->add_option("--batch", m.batch, "Batch size")->check(kCount)->capture_default_str();
     sub->add_option("--seed", m.seed, "Random seed")->capture_default_str();
-    sub->add_option("--forget-bias", m.forget_bias, "LSTM: add this to the forget gate's bias at init (Keras: 1)")
+    sub->add_option("--forget-bias", m.forget_bias,
+                    "LSTM: add this to the forget gate's bias at init (Keras: 1)")
         ->capture_default_str();
   };
   cli::GraphOptions g;
-  CLI::App* graph = app.add_subcommand("graph", "Draw the unrolled computation graph of a recurrent model");
+  CLI::App* graph =
+      app.add_subcommand("graph", "Draw the unrolled computation graph of a recurrent model");
   model_options(graph, 4);
   graph->add_flag("--rolled", g.rolled, "Fold the middle time steps into one node");
-  graph->add_flag("--grad", g.gradients, "Colour nodes by gradient norm (after a backward from the last step)");
-  graph->add_option("--depth", g.depth, "Scope levels drawn as clusters")->check(kNonNegativeCount)->capture_default_str();
-  graph->add_option("--max-nodes", g.max_nodes, "Fold until at most this many nodes are drawn (0: no limit)")
+  graph->add_flag("--grad", g.gradients,
+                  "Colour nodes by gradient norm (after a backward from the last step)");
+  graph->add_option("--depth", g.depth, "Scope levels drawn as clusters")
+      ->check(kNonNegativeCount)
+      ->capture_default_str();
+  graph
+      ->add_option("--max-nodes", g.max_nodes,
+                   "Fold until at most this many nodes are drawn (0: no limit)")
       ->check(kNonNegativeCount);
-  graph->add_option("-o,--output", g.output, "Output file: .dot, .svg, .png or .pdf (default: DOT on stdout)");
+  graph->add_option("-o,--output", g.output,
+                    "Output file: .dot, .svg, .png or .pdf (default: DOT on stdout)");
   bool fast = false;
-  CLI::App* check = app.add_subcommand("check", "Gradient-check a recurrent model in double, with blame on failure");
+  CLI::App* check = app.add_subcommand(
+      "check", "Gradient-check a recurrent model in double, with blame on failure");
   model_options(check, 4);
   check->add_flag("--fast", fast, "Random directions instead of every element");
   cli::DiagnoseOptions d;
-  CLI::App* diagnose = app.add_subcommand("diagnose", "Show how gradients vanish or explode through time");
+  CLI::App* diagnose =
+      app.add_subcommand("diagnose", "Show how gradients vanish or explode through time");
   model_options(diagnose, 100);
-  diagnose->add_option("-o,--output", d.output, "Prefix of the CSV, JSON and SVG files")->capture_default_str();
-  diagnose->add_option("--probes", d.probes, "Random probes for the Jacobian norm")->check(kCount)->capture_default_str();
+  diagnose->add_option("-o,--output", d.output, "Prefix of the CSV, JSON and SVG files")
+      ->capture_default_str();
+  diagnose->add_option("--probes", d.probes, "Random probes for the Jacobian norm")
+      ->check(kCount)
+      ->capture_default_str();
 
   if (argc > 1 && argv[1][0] != '-') {
     bool known = false;

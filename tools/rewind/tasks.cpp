@@ -38,7 +38,8 @@ class Adding : public Task {
       const Index i = first(rng), j = second(rng);
       b.xs[static_cast<std::size_t>(i)](r, 1) = 1;
       b.xs[static_cast<std::size_t>(j)](r, 1) = 1;
-      b.target(r, 0) = b.xs[static_cast<std::size_t>(i)](r, 0) + b.xs[static_cast<std::size_t>(j)](r, 0);
+      b.target(r, 0) =
+          b.xs[static_cast<std::size_t>(i)](r, 0) + b.xs[static_cast<std::size_t>(j)](r, 0);
     }
     return b;
   }
@@ -61,7 +62,8 @@ class Copy : public Task {
   Batch sample(Index batch, Index steps, Rng& rng) const override {
     steps = std::max(steps, 2 * kLength + 2);
     Batch b;
-    std::vector<std::vector<std::int32_t>> in(static_cast<std::size_t>(steps)), out(static_cast<std::size_t>(steps));
+    std::vector<std::vector<std::int32_t>> in(static_cast<std::size_t>(steps)),
+        out(static_cast<std::size_t>(steps));
     std::uniform_int_distribution<std::int32_t> symbol(1, static_cast<std::int32_t>(kSymbols));
     for (Index r = 0; r < batch; ++r) {
       std::array<std::int32_t, kLength> s{};
@@ -81,7 +83,8 @@ class Copy : public Task {
         b.classes.push_back(out[static_cast<std::size_t>(t)][static_cast<std::size_t>(r)]);
         if (t >= steps - kLength) {
           b.scored_rows.push_back(static_cast<std::int32_t>(t * batch + r));
-          b.acceptable.push_back(1u << out[static_cast<std::size_t>(t)][static_cast<std::size_t>(r)]);
+          b.acceptable.push_back(1u
+                                 << out[static_cast<std::size_t>(t)][static_cast<std::size_t>(r)]);
         }
       }
     }
@@ -140,8 +143,12 @@ class Reber : public Task {
   // Appends a Reber string (B ... E) and, per symbol, the set of symbols allowed after it.
   static void inner(Rng& rng, std::vector<std::int32_t>& s, std::vector<std::uint32_t>& a) {
     // node -> two (symbol, next node) choices; node 5 ends with E.
-    static constexpr std::array<std::array<std::pair<std::int32_t, int>, 2>, 5> graph{{
-        {{{T, 1}, {P, 2}}}, {{{S, 1}, {X, 3}}}, {{{T, 2}, {V, 4}}}, {{{X, 2}, {S, 5}}}, {{{P, 3}, {V, 5}}}}};
+    static constexpr std::array<std::array<std::pair<std::int32_t, int>, 2>, 5> graph{
+        {{{{T, 1}, {P, 2}}},
+         {{{S, 1}, {X, 3}}},
+         {{{T, 2}, {V, 4}}},
+         {{{X, 2}, {S, 5}}},
+         {{{P, 3}, {V, 5}}}}};
     std::bernoulli_distribution coin(0.5);
     s.push_back(B);
     a.push_back(bit(T) | bit(P));
@@ -187,8 +194,10 @@ class Sine : public Task {
     for (Index r = 0; r < batch; ++r) {
       const double w = freq(rng), p = phase(rng);
       for (Index t = 0; t < steps; ++t) {
-        b.xs[static_cast<std::size_t>(t)](r, 0) = static_cast<float>(std::sin(w * static_cast<double>(t) + p));
-        b.target(t * batch + r, 0) = static_cast<float>(std::sin(w * static_cast<double>(t + 1) + p));
+        b.xs[static_cast<std::size_t>(t)](r, 0) =
+            static_cast<float>(std::sin(w * static_cast<double>(t) + p));
+        b.target(t * batch + r, 0) =
+            static_cast<float>(std::sin(w * static_cast<double>(t + 1) + p));
       }
     }
     return b;
@@ -203,7 +212,9 @@ class Text : public Task {
     std::ifstream in(path, std::ios::binary);
     if (!in) throw FileError(fmt::format("text: cannot open '{}'", path));
     text_.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-    if (text_.size() < 3) throw FileError(fmt::format("text: '{}' has {} characters, too few to learn from", path, text_.size()));
+    if (text_.size() < 3)
+      throw FileError(
+          fmt::format("text: '{}' has {} characters, too few to learn from", path, text_.size()));
     std::map<unsigned char, std::size_t> counts;
     for (char c : text_) ++counts[static_cast<unsigned char>(c)];
     for (const auto& [c, n] : counts) {
@@ -219,11 +230,14 @@ class Text : public Task {
   LossKind loss() const override { return LossKind::kCrossEntropyEvery; }
   bool embeds() const override { return true; }
   double baseline(Index) const override { return entropy_; }
-  std::string decode(std::int32_t id) const override { return std::string(1, alphabet_[static_cast<std::size_t>(id)]); }
+  std::string decode(std::int32_t id) const override {
+    return std::string(1, alphabet_[static_cast<std::size_t>(id)]);
+  }
   std::int32_t encode(char c) const override { return index_.at(static_cast<unsigned char>(c)); }
   Batch sample(Index batch, Index steps, Rng& rng) const override {
     steps = std::min<Index>(steps, static_cast<Index>(text_.size()) - 1);
-    std::uniform_int_distribution<std::size_t> start(0, text_.size() - static_cast<std::size_t>(steps) - 1);
+    std::uniform_int_distribution<std::size_t> start(
+        0, text_.size() - static_cast<std::size_t>(steps) - 1);
     Batch b;
     b.ids.resize(static_cast<std::size_t>(steps * batch));
     b.classes.resize(static_cast<std::size_t>(steps * batch));
@@ -262,7 +276,8 @@ std::unique_ptr<Task> make_task(const std::string& name, const std::string& text
     if (text_file.empty()) throw UsageError("the text task needs --text FILE");
     return std::make_unique<Text>(text_file);
   }
-  throw UsageError(fmt::format("unknown task '{}' (expected adding, copy, reber, sine or text)", name));
+  throw UsageError(
+      fmt::format("unknown task '{}' (expected adding, copy, reber, sine or text)", name));
 }
 
 }  // namespace rwd::cli

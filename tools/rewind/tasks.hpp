@@ -3,10 +3,9 @@
 #pragma once
 
 #include <memory>
+#include <rewind/rewind.hpp>
 #include <string>
 #include <vector>
-
-#include <rewind/rewind.hpp>
 
 namespace rwd::cli {
 
@@ -14,18 +13,20 @@ using Rng = layers::Rng;
 
 /// How the model's per-step outputs are turned into a loss.
 enum class LossKind {
-  kMseLast,          ///< mean squared error of the last step's output (adding problem)
-  kMseEvery,         ///< mean squared error at every step (sine prediction)
-  kCrossEntropyEvery ///< softmax cross-entropy at every valid step (copy, Reber, characters)
+  kMseLast,           ///< mean squared error of the last step's output (adding problem)
+  kMseEvery,          ///< mean squared error at every step (sine prediction)
+  kCrossEntropyEvery  ///< softmax cross-entropy at every valid step (copy, Reber, characters)
 };
 
 /// One batch: inputs per step, and targets.
 struct Batch {
-  std::vector<Matrix<float>> xs;        ///< T tensors, batch × input (one-hot or real)
-  std::vector<std::int32_t> ids;        ///< for tasks whose input is a class id per step (T·B, row t·B + b)
-  Matrix<float> target;                 ///< kMseLast: batch × out; kMseEvery: (T·B) × out
-  std::vector<std::int32_t> classes;    ///< kCrossEntropyEvery: one per (t, b), row t·B + b; -1 = ignore
-  std::vector<std::int32_t> lengths;    ///< per batch row, when sequences have different lengths
+  std::vector<Matrix<float>> xs;  ///< T tensors, batch × input (one-hot or real)
+  std::vector<std::int32_t>
+      ids;               ///< for tasks whose input is a class id per step (T·B, row t·B + b)
+  Matrix<float> target;  ///< kMseLast: batch × out; kMseEvery: (T·B) × out
+  std::vector<std::int32_t>
+      classes;  ///< kCrossEntropyEvery: one per (t, b), row t·B + b; -1 = ignore
+  std::vector<std::int32_t> lengths;  ///< per batch row, when sequences have different lengths
   /// Rows (t·B + b) at which accuracy is scored, and the set of acceptable classes for each
   /// (bit k set = class k is right). Empty: accuracy is argmax == target over valid rows.
   std::vector<std::int32_t> scored_rows;

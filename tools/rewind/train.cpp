@@ -14,7 +14,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+double since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
 
 std::string duration(double s) {
   if (s < 60) return fmt::format("{:.0f}s", s);
@@ -30,8 +32,13 @@ class Model {
   Model(const Task& task, const TrainOptions& o, Layer layer, Rng& rng)
       : task_(task),
         layer_(std::move(layer)),
-        head_({.in = o.hidden * (o.bidirectional ? 2 : 1), .out = task.output_size(), .prefix = "head."}, rng) {
-    if (task.embeds()) embedding_.emplace(typename layers::Embedding<T>::Options{task.input_size(), o.embed, "embedding."}, rng);
+        head_({.in = o.hidden * (o.bidirectional ? 2 : 1),
+               .out = task.output_size(),
+               .prefix = "head."},
+              rng) {
+    if (task.embeds())
+      embedding_.emplace(
+          typename layers::Embedding<T>::Options{task.input_size(), o.embed, "embedding."}, rng);
   }
 
   std::vector<Parameter<T>*> parameters() {
@@ -46,7 +53,9 @@ class Model {
     std::vector<Var<T>> xs;
     for (std::size_t t = 0; t < b.xs.size(); ++t) {
       if (embedding_) {
-        xs.push_back((*embedding_)(tape, std::span(b.ids).subspan(t * static_cast<std::size_t>(batch), static_cast<std::size_t>(batch))));
+        xs.push_back(
+            (*embedding_)(tape, std::span(b.ids).subspan(t * static_cast<std::size_t>(batch),
+                                                         static_cast<std::size_t>(batch))));
       } else {
         xs.push_back(tape.constant(b.xs[t]));
       }
@@ -83,8 +92,9 @@ class Model {
   layers::Summary summary(const TrainOptions& o) {
     const bool every_step = task_.loss() != LossKind::kMseLast;
     layers::Summary s(fmt::format("{} on {}", o.cell, task_.name()),
-                      embedding_ ? std::vector<Index>{layers::kNone, o.seq_len}
-                                 : std::vector<Index>{layers::kNone, o.seq_len, task_.input_size()});
+                      embedding_
+                          ? std::vector<Index>{layers::kNone, o.seq_len}
+                          : std::vector<Index>{layers::kNone, o.seq_len, task_.input_size()});
     if (embedding_) s.add("embedding", *embedding_);
     s.add(o.cell, layer_, every_step);
     s.add("head", head_);
@@ -140,7 +150,8 @@ std::string sample_text(Model<Layer>& model, const Task& task, long count, Rng& 
     const std::vector<std::int32_t> ids{id};
     std::vector<Var<float>> xs{(*model.embedder())(tape, ids)};
     auto out = model.layer()(tape, xs, call);
-    const Matrix<float> p = softmax_rows(scale(model.head()(tape, out.outputs[0]), 1.0f / 0.8f)).value();
+    const Matrix<float> p =
+        softmax_rows(scale(model.head()(tape, out.outputs[0]), 1.0f / 0.8f)).value();
     std::discrete_distribution<std::int32_t> pick(p.data(), p.data() + p.size());
     id = pick(rng);
     text += task.decode(id);
@@ -170,9 +181,11 @@ TrainResult run(const Task& task, const TrainOptions& o, Layer layer, Rng& rng, 
   }
   const bool bar = o.progress == 1 || (o.progress == -1 && ::isatty(::fileno(stdout)) != 0);
   const long every = o.log_every > 0 ? o.log_every : std::max<long>(1, o.steps / 20);
-  out << fmt::format("training {} ({} layer{}{}, hidden {}) on '{}': {} parameters, {} steps, batch {}, {} lr {}\n",
-                     o.cell, o.layers, o.layers > 1 ? "s" : "", o.bidirectional ? ", bidirectional" : "",
-                     o.hidden, task.name(), result.parameters, o.steps, o.batch, o.optimizer, o.lr);
+  out << fmt::format(
+      "training {} ({} layer{}{}, hidden {}) on '{}': {} parameters, {} steps, batch {}, {} lr "
+      "{}\n",
+      o.cell, o.layers, o.layers > 1 ? "s" : "", o.bidirectional ? ", bidirectional" : "", o.hidden,
+      task.name(), result.parameters, o.steps, o.batch, o.optimizer, o.lr);
   Tape<float> tape;
   const auto t0 = Clock::now();
   double sum_loss = 0, sum_acc = 0;
@@ -188,7 +201,8 @@ TrainResult run(const Task& task, const TrainOptions& o, Layer layer, Rng& rng, 
     if (o.clip > 0) optim::clip_grad_norm<float>(params, o.clip);
     opt->step();
     const double l = loss.item();
-    if (!std::isfinite(l)) throw UsageError(fmt::format("training diverged: loss is {} at step {}", l, step));
+    if (!std::isfinite(l))
+      throw UsageError(fmt::format("training diverged: loss is {} at step {}", l, step));
     sum_loss += l;
     if (task.has_accuracy()) sum_acc += accuracy(b, logits.value());
     ++in_window;
@@ -198,17 +212,22 @@ TrainResult run(const Task& task, const TrainOptions& o, Layer layer, Rng& rng, 
       LogPoint p{step, sum_loss / static_cast<double>(in_window),
                  task.has_accuracy() ? sum_acc / static_cast<double>(in_window) : -1.0, since(t0)};
       result.curve.push_back(p);
-      if (log) log << fmt::format("{},{:.6g},{},{:.3f}\n", p.step, p.loss, p.accuracy >= 0 ? fmt::format("{:.4f}", p.accuracy) : "", p.seconds);
+      if (log)
+        log << fmt::format("{},{:.6g},{},{:.3f}\n", p.step, p.loss,
+                           p.accuracy >= 0 ? fmt::format("{:.4f}", p.accuracy) : "", p.seconds);
       const double rate = static_cast<double>(step) / p.seconds;
       const std::string acc = p.accuracy >= 0 ? fmt::format("  acc {:.3f}", p.accuracy) : "";
       if (bar) {
         const int width = 30, filled = static_cast<int>(width * step / o.steps);
-        out << fmt::format("\r[{}{}] {}/{}  loss {:.4f}{}  {:.1f} steps/s  ETA {}   ", std::string(static_cast<std::size_t>(filled), '='),
-                           std::string(static_cast<std::size_t>(width - filled), ' '), step, o.steps, p.loss, acc, rate,
+        out << fmt::format("\r[{}{}] {}/{}  loss {:.4f}{}  {:.1f} steps/s  ETA {}   ",
+                           std::string(static_cast<std::size_t>(filled), '='),
+                           std::string(static_cast<std::size_t>(width - filled), ' '), step,
+                           o.steps, p.loss, acc, rate,
                            duration(static_cast<double>(o.steps - step) / rate))
             << std::flush;
       } else {
-        out << fmt::format("step {}/{}  loss {:.4f}{}  {:.1f} steps/s  {:.1f}s\n", step, o.steps, p.loss, acc, rate, p.seconds)
+        out << fmt::format("step {}/{}  loss {:.4f}{}  {:.1f} steps/s  {:.1f}s\n", step, o.steps,
+                           p.loss, acc, rate, p.seconds)
             << std::flush;
       }
       sum_loss = sum_acc = 0;
@@ -217,18 +236,23 @@ TrainResult run(const Task& task, const TrainOptions& o, Layer layer, Rng& rng, 
   }
   if (bar) out << "\n";
   result.seconds = since(t0);
-  result.final_loss = std::accumulate(recent.begin(), recent.end(), 0.0) / static_cast<double>(recent.size());
+  result.final_loss =
+      std::accumulate(recent.begin(), recent.end(), 0.0) / static_cast<double>(recent.size());
   result.final_accuracy = result.curve.empty() ? -1 : result.curve.back().accuracy;
   out << fmt::format("done: {} steps in {:.1f}s ({:.1f} steps/s)\n", o.steps, result.seconds,
                      static_cast<double>(o.steps) / result.seconds);
-  out << fmt::format("final loss {:.5f} (mean of the last {} steps); without memory: {:.5f}\n", result.final_loss,
-                     recent.size(), result.baseline);
-  if (result.final_accuracy >= 0) out << fmt::format("accuracy {:.4f} (last interval)\n", result.final_accuracy);
+  out << fmt::format("final loss {:.5f} (mean of the last {} steps); without memory: {:.5f}\n",
+                     result.final_loss, recent.size(), result.baseline);
+  if (result.final_accuracy >= 0)
+    out << fmt::format("accuracy {:.4f} (last interval)\n", result.final_accuracy);
   out << fmt::format("parameters {}\n", result.parameters);
   if (!o.save.empty()) {
     layers::save_parameters(o.save, params,
-                            {{"task", o.task}, {"cell", o.cell}, {"hidden", std::to_string(o.hidden)},
-                             {"layers", std::to_string(o.layers)}, {"bidirectional", o.bidirectional ? "1" : "0"}});
+                            {{"task", o.task},
+                             {"cell", o.cell},
+                             {"hidden", std::to_string(o.hidden)},
+                             {"layers", std::to_string(o.layers)},
+                             {"bidirectional", o.bidirectional ? "1" : "0"}});
     out << "saved weights to " << o.save << "\n";
   }
   if (task.embeds() && o.sample > 0) {
@@ -243,16 +267,20 @@ TrainResult run(const Task& task, const TrainOptions& o, Layer layer, Rng& rng, 
 // Calls f with the model the options describe.
 template <class F>
 auto with_model(const TrainOptions& o, F&& f) {
-  if (o.hidden <= 0 || o.layers <= 0 || o.steps <= 0 || o.batch <= 0 || o.seq_len <= 0 || o.embed <= 0) {
+  if (o.hidden <= 0 || o.layers <= 0 || o.steps <= 0 || o.batch <= 0 || o.seq_len <= 0 ||
+      o.embed <= 0) {
     throw UsageError("sizes and counts must be positive");
   }
   if (!(o.lr > 0)) throw UsageError(fmt::format("--lr must be positive, got {}", o.lr));
   const auto task = make_task(o.task, o.text);
   Rng rng(o.seed);
   const Index input = task->embeds() ? o.embed : task->input_size();
-  if (o.cell == "lstm") return f(*task, layers::Lstm<float>({input, o.hidden, o.layers, o.bidirectional}, rng), rng);
-  if (o.cell == "gru") return f(*task, layers::Gru<float>({input, o.hidden, o.layers, o.bidirectional}, rng), rng);
-  if (o.cell == "rnn") return f(*task, layers::Rnn<float>({input, o.hidden, o.layers, o.bidirectional}, rng), rng);
+  if (o.cell == "lstm")
+    return f(*task, layers::Lstm<float>({input, o.hidden, o.layers, o.bidirectional}, rng), rng);
+  if (o.cell == "gru")
+    return f(*task, layers::Gru<float>({input, o.hidden, o.layers, o.bidirectional}, rng), rng);
+  if (o.cell == "rnn")
+    return f(*task, layers::Rnn<float>({input, o.hidden, o.layers, o.bidirectional}, rng), rng);
   throw UsageError(fmt::format("unknown cell '{}' (expected rnn, lstm or gru)", o.cell));
 }
 
@@ -264,7 +292,9 @@ std::string model_summary(const TrainOptions& o) {
 }
 
 TrainResult train(const TrainOptions& o, std::ostream& out) {
-  return with_model(o, [&](const Task& task, auto layer, Rng& rng) { return run(task, o, std::move(layer), rng, out); });
+  return with_model(o, [&](const Task& task, auto layer, Rng& rng) {
+    return run(task, o, std::move(layer), rng, out);
+  });
 }
 
 }  // namespace rwd::cli

@@ -24,24 +24,24 @@ struct TrainOptions {
   double lr = 1e-3;
   double clip = 0;  ///< max gradient norm; 0 = no clipping
   std::uint64_t seed = 1;
-  std::string save;      ///< safetensors file for the trained weights
-  std::string log;       ///< CSV of step, loss, accuracy, seconds
-  long log_every = 0;    ///< 0: steps / 20
-  int progress = -1;     ///< 1 bar, 0 lines, -1 bar when the output is a terminal
-  Index embed = 32;      ///< embedding width (text task)
-  long sample = 300;     ///< characters to generate after training (text task)
+  std::string save;    ///< safetensors file for the trained weights
+  std::string log;     ///< CSV of step, loss, accuracy, seconds
+  long log_every = 0;  ///< 0: steps / 20
+  int progress = -1;   ///< 1 bar, 0 lines, -1 bar when the output is a terminal
+  Index embed = 32;    ///< embedding width (text task)
+  long sample = 300;   ///< characters to generate after training (text task)
 };
 
 struct LogPoint {
   long step = 0;
-  double loss = 0;      ///< mean over the steps since the previous point
-  double accuracy = -1; ///< likewise, -1 where the task has none
+  double loss = 0;       ///< mean over the steps since the previous point
+  double accuracy = -1;  ///< likewise, -1 where the task has none
   double seconds = 0;
 };
 
 struct TrainResult {
   std::vector<LogPoint> curve;
-  double final_loss = 0;      ///< mean of the last min(100, steps) steps
+  double final_loss = 0;  ///< mean of the last min(100, steps) steps
   double final_accuracy = -1;
   double baseline = 0;
   double seconds = 0;

@@ -30,9 +30,9 @@ class Arena {
     }
     const std::size_t last = blocks_.empty() ? 0 : blocks_.back().capacity;
     const std::size_t cap = std::max({n, kMinBlock, std::min(2 * last, kMaxGrowth)});
-    blocks_.push_back(Block{Pointer(static_cast<E*>(::operator new[](
-                                cap * sizeof(E), std::align_val_t{kAlignBytes}))),
-                            cap});
+    blocks_.push_back(Block{
+        Pointer(static_cast<E*>(::operator new[](cap * sizeof(E), std::align_val_t{kAlignBytes}))),
+        cap});
     block_ = blocks_.size() - 1;
     used_ = n;
     return blocks_.back().data.get();
@@ -53,7 +53,8 @@ class Arena {
 
  private:
   static constexpr std::size_t kAlignBytes = 64;
-  static constexpr std::size_t kAlignElems = kAlignBytes / sizeof(E) > 0 ? kAlignBytes / sizeof(E) : 1;
+  static constexpr std::size_t kAlignElems = kAlignBytes / sizeof(E) > 0 ? kAlignBytes / sizeof(E)
+                                                                         : 1;
   static constexpr std::size_t kMinBlock = std::size_t{1} << 14;
   static constexpr std::size_t kMaxGrowth = std::size_t{1} << 24;
 

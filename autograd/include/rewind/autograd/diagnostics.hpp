@@ -39,7 +39,7 @@ struct SeriesReport {
 
 struct BpttReport {
   std::vector<SeriesReport> series;
-  std::string csv() const;   ///< series,t,grad_norm,jacobian_norm,<weight shares...>
+  std::string csv() const;  ///< series,t,grad_norm,jacobian_norm,<weight shares...>
   std::string json() const;
   /// A line plot of ‖dL/dh_t‖ and ‖∂h_T/∂h_t‖ against t, log scale.
   std::string svg(const std::string& title) const;
@@ -56,7 +56,8 @@ struct BpttOptions {
 /// weights whose per-step shares to report (parameters not on the tape are skipped).
 template <class T>
 BpttReport bptt_diagnostics(Tape<T>& tape, const std::vector<HiddenSeries<T>>& hidden,
-                            const std::vector<Parameter<T>*>& weights, const BpttOptions& options = {});
+                            const std::vector<Parameter<T>*>& weights,
+                            const BpttOptions& options = {});
 
 /// A minimal SVG line plot (log or linear y), written in-house: Debian's gnuplot would be an
 /// external program to run, and this is all the plotting rewind needs.

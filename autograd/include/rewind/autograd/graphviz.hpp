@@ -39,7 +39,7 @@ struct DotOptions {
 
 /// What write_dot drew, for tests and callers that want to report it.
 struct DotSummary {
-  std::size_t nodes = 0;     ///< nodes drawn, legend included
+  std::size_t nodes = 0;  ///< nodes drawn, legend included
   std::size_t edges = 0;
   std::size_t clusters = 0;  ///< clusters drawn, legend included
   std::size_t folded_steps = 0;
@@ -57,8 +57,8 @@ bool can_render();
 /// or "pdf", or empty to take it from the file extension. Graphviz's own errors come back as
 /// exceptions (FileError); without libgvc this throws UsageError saying so.
 template <class T>
-DotSummary render(const Tape<T>& tape, const std::filesystem::path& path,
-                  std::string format = {}, const DotOptions& options = {});
+DotSummary render(const Tape<T>& tape, const std::filesystem::path& path, std::string format = {},
+                  const DotOptions& options = {});
 
 /// Renders DOT text (as written by write_dot) to a file.
 void render_dot(const std::string& dot, const std::filesystem::path& path, std::string format = {});

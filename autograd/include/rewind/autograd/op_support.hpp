@@ -75,7 +75,8 @@ namespace detail {
 /// Elementwise ops take equal shapes; there is no implicit broadcasting.
 inline void require_same_shape(std::string_view op, Shape a, Shape b,
                                std::string_view a_name = "lhs", std::string_view b_name = "rhs") {
-  if (a != b) throw_shape(op, "shapes differ", fmt::format("{} is {}, {} is {}", a_name, a, b_name, b));
+  if (a != b)
+    throw_shape(op, "shapes differ", fmt::format("{} is {}, {} is {}", a_name, a, b_name, b));
 }
 
 }  // namespace detail

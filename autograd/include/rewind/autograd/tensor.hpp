@@ -5,12 +5,12 @@
 // columns are features. Everything the tape records is a matrix; a scalar is 1x1.
 #pragma once
 
+#include <fmt/format.h>
+
 #include <Eigen/Core>
 #include <cstdint>
 #include <ostream>
 #include <string>
-
-#include <fmt/format.h>
 
 namespace rwd {
 

@@ -11,14 +11,13 @@
 
 #include <array>
 #include <concepts>
+#include <rewind/autograd/functional.hpp>
+#include <rewind/layers/init.hpp>
+#include <rewind/layers/module.hpp>
 #include <string>
 #include <string_view>
 #include <tuple>
 #include <vector>
-
-#include <rewind/autograd/functional.hpp>
-#include <rewind/layers/init.hpp>
-#include <rewind/layers/module.hpp>
 
 namespace rwd::layers {
 
@@ -55,7 +54,8 @@ namespace detail {
 /// `<layer>: input has 7 features, expected 5`
 inline void check_input(std::string_view layer, Shape x, Index expected) {
   if (x.cols != expected) {
-    throw ShapeError(fmt::format("{}: input has {} features, expected {}", layer, x.cols, expected));
+    throw ShapeError(
+        fmt::format("{}: input has {} features, expected {}", layer, x.cols, expected));
   }
 }
 

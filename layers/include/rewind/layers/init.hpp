@@ -2,10 +2,9 @@
 // one seed.
 #pragma once
 
+#include <Eigen/QR>
 #include <cmath>
 #include <random>
-
-#include <Eigen/QR>
 #include <rewind/autograd/tensor.hpp>
 
 namespace rwd::layers {

@@ -2,13 +2,12 @@
 #pragma once
 
 #include <cmath>
-#include <span>
-#include <string>
-#include <vector>
-
 #include <rewind/autograd/functional.hpp>
 #include <rewind/layers/init.hpp>
 #include <rewind/layers/module.hpp>
+#include <span>
+#include <string>
+#include <vector>
 
 namespace rwd::layers {
 

@@ -1,11 +1,10 @@
 // What every layer offers: its parameters by name, in a fixed order.
 #pragma once
 
-#include <string_view>
-#include <vector>
-
 #include <rewind/autograd/errors.hpp>
 #include <rewind/autograd/parameter.hpp>
+#include <string_view>
+#include <vector>
 
 namespace rwd::layers {
 

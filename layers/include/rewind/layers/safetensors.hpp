@@ -12,20 +12,19 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <rewind/autograd/errors.hpp>
+#include <rewind/autograd/parameter.hpp>
 #include <span>
 #include <string>
 #include <vector>
-
-#include <rewind/autograd/errors.hpp>
-#include <rewind/autograd/parameter.hpp>
 
 namespace rwd::layers {
 
 /// One tensor described by a safetensors header.
 struct TensorEntry {
   std::string name;
-  std::string dtype;            ///< "F32" or "F64" (others are rejected)
-  std::vector<Index> shape;     ///< 1 or 2 dimensions (a 1-D [n] is a 1×n row)
+  std::string dtype;               ///< "F32" or "F64" (others are rejected)
+  std::vector<Index> shape;        ///< 1 or 2 dimensions (a 1-D [n] is a 1×n row)
   std::size_t begin = 0, end = 0;  ///< byte range within the data section
 };
 

@@ -10,15 +10,14 @@
 
 #include <functional>
 #include <optional>
-#include <span>
-#include <string>
-#include <vector>
-
 #include <rewind/autograd/diagnostics.hpp>
 #include <rewind/layers/gru_cell.hpp>
 #include <rewind/layers/lstm_cell.hpp>
 #include <rewind/layers/rnn_cell.hpp>
 #include <rewind/layers/unroll.hpp>
+#include <span>
+#include <string>
+#include <vector>
 
 namespace rwd::layers {
 
@@ -56,7 +55,8 @@ class Sequence {
   Sequence(std::string name, const SequenceOptions& options, Index input, const Factory& make)
       : name_(std::move(name)), options_(options) {
     if (options.num_layers < 1) {
-      throw UsageError(fmt::format("{}: num_layers is {}, expected at least 1", name_, options.num_layers));
+      throw UsageError(
+          fmt::format("{}: num_layers is {}, expected at least 1", name_, options.num_layers));
     }
     if (!(options.dropout >= 0 && options.dropout < 1)) {
       throw UsageError(fmt::format("{}: dropout {} not in [0, 1)", name_, options.dropout));
@@ -87,14 +87,16 @@ class Sequence {
         auto run = unroll(cell, tape, std::span<const Var<T>>(in), s0,
                           {.reverse = d == 1, .lengths = call.lengths});
         out.final_states.push_back(run.state);
-        out.hidden.push_back({fmt::format("layer{}/{}", layer, d == 0 ? "fwd" : "bwd"), run.outputs, d == 1});
+        out.hidden.push_back(
+            {fmt::format("layer{}/{}", layer, d == 0 ? "fwd" : "bwd"), run.outputs, d == 1});
         per_direction.push_back(std::move(run.outputs));
       }
       std::vector<Var<T>> next(in.size());
       for (std::size_t t = 0; t < in.size(); ++t) {
         next[t] = directions() == 1 ? per_direction[0][t]
                                     : concat_cols({per_direction[0][t], per_direction[1][t]});
-        if (call.dropout_rng != nullptr && options_.dropout > 0 && layer + 1 < options_.num_layers) {
+        if (call.dropout_rng != nullptr && options_.dropout > 0 &&
+            layer + 1 < options_.num_layers) {
           next[t] = dropout(next[t], options_.dropout, *call.dropout_rng);
         }
       }
@@ -144,12 +146,12 @@ class Rnn : public Sequence<RnnCell<T>> {
     bool bias = true;
   };
   Rnn(const Options& o, Rng& rng)
-      : Sequence<RnnCell<T>>("Rnn", {o.num_layers, o.bidirectional, o.dropout}, o.input,
-                             [&](int layer, bool reverse, Index input) {
-                               return RnnCell<T>({input, o.hidden, o.activation, o.bias,
-                                                  detail::suffix(layer, reverse)},
-                                                 rng);
-                             }) {}
+      : Sequence<RnnCell<T>>(
+            "Rnn", {o.num_layers, o.bidirectional, o.dropout}, o.input,
+            [&](int layer, bool reverse, Index input) {
+              return RnnCell<T>(
+                  {input, o.hidden, o.activation, o.bias, detail::suffix(layer, reverse)}, rng);
+            }) {}
 };
 
 /// nn.LSTM: a stack of LstmCell.
@@ -166,12 +168,12 @@ class Lstm : public Sequence<LstmCell<T>> {
     double forget_bias = 0;  ///< see LstmCell::Options
   };
   Lstm(const Options& o, Rng& rng)
-      : Sequence<LstmCell<T>>("Lstm", {o.num_layers, o.bidirectional, o.dropout}, o.input,
-                              [&](int layer, bool reverse, Index input) {
-                                return LstmCell<T>({input, o.hidden, o.bias,
-                                                    detail::suffix(layer, reverse), o.forget_bias},
-                                                   rng);
-                              }) {}
+      : Sequence<LstmCell<T>>(
+            "Lstm", {o.num_layers, o.bidirectional, o.dropout}, o.input,
+            [&](int layer, bool reverse, Index input) {
+              return LstmCell<T>(
+                  {input, o.hidden, o.bias, detail::suffix(layer, reverse), o.forget_bias}, rng);
+            }) {}
 };
 
 /// nn.GRU: a stack of GruCell.
@@ -187,11 +189,11 @@ class Gru : public Sequence<GruCell<T>> {
     bool bias = true;
   };
   Gru(const Options& o, Rng& rng)
-      : Sequence<GruCell<T>>("Gru", {o.num_layers, o.bidirectional, o.dropout}, o.input,
-                             [&](int layer, bool reverse, Index input) {
-                               return GruCell<T>(
-                                   {input, o.hidden, o.bias, detail::suffix(layer, reverse)}, rng);
-                             }) {}
+      : Sequence<GruCell<T>>(
+            "Gru", {o.num_layers, o.bidirectional, o.dropout}, o.input,
+            [&](int layer, bool reverse, Index input) {
+              return GruCell<T>({input, o.hidden, o.bias, detail::suffix(layer, reverse)}, rng);
+            }) {}
 };
 
 extern template class Sequence<RnnCell<float>>;

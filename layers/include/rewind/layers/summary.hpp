@@ -9,11 +9,10 @@
 #pragma once
 
 #include <ostream>
-#include <string>
-#include <vector>
-
 #include <rewind/layers/linear.hpp>
 #include <rewind/layers/sequence.hpp>
+#include <string>
+#include <vector>
 
 namespace rwd::layers {
 
@@ -42,13 +41,17 @@ class Summary {
   /// A recurrent stack: (batch, T, in) -> (batch, T, dirs·hidden) with return_sequences,
   /// else (batch, dirs·hidden): the last state, as Keras.
   template <class C>
-  Summary& add(const std::string& name, Sequence<C>& layer, bool return_sequences, std::string kind = "") {
-    const Index width = layer.cell(layer.options().num_layers - 1).state_sizes()[0] * layer.directions();
+  Summary& add(const std::string& name, Sequence<C>& layer, bool return_sequences,
+               std::string kind = "") {
+    const Index width =
+        layer.cell(layer.options().num_layers - 1).state_sizes()[0] * layer.directions();
     expect_last(name, layer.cell(0).input_size());
     std::vector<Index> out = shape_;
     out.back() = width;
     if (!return_sequences) out.erase(out.end() - 2);
-    if (kind.empty()) kind = fmt::format("{}x{}{}", layer.options().num_layers, kind_of<C>(), layer.directions() == 2 ? " bidir" : "");
+    if (kind.empty())
+      kind = fmt::format("{}x{}{}", layer.options().num_layers, kind_of<C>(),
+                         layer.directions() == 2 ? " bidir" : "");
     return row(name, kind, out, parameter_count(layer.named_parameters()));
   }
   /// A layer without parameters, given its output shape (pooling, an activation).
@@ -70,15 +73,20 @@ class Summary {
   };
   template <class C>
   static std::string kind_of() {
-    if constexpr (std::is_same_v<C, LstmCell<typename C::Scalar>>) return "Lstm";
-    else if constexpr (std::is_same_v<C, GruCell<typename C::Scalar>>) return "Gru";
-    else if constexpr (std::is_same_v<C, RnnCell<typename C::Scalar>>) return "Rnn";
-    else return "Sequence";
+    if constexpr (std::is_same_v<C, LstmCell<typename C::Scalar>>)
+      return "Lstm";
+    else if constexpr (std::is_same_v<C, GruCell<typename C::Scalar>>)
+      return "Gru";
+    else if constexpr (std::is_same_v<C, RnnCell<typename C::Scalar>>)
+      return "Rnn";
+    else
+      return "Sequence";
   }
   void expect_last(const std::string& name, Index features) const {
     if (shape_.empty() || shape_.back() != features) {
-      throw ShapeError(fmt::format("Summary: layer '{}' takes {} features, but the previous output is {}", name,
-                                   features, shape_string(shape_)));
+      throw ShapeError(
+          fmt::format("Summary: layer '{}' takes {} features, but the previous output is {}", name,
+                      features, shape_string(shape_)));
     }
   }
   Summary& row(const std::string& name, std::string kind, std::vector<Index> out, Index params) {

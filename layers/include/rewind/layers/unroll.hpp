@@ -2,11 +2,10 @@
 // over what unroll records; nothing here has a backward of its own.
 #pragma once
 
+#include <rewind/layers/cell.hpp>
 #include <span>
 #include <string>
 #include <vector>
-
-#include <rewind/layers/cell.hpp>
 
 namespace rwd::layers {
 
@@ -22,7 +21,7 @@ struct UnrollOptions {
 template <RecurrentCell C>
 struct Unrolled {
   std::vector<Var<typename C::Scalar>> outputs;  ///< h at each step t (indexed by time)
-  typename C::State state;                        ///< the final state
+  typename C::State state;                       ///< the final state
 };
 
 /// Runs `cell` over xs[0..T) (each batch×input) from `state`, each step under scope "t<k>".
@@ -43,7 +42,8 @@ Unrolled<C> unroll(C& cell, Tape<typename C::Scalar>& tape,
   Var<T> zeros;
   if (masked) {
     if (static_cast<Index>(options.lengths.size()) != batch) {
-      throw ShapeError(fmt::format("unroll: {} lengths for a batch of {}", options.lengths.size(), batch));
+      throw ShapeError(
+          fmt::format("unroll: {} lengths for a batch of {}", options.lengths.size(), batch));
     }
     for (std::size_t b = 0; b < options.lengths.size(); ++b) {
       if (options.lengths[b] < 0 || options.lengths[b] > steps) {

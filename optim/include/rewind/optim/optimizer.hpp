@@ -4,11 +4,10 @@
 #pragma once
 
 #include <memory>
+#include <rewind/autograd/parameter.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <rewind/autograd/parameter.hpp>
 
 namespace rwd::optim {
 
@@ -134,7 +133,8 @@ class Adagrad : public Optimizer<T> {
   std::vector<Matrix<T>> sum_;
 };
 
-// ---- clipping -------------------------------------------------------------------------------------
+// ---- clipping
+// -------------------------------------------------------------------------------------
 
 struct ClipOptions {
   /// Throw UsageError naming the parameters that hold NaN or Inf when the norm is not finite
@@ -150,7 +150,8 @@ double clip_grad_norm(const std::vector<Parameter<T>*>& params, double max_norm,
 template <class T>
 void clip_grad_value(const std::vector<Parameter<T>*>& params, double clip);
 
-// ---- learning-rate schedules ----------------------------------------------------------------------
+// ---- learning-rate schedules
+// ----------------------------------------------------------------------
 
 /// lr(t) = lr₀ · γ^⌊t / step_size⌋ (torch's StepLR).
 struct StepSchedule {
@@ -171,7 +172,7 @@ struct CosineSchedule {
 /// An optimizer by name: "sgd", "rmsprop", "adam", "adamw", "adagrad", with the given learning
 /// rate and torch's defaults otherwise. UsageError for an unknown name.
 template <class T>
-std::unique_ptr<Optimizer<T>> make_optimizer(std::string_view name, std::vector<Parameter<T>*> params,
-                                             double lr);
+std::unique_ptr<Optimizer<T>> make_optimizer(std::string_view name,
+                                             std::vector<Parameter<T>*> params, double lr);
 
 }  // namespace rwd::optim

@@ -125,8 +125,7 @@ struct Pow {  // no UnaryShape base, so that Pow{c} builds it
     if (p == 0) {
       g[0].setZero();
     } else {
-      g[0].array() =
-          static_cast<T>(p) * x[0].array().pow(static_cast<T>(p - 1)) * gy.array();
+      g[0].array() = static_cast<T>(p) * x[0].array().pow(static_cast<T>(p - 1)) * gy.array();
     }
   }
 };

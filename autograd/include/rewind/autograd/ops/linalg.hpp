@@ -74,9 +74,9 @@ struct AddRowVector {
   static constexpr int arity = 2;
   Shape shape(std::span<const Shape> x) const {
     if (x[1].rows != 1 || x[1].cols != x[0].cols) {
-      detail::throw_shape(name, "bias has the wrong shape",
-                          fmt::format("bias is {}, expected 1x{} for a {} input", x[1],
-                                      x[0].cols, x[0]));
+      detail::throw_shape(
+          name, "bias has the wrong shape",
+          fmt::format("bias is {}, expected 1x{} for a {} input", x[1], x[0].cols, x[0]));
     }
     return x[0];
   }
@@ -98,9 +98,9 @@ struct MulRowVector {
   static constexpr int arity = 2;
   Shape shape(std::span<const Shape> x) const {
     if (x[1].rows != 1 || x[1].cols != x[0].cols) {
-      detail::throw_shape(name, "row vector has the wrong shape",
-                          fmt::format("vector is {}, expected 1x{} for a {} input", x[1],
-                                      x[0].cols, x[0]));
+      detail::throw_shape(
+          name, "row vector has the wrong shape",
+          fmt::format("vector is {}, expected 1x{} for a {} input", x[1], x[0].cols, x[0]));
     }
     return x[0];
   }

@@ -78,9 +78,9 @@ struct CrossEntropy {
     }
     for (Index r = 0; r < count; ++r) {
       if (targets[r] < 0 || targets[r] >= x[0].cols) {
-        detail::throw_shape(name, "target out of range",
-                            fmt::format("target {} at row {}, expected [0, {})", targets[r], r,
-                                        x[0].cols));
+        detail::throw_shape(
+            name, "target out of range",
+            fmt::format("target {} at row {}, expected [0, {})", targets[r], r, x[0].cols));
       }
     }
     return {1, 1};

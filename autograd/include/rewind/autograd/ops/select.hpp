@@ -88,7 +88,8 @@ struct Where {
       if (full) {
         g[0].array() = (x[1].array() - x[2].array()) * gy.array();
       } else {
-        for (Index r = 0; r < gy.rows(); ++r) g[0](r, 0) = (x[1].row(r) - x[2].row(r)).dot(gy.row(r));
+        for (Index r = 0; r < gy.rows(); ++r)
+          g[0](r, 0) = (x[1].row(r) - x[2].row(r)).dot(gy.row(r));
       }
     }
     for (int k = 1; k <= 2; ++k) {

@@ -11,7 +11,7 @@ inline Shape concat_shape(std::string_view op, std::span<const Shape> x, bool al
     const bool ok = along_cols ? x[k].rows == x[0].rows : x[k].cols == x[0].cols;
     if (!ok) {
       throw_shape(op, along_cols ? "row counts differ" : "column counts differ",
-                                  fmt::format("input 0 is {}, input {} is {}", x[0], k, x[k]));
+                  fmt::format("input 0 is {}, input {} is {}", x[0], k, x[k]));
     }
     (along_cols ? y.cols : y.rows) += along_cols ? x[k].cols : x[k].rows;
   }
@@ -22,7 +22,7 @@ inline void check_range(std::string_view op, std::string_view what, Index begin,
                         Index extent, Shape x) {
   if (begin < 0 || end < begin || end > extent) {
     throw_shape(op, fmt::format("{} out of range", what),
-                                fmt::format("[{}, {}) for a {} input", begin, end, x));
+                fmt::format("[{}, {}) for a {} input", begin, end, x));
   }
 }
 }  // namespace rwd::detail
@@ -127,7 +127,7 @@ struct Reshape {
   Shape shape(std::span<const Shape> x) const {
     if (rows < 0 || cols < 0 || rows * cols != x[0].size()) {
       detail::throw_shape(name, "element counts differ",
-                                  fmt::format("cannot view {} as {}x{}", x[0], rows, cols));
+                          fmt::format("cannot view {} as {}x{}", x[0], rows, cols));
     }
     return {rows, cols};
   }
