@@ -1,7 +1,10 @@
-// Built against an installed rewind: records, rewinds and checks a gradient.
+// Built against an installed rewind: records, rewinds and checks a gradient, and uses the layers,
+// an optimizer, a weight file and a graph, so every installed library is linked for real.
 #include <cmath>
+#include <filesystem>
 #include <iostream>
 #include <rewind/rewind.hpp>
+#include <sstream>
 
 int main() {
   rwd::Tape<double> tape;
@@ -15,6 +18,20 @@ int main() {
     std::cerr << "wrong gradient " << w.grad(0, 0) << " expected " << expected << "\n";
     return 1;
   }
-  std::cout << "consumer ok: dL/dw = " << w.grad.transpose() << "\n";
+  rwd::layers::Rng rng(1);
+  rwd::layers::Lstm<float> lstm({.input = 2, .hidden = 3}, rng);
+  rwd::optim::Adam<float> adam(lstm.named_parameters(), {.lr = 0.01});
+  rwd::Tape<float> t;
+  std::vector<rwd::Var<float>> xs{t.constant(rwd::Matrix<float>::Ones(1, 2))};
+  t.backward(rwd::mean(lstm(t, xs).outputs[0]));
+  adam.step();
+  const auto file = std::filesystem::temp_directory_path() / "rewind_consumer.safetensors";
+  rwd::layers::save_parameters(file, lstm.named_parameters());
+  rwd::layers::load_parameters(file, lstm.named_parameters());
+  std::filesystem::remove(file);
+  std::ostringstream dot;
+  const auto s = rwd::write_dot(t, dot);
+  std::cout << "consumer ok: dL/dw = " << w.grad.transpose() << "; LSTM graph with " << s.nodes
+            << " nodes; rendering " << (rwd::can_render() ? "available" : "not built") << "\n";
   return 0;
 }
