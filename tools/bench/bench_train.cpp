@@ -2,7 +2,8 @@
 //   train-<cell>-<H>: 1 layer, input 64, hidden H, batch 32, sequence 50 (or --seq-len), a linear
 //   head to 64 classes, softmax cross-entropy on every step, backward, one SGD step.
 // Prints the peer's line format, `name variant ms_per_step tokens_per_s`, plus the process's
-// peak RSS so far. rewind runs one thread (its Eigen is built without OpenMP).
+// peak RSS so far, and the threads Eigen's products use (1 unless built with REWIND_OPENMP,
+// then OMP_NUM_THREADS).
 //
 // Usage: bench_train [--workload train-lstm-128] [--seq-len 50] [--reps 15]
 //        (default: every train workload, then tiny-ops)
@@ -62,8 +63,9 @@ void train_workload(const std::string& name, Layer layer, Index hidden, Index st
         sgd.step();
       },
       reps);
-  std::cout << fmt::format("{} composed {:.3f} {:.0f} peak_rss_mb={:.0f}", name, ms,
-                           static_cast<double>(steps * B) / ms * 1e3, peak_rss_mb())
+  std::cout << fmt::format("{} composed {:.3f} {:.0f} peak_rss_mb={:.0f} threads={}", name, ms,
+                           static_cast<double>(steps * B) / ms * 1e3, peak_rss_mb(),
+                           Eigen::nbThreads())
             << std::endl;
 }
 
