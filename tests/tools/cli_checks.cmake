@@ -34,6 +34,11 @@ expect(2 "rewind: .*subcommand" )
 expect(2 "rewind: unknown command .frobnicate. \\(commands: train, summary, graph, check, diagnose\\)" frobnicate)
 expect(0 "final loss" train --task adding --steps 5 --batch 4 --seq-len 10 --hidden 8 --no-progress
        --save ${WORK_DIR}/w.safetensors --log ${WORK_DIR}/log.csv)
+# The progress bar (forced; on a terminal it is the default) and plain lines otherwise.
+expect(0 "\\[=+\\] 4/4  loss [0-9.]+  [0-9.]+ steps/s  ETA" train --task sine --steps 4 --batch 2 --seq-len 5 --hidden 4
+       --log-every 1 --progress)
+expect(0 "step 4/4  loss [0-9.]+  [0-9.]+ steps/s" train --task sine --steps 4 --batch 2 --seq-len 5 --hidden 4
+       --log-every 1)
 file(READ ${WORK_DIR}/log.csv csv)
 if(NOT csv MATCHES "^step,loss,accuracy,seconds\n1,")
   message(FATAL_ERROR "unexpected log:\n${csv}")
