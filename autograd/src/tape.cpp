@@ -71,9 +71,8 @@ Var<T> Tape<T>::constant(const Eigen::Ref<const Matrix<T>>& value, std::string_v
 
 template <class T>
 Var<T> Tape<T>::param(Parameter<T>& p) {
-  for (const ParamSlot& s : params_) {
-    if (s.param == &p) return Var<T>(this, s.node, generation_);
-  }
+  if (const auto node = find_param(p))
+    return Var<T>(this, static_cast<std::uint32_t>(*node), generation_);
   const auto slot = static_cast<std::uint32_t>(params_.size());
   Var<T> v = leaf(ops::Param{add_label(p.name), slot}, p.value, true);
   params_.push_back(ParamSlot{&p, v.index_});
