@@ -124,6 +124,7 @@ Var<T> Tape<T>::record(const Op& op, std::span<const Var<T>> inputs) {
           node.rows = ys.rows;
           node.cols = ys.cols;
           node.requires_grad = requires_grad && !stops_gradient<O>();
+          node.accumulates = accumulates<O>();
           if constexpr (aliases_input<O>()) {
             node.value = refs_[0].data;
           } else {
@@ -191,10 +192,10 @@ Matrix<T> Tape<T>::contribution(std::size_t i, int k) {
   if (backward_epoch_ == 0 || n.grad_epoch != epoch_ || !x.requires_grad) return out;
   gather_inputs(n);
   slots_.assign(n.num_inputs, TensorRef<T>{});
-  wants_.assign(n.num_inputs, 0);
+  modes_.assign(n.num_inputs, GradMode::none);
   slots_[static_cast<std::size_t>(k)] = TensorRef<T>{out.data(), x.rows, x.cols};
-  wants_[static_cast<std::size_t>(k)] = 1;
-  Grads<T> g(slots_.data(), wants_.data(), static_cast<int>(n.num_inputs));
+  modes_[static_cast<std::size_t>(k)] = GradMode::assign;
+  Grads<T> g(slots_.data(), modes_.data(), static_cast<int>(n.num_inputs));
   call_backward(n, g);
   return out;
 }
@@ -241,36 +242,47 @@ void Tape<T>::backward(const Var<T>& loss, const BackwardOptions& options) {
     const int count = static_cast<int>(n.num_inputs);
     gather_inputs(n);
     slots_.clear();
-    wants_.clear();
+    modes_.clear();
     accumulate_.clear();
     // Gradient slots: an input's first contribution is written straight into its gradient
-    // buffer; later ones go to scratch and are added afterwards, so an op only ever assigns.
+    // buffer. Later ones are added into it by ops that declare kAccumulates; for the others
+    // they go to scratch and the tape adds them afterwards, so such an op only ever assigns.
+    // An input used twice by one op (mul(x, x)) gets its buffer from the first use: the second
+    // goes to scratch, so no op has to care in which order it writes its slots.
     std::size_t scratch = 0;
+    fresh_.clear();
     for (int k = 0; k < count; ++k) {
-      Node& x = nodes_[edges_[n.first_input + k]];
-      wants_.push_back(x.requires_grad ? 1 : 0);
+      const std::uint32_t xi = edges_[n.first_input + k];
+      Node& x = nodes_[xi];
       TensorRef<T> slot{nullptr, x.rows, x.cols};
+      GradMode mode = GradMode::none;
       if (x.requires_grad) {
         const auto size = static_cast<std::size_t>(x.rows * x.cols);
+        mode = GradMode::assign;
         if (x.grad_epoch != epoch_) {
           x.grad = grads_.allocate(size);
           x.grad_epoch = epoch_;
+          slot.data = x.grad;
+          fresh_.push_back(xi);
+        } else if (n.accumulates && std::find(fresh_.begin(), fresh_.end(), xi) == fresh_.end()) {
+          mode = GradMode::add;
           slot.data = x.grad;
         } else {
           accumulate_.push_back({static_cast<std::uint32_t>(k), scratch});
           scratch += size;
         }
       }
+      modes_.push_back(mode);
       slots_.push_back(slot);
     }
     if (scratch > scratch_.size()) scratch_.resize(scratch);
     for (const auto& [k, offset] : accumulate_) slots_[k].data = scratch_.data() + offset;
-    Grads<T> g(slots_.data(), wants_.data(), count);
+    Grads<T> g(slots_.data(), modes_.data(), count);
     call_backward(n, g);
     if (anomaly_) {
       for (int k = 0; k < count; ++k) {
         const TensorRef<T>& slot = slots_[static_cast<std::size_t>(k)];
-        if (!wants_[static_cast<std::size_t>(k)] ||
+        if (modes_[static_cast<std::size_t>(k)] == GradMode::none ||
             all_finite(ConstMap<T>(slot.data, slot.rows, slot.cols))) {
           continue;
         }
@@ -443,7 +455,8 @@ std::size_t Tape<T>::capacity_bytes() const {
          (values_.capacity() + grads_.capacity() + scratch_.capacity()) * sizeof(T) +
          indices_.capacity() * sizeof(std::int32_t) +
          (refs_.capacity() + slots_.capacity()) * sizeof(TensorRef<T>) +
-         shapes_.capacity() * sizeof(Shape) + wants_.capacity() +
+         shapes_.capacity() * sizeof(Shape) + modes_.capacity() +
+         fresh_.capacity() * sizeof(std::uint32_t) +
          accumulate_.capacity() * sizeof(accumulate_[0]) + scopes_.capacity() * sizeof(ScopeEntry) +
          labels_.capacity() * sizeof(std::string) + params_.capacity() * sizeof(ParamSlot) +
          customs_.capacity() * sizeof(std::shared_ptr<const CustomOpBase>);

@@ -12,6 +12,13 @@ using rwd::test::TestedOps;
 
 namespace {
 
+/// A fixed, uneven weighting of an op's output (so every output element matters differently).
+Matrix<double> weights(Index rows, Index cols) {
+  Matrix<double> w(rows, cols);
+  for (Index i = 0; i < w.size(); ++i) w.data()[i] = 0.5 + 0.37 * static_cast<double>(i % 7);
+  return w;
+}
+
 template <class O>
 void check_gradients() {
   std::mt19937_64 rng(42);
@@ -32,6 +39,18 @@ void check_gradients() {
       } else {
         const GradcheckReport report = gradcheck(f, inputs);
         BOOST_TEST(report.passed(), report.to_string());
+        // The same op when its inputs already hold a gradient: consumers recorded after it
+        // reach the inputs first in the reverse sweep, so the op's backward adds (ops with
+        // kAccumulates) or goes through the tape's scratch (the others).
+        const auto g = [&](Tape<double>& tape, std::span<const Var<double>> x) {
+          Var<double> y = c.apply(x);
+          const Shape s = y.shape();
+          Var<double> loss = sum(mul(y, tape.constant(weights(s.rows, s.cols))));
+          for (const Var<double>& xk : x) loss = add(loss, sum(mul(xk, tanh(xk))));
+          return loss;
+        };
+        const GradcheckReport shared = gradcheck(g, inputs);
+        BOOST_TEST(shared.passed(), "inputs with other consumers: " << shared.to_string());
       }
     }
   }

@@ -8,8 +8,14 @@
 // plus its attributes as plain (trivially copyable) members. Optional traits:
 //   static constexpr bool kAliasesInput = true;   // y is x[0]'s storage (reshape, detach)
 //   static constexpr bool kStopsGradient = true;  // no gradient flows through (detach)
+//   static constexpr bool kAccumulates = true;    // backward writes with g.put (see below)
 // `backward` returns the gradient of each input k with g.wants(k) by assigning every element of
 // g[k]; the tape accumulates. The slot may be fresh memory: never read it, never `+=` into it.
+// An op that declares kAccumulates instead writes through `g.put(k, expr)` (or checks
+// `g.adds(k)`): when the input already holds a gradient from another consumer, the tape hands
+// the op that buffer and the op adds into it. That saves a scratch pass and an addition per
+// input, and lets a product add in place (GEMM with beta = 1) and a slice touch only its part.
+// The generated tests run every op both ways.
 #pragma once
 
 #include <span>
@@ -47,21 +53,36 @@ class Inputs {
   int count_;
 };
 
-/// The gradient slots of an op's inputs: assign `g[k]` when `g.wants(k)`.
+/// What the tape asks of an op for one input: nothing, assign the slot, or add into it.
+enum class GradMode : unsigned char { none = 0, assign = 1, add = 2 };
+
+/// The gradient slots of an op's inputs: assign `g[k]` when `g.wants(k)` (ops declaring
+/// kAccumulates: `g.put(k, expr)`, which adds when `g.adds(k)`).
 template <class T>
 class Grads {
  public:
-  Grads(const TensorRef<T>* slots, const unsigned char* wants, int count)
-      : slots_(slots), wants_(wants), count_(count) {}
-  bool wants(int k) const { return wants_[k] != 0; }
+  Grads(const TensorRef<T>* slots, const GradMode* modes, int count)
+      : slots_(slots), modes_(modes), count_(count) {}
+  bool wants(int k) const { return modes_[k] != GradMode::none; }
+  /// The slot already holds a gradient to add to (only for ops declaring kAccumulates).
+  bool adds(int k) const { return modes_[k] == GradMode::add; }
   MutMap<T> operator[](int k) const {
     return MutMap<T>(slots_[k].data, slots_[k].rows, slots_[k].cols);
+  }
+  /// g[k] = e, or g[k] += e when the tape asks to add. `e` must not read g[k].
+  template <class E>
+  void put(int k, const E& e) const {
+    if (adds(k)) {
+      (*this)[k].noalias() += e;
+    } else {
+      (*this)[k].noalias() = e;
+    }
   }
   int size() const { return count_; }
 
  private:
   const TensorRef<T>* slots_;
-  const unsigned char* wants_;
+  const GradMode* modes_;
   int count_;
 };
 

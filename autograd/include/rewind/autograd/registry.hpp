@@ -77,6 +77,16 @@ constexpr bool stops_gradient() {
   }
 }
 
+/// The op's backward adds into a gradient that is already there (Grads::put).
+template <class O>
+constexpr bool accumulates() {
+  if constexpr (requires { O::kAccumulates; }) {
+    return O::kAccumulates;
+  } else {
+    return false;
+  }
+}
+
 /// The registry name of a recorded op ("custom" for every CustomOp; Tape::op_name resolves it).
 inline std::string_view op_name(const Op& op) {
   return std::visit([](const auto& o) { return std::decay_t<decltype(o)>::name; }, op);

@@ -191,6 +191,7 @@ class Tape {
     std::uint32_t scope = 0;
     std::uint32_t grad_epoch = 0;  // grad is valid iff grad_epoch == epoch_
     bool requires_grad = false;
+    bool accumulates = false;  // the op adds into an existing input gradient (Grads::put)
   };
   struct ScopeEntry {
     std::uint32_t parent = 0;
@@ -221,7 +222,8 @@ class Tape {
   std::vector<TensorRef<T>> refs_;
   std::vector<TensorRef<T>> slots_;
   std::vector<Shape> shapes_;
-  std::vector<unsigned char> wants_;
+  std::vector<GradMode> modes_;
+  std::vector<std::uint32_t> fresh_;  // inputs whose gradient buffer this node allocated
   std::vector<std::pair<std::uint32_t, std::size_t>> accumulate_;  // (input, scratch offset)
   std::vector<ScopeEntry> scopes_;
   std::uint32_t current_scope_ = 0;

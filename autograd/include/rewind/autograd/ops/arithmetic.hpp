@@ -10,42 +10,45 @@ namespace rwd::ops {
 /// y = a + b;  ga = gy, gb = gy
 struct Add : BinaryShape<Add> {
   static constexpr std::string_view name = "add";
+  static constexpr bool kAccumulates = true;
   template <class T>
   void forward(const Inputs<T>& x, MutMap<T> y) const {
     y = x[0] + x[1];
   }
   template <class T>
   void backward(const Inputs<T>&, ConstMap<T>, ConstMap<T> gy, Grads<T>& g) const {
-    if (g.wants(0)) g[0] = gy;
-    if (g.wants(1)) g[1] = gy;
+    if (g.wants(0)) g.put(0, gy);
+    if (g.wants(1)) g.put(1, gy);
   }
 };
 
 /// y = a - b;  ga = gy, gb = -gy
 struct Sub : BinaryShape<Sub> {
   static constexpr std::string_view name = "sub";
+  static constexpr bool kAccumulates = true;
   template <class T>
   void forward(const Inputs<T>& x, MutMap<T> y) const {
     y = x[0] - x[1];
   }
   template <class T>
   void backward(const Inputs<T>&, ConstMap<T>, ConstMap<T> gy, Grads<T>& g) const {
-    if (g.wants(0)) g[0] = gy;
-    if (g.wants(1)) g[1] = -gy;
+    if (g.wants(0)) g.put(0, gy);
+    if (g.wants(1)) g.put(1, -gy);
   }
 };
 
 /// y = a ⊙ b;  ga = gy ⊙ b, gb = gy ⊙ a
 struct Mul : BinaryShape<Mul> {
   static constexpr std::string_view name = "mul";
+  static constexpr bool kAccumulates = true;
   template <class T>
   void forward(const Inputs<T>& x, MutMap<T> y) const {
     y.array() = x[0].array() * x[1].array();
   }
   template <class T>
   void backward(const Inputs<T>& x, ConstMap<T>, ConstMap<T> gy, Grads<T>& g) const {
-    if (g.wants(0)) g[0].array() = gy.array() * x[1].array();
-    if (g.wants(1)) g[1].array() = gy.array() * x[0].array();
+    if (g.wants(0)) g.put(0, gy.cwiseProduct(x[1]));
+    if (g.wants(1)) g.put(1, gy.cwiseProduct(x[0]));
   }
 };
 

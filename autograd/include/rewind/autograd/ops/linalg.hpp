@@ -9,6 +9,7 @@ namespace rwd::ops {
 struct Matmul {
   static constexpr std::string_view name = "matmul";
   static constexpr int arity = 2;
+  static constexpr bool kAccumulates = true;
   Shape shape(std::span<const Shape> x) const {
     if (x[0].cols != x[1].rows) {
       detail::throw_shape(name, "inner dimensions differ",
@@ -22,8 +23,8 @@ struct Matmul {
   }
   template <class T>
   void backward(const Inputs<T>& x, ConstMap<T>, ConstMap<T> gy, Grads<T>& g) const {
-    if (g.wants(0)) g[0].noalias() = gy * x[1].transpose();
-    if (g.wants(1)) g[1].noalias() = x[0].transpose() * gy;
+    if (g.wants(0)) g.put(0, gy * x[1].transpose());
+    if (g.wants(1)) g.put(1, x[0].transpose() * gy);
   }
 };
 
@@ -34,6 +35,7 @@ struct Matmul {
 struct MatmulNt {
   static constexpr std::string_view name = "matmul_nt";
   static constexpr int arity = 2;
+  static constexpr bool kAccumulates = true;
   Shape shape(std::span<const Shape> x) const {
     if (x[0].cols != x[1].cols) {
       detail::throw_shape(name, "inner dimensions differ",
@@ -47,8 +49,10 @@ struct MatmulNt {
   }
   template <class T>
   void backward(const Inputs<T>& x, ConstMap<T>, ConstMap<T> gy, Grads<T>& g) const {
-    if (g.wants(0)) g[0].noalias() = gy * x[1];
-    if (g.wants(1)) g[1].noalias() = gy.transpose() * x[0];
+    // A weight used at every step gathers its gradient here: adding in place is GEMM with
+    // beta = 1, no scratch copy of the weight's size per step.
+    if (g.wants(0)) g.put(0, gy * x[1]);
+    if (g.wants(1)) g.put(1, gy.transpose() * x[0]);
   }
 };
 
@@ -72,6 +76,7 @@ struct Transpose {
 struct AddRowVector {
   static constexpr std::string_view name = "add_row_vector";
   static constexpr int arity = 2;
+  static constexpr bool kAccumulates = true;
   Shape shape(std::span<const Shape> x) const {
     if (x[1].rows != 1 || x[1].cols != x[0].cols) {
       detail::throw_shape(
@@ -86,8 +91,8 @@ struct AddRowVector {
   }
   template <class T>
   void backward(const Inputs<T>&, ConstMap<T>, ConstMap<T> gy, Grads<T>& g) const {
-    if (g.wants(0)) g[0] = gy;
-    if (g.wants(1)) g[1] = gy.colwise().sum();
+    if (g.wants(0)) g.put(0, gy);
+    if (g.wants(1)) g.put(1, gy.colwise().sum());
   }
 };
 

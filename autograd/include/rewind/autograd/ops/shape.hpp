@@ -32,6 +32,7 @@ namespace rwd::ops {
 /// y = [x₀ x₁ … xₖ] side by side (equal row counts);  gₖ = gy's columns of xₖ
 struct ConcatCols {
   static constexpr std::string_view name = "concat_cols";
+  static constexpr bool kAccumulates = true;
   static constexpr int arity = kVariadic;
   Shape shape(std::span<const Shape> x) const { return detail::concat_shape(name, x, true); }
   template <class T>
@@ -46,7 +47,7 @@ struct ConcatCols {
   void backward(const Inputs<T>& x, ConstMap<T>, ConstMap<T> gy, Grads<T>& g) const {
     Index at = 0;
     for (int k = 0; k < x.size(); ++k) {
-      if (g.wants(k)) g[k] = gy.middleCols(at, x.shape(k).cols);
+      if (g.wants(k)) g.put(k, gy.middleCols(at, x.shape(k).cols));
       at += x.shape(k).cols;
     }
   }
@@ -55,6 +56,7 @@ struct ConcatCols {
 /// y = [x₀; x₁; …; xₖ] stacked (equal column counts);  gₖ = gy's rows of xₖ
 struct ConcatRows {
   static constexpr std::string_view name = "concat_rows";
+  static constexpr bool kAccumulates = true;
   static constexpr int arity = kVariadic;
   Shape shape(std::span<const Shape> x) const { return detail::concat_shape(name, x, false); }
   template <class T>
@@ -69,7 +71,7 @@ struct ConcatRows {
   void backward(const Inputs<T>& x, ConstMap<T>, ConstMap<T> gy, Grads<T>& g) const {
     Index at = 0;
     for (int k = 0; k < x.size(); ++k) {
-      if (g.wants(k)) g[k] = gy.middleRows(at, x.shape(k).rows);
+      if (g.wants(k)) g.put(k, gy.middleRows(at, x.shape(k).rows));
       at += x.shape(k).rows;
     }
   }
@@ -78,6 +80,7 @@ struct ConcatRows {
 /// y = x[:, begin:end];  g = gy in those columns, 0 elsewhere
 struct SliceCols {
   static constexpr std::string_view name = "slice_cols";
+  static constexpr bool kAccumulates = true;
   static constexpr int arity = 1;
   Index begin = 0;
   Index end = 0;
@@ -91,14 +94,15 @@ struct SliceCols {
   }
   template <class T>
   void backward(const Inputs<T>&, ConstMap<T>, ConstMap<T> gy, Grads<T>& g) const {
-    g[0].setZero();
-    g[0].middleCols(begin, end - begin) = gy;
+    if (!g.adds(0)) g[0].setZero();  // only the slice's columns are touched when adding
+    g[0].middleCols(begin, end - begin) += gy;
   }
 };
 
 /// y = x[begin:end, :];  g = gy in those rows, 0 elsewhere
 struct SliceRows {
   static constexpr std::string_view name = "slice_rows";
+  static constexpr bool kAccumulates = true;
   static constexpr int arity = 1;
   Index begin = 0;
   Index end = 0;
@@ -112,8 +116,8 @@ struct SliceRows {
   }
   template <class T>
   void backward(const Inputs<T>&, ConstMap<T>, ConstMap<T> gy, Grads<T>& g) const {
-    g[0].setZero();
-    g[0].middleRows(begin, end - begin) = gy;
+    if (!g.adds(0)) g[0].setZero();  // only the slice's rows are touched when adding
+    g[0].middleRows(begin, end - begin) += gy;
   }
 };
 
