@@ -76,6 +76,8 @@ Var<T> Tape<T>::param(Parameter<T>& p) {
   const auto slot = static_cast<std::uint32_t>(params_.size());
   Var<T> v = leaf(ops::Param{add_label(p.name), slot}, p.value, true);
   params_.push_back(ParamSlot{&p, v.index_});
+  if (packs_.size() <= slot) packs_.push_back(std::make_unique<detail::PackedWeight<T>>());
+  packs_[slot]->invalidate();  // packed on first use in a product
   return v;
 }
 
@@ -115,7 +117,7 @@ Var<T> Tape<T>::record(const Op& op, std::span<const Var<T>> inputs) {
           for (const Var<T>& v : inputs) {
             const Node& x = checked(v, name);
             shapes_.push_back(Shape{x.rows, x.cols});
-            refs_.push_back(TensorRef<T>{x.value, x.rows, x.cols});
+            refs_.push_back(ref_of(x));
             requires_grad = requires_grad || x.requires_grad;
           }
           const Shape ys = o.shape(std::span<const Shape>(shapes_));
@@ -159,12 +161,17 @@ Var<T> Tape<T>::record_custom(std::shared_ptr<const CustomOp<T>> fn,
 // ---- the reverse sweep --------------------------------------------------------------------------
 
 template <class T>
+TensorRef<T> Tape<T>::ref_of(const Node& x) {
+  TensorRef<T> r{x.value, x.rows, x.cols};
+  if (const auto* p = std::get_if<ops::Param>(&x.op)) r.packed = packs_[p->slot].get();
+  return r;
+}
+
+template <class T>
 void Tape<T>::gather_inputs(const Node& n) {
   refs_.clear();
-  for (std::uint32_t k = 0; k < n.num_inputs; ++k) {
-    const Node& x = nodes_[edges_[n.first_input + k]];
-    refs_.push_back(TensorRef<T>{x.value, x.rows, x.cols});
-  }
+  for (std::uint32_t k = 0; k < n.num_inputs; ++k)
+    refs_.push_back(ref_of(nodes_[edges_[n.first_input + k]]));
 }
 
 template <class T>
@@ -459,7 +466,14 @@ std::size_t Tape<T>::capacity_bytes() const {
          fresh_.capacity() * sizeof(std::uint32_t) +
          accumulate_.capacity() * sizeof(accumulate_[0]) + scopes_.capacity() * sizeof(ScopeEntry) +
          labels_.capacity() * sizeof(std::string) + params_.capacity() * sizeof(ParamSlot) +
-         customs_.capacity() * sizeof(std::shared_ptr<const CustomOpBase>);
+         customs_.capacity() * sizeof(std::shared_ptr<const CustomOpBase>) + packed_bytes();
+}
+
+template <class T>
+std::size_t Tape<T>::packed_bytes() const {
+  std::size_t b = packs_.capacity() * sizeof(packs_[0]);
+  for (const auto& p : packs_) b += sizeof(*p) + p->capacity() * sizeof(T);
+  return b;
 }
 
 template class Tape<float>;

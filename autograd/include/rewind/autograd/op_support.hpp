@@ -23,18 +23,21 @@
 #include <string_view>
 
 #include "rewind/autograd/errors.hpp"
+#include "rewind/autograd/gemm.hpp"
 #include "rewind/autograd/tensor.hpp"
 
 namespace rwd {
 
 inline constexpr int kVariadic = -1;
 
-/// A tensor the tape hands to an op: pointer and shape (row-major).
+/// A tensor the tape hands to an op: pointer and shape (row-major); for a parameter leaf, also
+/// its packing for products (see gemm.hpp).
 template <class T>
 struct TensorRef {
   T* data = nullptr;
   Index rows = 0;
   Index cols = 0;
+  detail::PackedWeight<T>* packed = nullptr;
 };
 
 /// The inputs of an op: `x[k]` is a read-only row-major matrix view.
@@ -47,6 +50,9 @@ class Inputs {
   }
   Shape shape(int k) const { return {refs_[k].rows, refs_[k].cols}; }
   int size() const { return count_; }
+  /// Input k's packing as a product's weight when it is a parameter leaf, else null: pass it
+  /// to detail::weight_product.
+  detail::PackedWeight<T>* packed(int k) const { return refs_[k].packed; }
 
  private:
   const TensorRef<T>* refs_;

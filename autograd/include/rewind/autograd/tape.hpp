@@ -204,6 +204,8 @@ class Tape {
 
   const Node& checked(const Var<T>& v, std::string_view who) const;
   void gather_inputs(const Node& n);  // fills refs_ with n's inputs
+  TensorRef<T> ref_of(const Node& x);
+  std::size_t packed_bytes() const;
   void call_backward(const Node& n, Grads<T>& g);
   void check_finite(std::string_view op, std::uint32_t scope, std::string_view what,
                     const TensorRef<T>& t) const;
@@ -230,6 +232,8 @@ class Tape {
   std::vector<std::string> labels_;
   std::vector<ParamSlot> params_;
   std::vector<std::shared_ptr<const CustomOpBase>> customs_;
+  // Per parameter slot, the weight's packings for products; kept across clear() for reuse.
+  std::vector<std::unique_ptr<detail::PackedWeight<T>>> packs_;
   std::uint32_t generation_ = 1;
   std::uint32_t epoch_ = 0;
   std::uint32_t backward_epoch_ = 0;  // epoch of this recording's latest backward, 0 if none

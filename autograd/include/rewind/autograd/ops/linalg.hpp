@@ -19,11 +19,11 @@ struct Matmul {
   }
   template <class T>
   void forward(const Inputs<T>& x, MutMap<T> y) const {
-    y.noalias() = x[0] * x[1];
+    detail::weight_product(y, false, x[0], x[1], false, x.packed(1));
   }
   template <class T>
   void backward(const Inputs<T>& x, ConstMap<T>, ConstMap<T> gy, Grads<T>& g) const {
-    if (g.wants(0)) g.put(0, gy * x[1].transpose());
+    if (g.wants(0)) detail::weight_product(g[0], g.adds(0), gy, x[1], true, x.packed(1));
     if (g.wants(1)) g.put(1, x[0].transpose() * gy);
   }
 };
@@ -45,13 +45,14 @@ struct MatmulNt {
   }
   template <class T>
   void forward(const Inputs<T>& x, MutMap<T> y) const {
-    y.noalias() = x[0] * x[1].transpose();
+    detail::weight_product(y, false, x[0], x[1], true, x.packed(1));
   }
   template <class T>
   void backward(const Inputs<T>& x, ConstMap<T>, ConstMap<T> gy, Grads<T>& g) const {
     // A weight used at every step gathers its gradient here: adding in place is GEMM with
-    // beta = 1, no scratch copy of the weight's size per step.
-    if (g.wants(0)) g.put(0, gy * x[1]);
+    // beta = 1, no scratch copy of the weight's size per step. When b is a parameter, both
+    // products with it reuse its packing (gemm.hpp).
+    if (g.wants(0)) detail::weight_product(g[0], g.adds(0), gy, x[1], false, x.packed(1));
     if (g.wants(1)) g.put(1, gy.transpose() * x[0]);
   }
 };

@@ -1,0 +1,49 @@
+// Products with a weight, packed once per recording.
+//
+// Eigen's GEMM copies ("packs") its left operand into the layout its kernel reads before every
+// product. A recurrent weight is multiplied at every step, forward (h·W_hhᵀ) and backward
+// (g·W_hh): at hidden 512 that is 100 packings of a 4 MB matrix per training step, a fifth of
+// the step (perf, train-lstm-512). The tape hands ops a PackedWeight for every parameter leaf;
+// weight_product packs the weight into it on first use in a recording and then runs Eigen's own
+// kernel (gebp) on the packed panels. Same kernel, same blocking, same results up to the order
+// of additions inside a product; nothing is packed for products that are too small to pay.
+//
+// Built on Eigen's internal GEMM building blocks (gemm_pack_lhs, gemm_pack_rhs, gebp_kernel),
+// which Eigen 3.4 does not document as public API: this file is the only place that uses them.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "rewind/autograd/tensor.hpp"
+
+namespace rwd::detail {
+
+/// A weight packed as GEMM's left operand, in both views the ops need (the weight's buffer read
+/// row-major, for y = x·Wᵀ, and column-major, for y = x·W). Owned by the tape, kept across
+/// clear() (the buffers are reused), invalidated by it.
+template <class T>
+struct PackedWeight {
+  struct View {
+    bool valid = false;
+    Index m = 0, k = 0, mc = 0, kc = 0;
+    std::vector<T, Eigen::aligned_allocator<T>> panels;
+  };
+  View views[2];  // [0]: buffer as column-major, [1]: as row-major
+  void invalidate() { views[0].valid = views[1].valid = false; }
+  std::size_t capacity() const { return views[0].panels.capacity() + views[1].panels.capacity(); }
+};
+
+/// y = l·Wᵀ (transpose_w) or y = l·W, assigned or added (`add`); y, l, W row-major. With `packed`
+/// (W is a parameter leaf of the recording) the product reuses or fills W's packing; without it,
+/// or when the product is small, it is Eigen's ordinary product.
+template <class T>
+void weight_product(MutMap<T> y, bool add, const ConstMap<T>& l, const ConstMap<T>& w,
+                    bool transpose_w, PackedWeight<T>* packed);
+
+extern template void weight_product<float>(MutMap<float>, bool, const ConstMap<float>&,
+                                           const ConstMap<float>&, bool, PackedWeight<float>*);
+extern template void weight_product<double>(MutMap<double>, bool, const ConstMap<double>&,
+                                            const ConstMap<double>&, bool, PackedWeight<double>*);
+
+}  // namespace rwd::detail

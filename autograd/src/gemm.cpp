@@ -1,0 +1,130 @@
+#include "rewind/autograd/gemm.hpp"
+
+#include <algorithm>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace rwd::detail {
+namespace {
+
+namespace ei = Eigen::internal;
+
+template <class T>
+using Traits = ei::gebp_traits<T, T>;
+
+inline Index round_up(Index x, Index to) { return (x + to - 1) / to * to; }
+
+/// Packs the m×k matrix at `data` (leading dimension `stride`, storage `Order` as seen
+/// column-major) into `v`'s panels: row blocks of mc, depth blocks of kc, in that loop order.
+template <class T, int Order>
+void pack_weight(typename PackedWeight<T>::View& v, const T* data, Index m, Index k, Index stride,
+                 Index n) {
+  using LhsMapper = ei::const_blas_data_mapper<T, Index, Order>;
+  Index kc = k, mc = m, nc = n;
+  ei::computeProductBlockingSizes<T, T>(kc, mc, nc, Index{1});
+  // At least two row blocks when there is room, so two threads can each take half the rows
+  // (each keeping its half of the weight in its own core's cache).
+  if (m >= 2 * Traits<T>::mr) mc = std::min(mc, round_up((m + 1) / 2, Traits<T>::mr));
+  v.m = m;
+  v.k = k;
+  v.mc = mc;
+  v.kc = kc;
+  v.panels.resize(static_cast<std::size_t>(m * k));
+  ei::gemm_pack_lhs<T, Index, LhsMapper, Traits<T>::mr, Traits<T>::LhsProgress,
+                    typename Traits<T>::LhsPacket4Packing, Order>
+      pack;
+  const LhsMapper lhs(data, stride);
+  T* out = v.panels.data();
+  for (Index i2 = 0; i2 < m; i2 += mc) {
+    const Index rows = std::min(i2 + mc, m) - i2;
+    for (Index k2 = 0; k2 < k; k2 += kc) {
+      const Index depth = std::min(k2 + kc, k) - k2;
+      pack(out, lhs.getSubMapper(i2, k2), depth, rows);
+      out += rows * depth;
+    }
+  }
+  v.valid = true;
+}
+
+/// C (m×n, column-major, leading dimension m) += A·B with A packed in `v` and B the k×n
+/// column-major matrix at `b` (leading dimension k).
+template <class T>
+void run_packed(const typename PackedWeight<T>::View& v, const T* b, Index n, T* c) {
+  using RhsMapper = ei::const_blas_data_mapper<T, Index, Eigen::ColMajor>;
+  using ResMapper = ei::blas_data_mapper<T, Index, Eigen::ColMajor>;
+  thread_local std::vector<T, Eigen::aligned_allocator<T>> packed_b;
+  packed_b.resize(static_cast<std::size_t>(v.k * n));
+  ei::gemm_pack_rhs<T, Index, RhsMapper, Traits<T>::nr, Eigen::ColMajor> pack_rhs;
+  const RhsMapper rhs(b, v.k);
+  for (Index k2 = 0; k2 < v.k; k2 += v.kc) {
+    pack_rhs(packed_b.data() + k2 * n, rhs.getSubMapper(k2, 0), std::min(k2 + v.kc, v.k) - k2, n);
+  }
+  const Index blocks = (v.m + v.mc - 1) / v.mc;
+  const auto block = [&](Index ib) {
+    ei::gebp_kernel<T, T, Index, ResMapper, Traits<T>::mr, Traits<T>::nr, false, false> gebp;
+    const ResMapper res(c, v.m);
+    const Index i2 = ib * v.mc;
+    const Index rows = std::min(i2 + v.mc, v.m) - i2;
+    const T* a = v.panels.data() + i2 * v.k;
+    for (Index k2 = 0; k2 < v.k; k2 += v.kc) {
+      const Index depth = std::min(k2 + v.kc, v.k) - k2;
+      gebp(res.getSubMapper(i2, 0), a, packed_b.data() + k2 * n, rows, depth, n, T(1));
+      a += rows * depth;
+    }
+  };
+#ifdef _OPENMP
+  const int threads = Eigen::nbThreads();
+  if (threads > 1 && blocks > 1 && !omp_in_parallel()) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (Index ib = 0; ib < blocks; ++ib) block(ib);
+    return;
+  }
+#endif
+  for (Index ib = 0; ib < blocks; ++ib) block(ib);
+}
+
+}  // namespace
+
+template <class T>
+void weight_product(MutMap<T> y, bool add, const ConstMap<T>& l, const ConstMap<T>& w,
+                    bool transpose_w, PackedWeight<T>* packed) {
+  // Column-major, yᵀ = op(W)ᵀ·lᵀ: the weight is GEMM's left operand. For y = l·Wᵀ that is W's
+  // buffer read row-major (m = W.rows), for y = l·W the buffer read column-major (m = W.cols).
+  const Index n = l.rows(), k = l.cols();
+  const Index m = transpose_w ? w.rows() : w.cols();
+  const bool pays =
+      packed != nullptr && n >= Traits<T>::nr && m >= 16 && k >= 16 && k * n <= (Index{1} << 20);
+  if (!pays) {
+    if (transpose_w) {
+      if (add) {
+        y.noalias() += l * w.transpose();
+      } else {
+        y.noalias() = l * w.transpose();
+      }
+    } else if (add) {
+      y.noalias() += l * w;
+    } else {
+      y.noalias() = l * w;
+    }
+    return;
+  }
+  auto& v = packed->views[transpose_w ? 1 : 0];
+  if (!v.valid) {
+    if (transpose_w) {
+      pack_weight<T, Eigen::RowMajor>(v, w.data(), m, k, w.cols(), n);
+    } else {
+      pack_weight<T, Eigen::ColMajor>(v, w.data(), m, k, w.cols(), n);
+    }
+  }
+  if (!add) y.setZero();
+  run_packed<T>(v, l.data(), n, y.data());
+}
+
+template void weight_product<float>(MutMap<float>, bool, const ConstMap<float>&,
+                                    const ConstMap<float>&, bool, PackedWeight<float>*);
+template void weight_product<double>(MutMap<double>, bool, const ConstMap<double>&,
+                                     const ConstMap<double>&, bool, PackedWeight<double>*);
+
+}  // namespace rwd::detail

@@ -1,0 +1,100 @@
+// Products with a packed weight (gemm.hpp) against Eigen's own products, and the tape's use of
+// the packing: reused within a recording, never across a clear() (the weight may have changed).
+#include <boost/test/unit_test.hpp>
+#include <rewind/rewind.hpp>
+
+#include "support.hpp"
+
+using namespace rwd;
+
+namespace {
+
+template <class T>
+Matrix<T> random_matrix(Index r, Index c, unsigned seed) {
+  std::srand(seed);
+  return Matrix<T>::Random(r, c);
+}
+
+/// max |a - b| / max(1, max |b|)
+template <class T>
+double rel_error(const Matrix<T>& a, const Matrix<T>& b) {
+  return static_cast<double>((a - b).cwiseAbs().maxCoeff() /
+                             std::max(T(1), b.cwiseAbs().maxCoeff()));
+}
+
+// Shapes: small (Eigen's path), odd sizes (partial register blocks in m, n and k), and a depth
+// beyond one cache block so the packing has several depth panels.
+struct ProductShape {
+  Index n, k, m;
+};
+const ProductShape kShapes[] = {{3, 5, 7},     {4, 16, 16},    {5, 17, 49},   {32, 64, 512},
+                                {33, 129, 97}, {32, 2500, 70}, {7, 300, 2049}};
+
+template <class T>
+void check_products(double tol) {
+  unsigned seed = 1;
+  for (const auto& s : kShapes) {
+    for (const bool transpose_w : {true, false}) {
+      BOOST_TEST_CONTEXT("l " << s.n << "x" << s.k << ", m " << s.m << ", "
+                              << (transpose_w ? "l*W^T" : "l*W") << ", "
+                              << (sizeof(T) == 4 ? "float" : "double")) {
+        const Matrix<T> l = random_matrix<T>(s.n, s.k, seed++);
+        const Matrix<T> w =
+            transpose_w ? random_matrix<T>(s.m, s.k, seed++) : random_matrix<T>(s.k, s.m, seed++);
+        const Matrix<T> base = random_matrix<T>(s.n, s.m, seed++);
+        const Matrix<T> expect = transpose_w ? Matrix<T>(l * w.transpose()) : Matrix<T>(l * w);
+        detail::PackedWeight<T> packed;
+        for (int use = 0; use < 2; ++use) {  // the second use reads the packing of the first
+          Matrix<T> y = base;
+          detail::weight_product<T>(
+              MutMap<T>(y.data(), s.n, s.m), false, ConstMap<T>(l.data(), s.n, s.k),
+              ConstMap<T>(w.data(), w.rows(), w.cols()), transpose_w, &packed);
+          BOOST_TEST(rel_error(y, expect) < tol);
+          y = base;
+          detail::weight_product<T>(
+              MutMap<T>(y.data(), s.n, s.m), true, ConstMap<T>(l.data(), s.n, s.k),
+              ConstMap<T>(w.data(), w.rows(), w.cols()), transpose_w, &packed);
+          BOOST_TEST(rel_error(y, Matrix<T>(base + expect)) < tol);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(packed_products)
+
+BOOST_AUTO_TEST_CASE(match_eigen_products) {
+  check_products<double>(1e-13);
+  check_products<float>(1e-5);
+}
+
+BOOST_AUTO_TEST_CASE(packing_is_reused_in_a_recording_and_renewed_after_clear) {
+  Parameter<double> w("w", random_matrix<double>(48, 40, 3));
+  const Matrix<double> x = random_matrix<double>(8, 40, 4);
+  Tape<double> tape;
+  for (int step = 0; step < 3; ++step) {
+    tape.clear();
+    const Var<double> wv = tape.param(w);
+    const Var<double> xv = tape.input(x);
+    const Var<double> y1 = matmul_nt(xv, wv);        // packs w (row-major view)
+    const Var<double> y2 = matmul_nt(xv * 2.0, wv);  // reuses it
+    const Var<double> y3 = matmul(y2, wv);           // w read column-major
+    BOOST_TEST(rel_error(Matrix<double>(y1.value()), Matrix<double>(x * w.value.transpose())) <
+               1e-13);
+    BOOST_TEST(rel_error(Matrix<double>(y2.value()),
+                         Matrix<double>(2.0 * x * w.value.transpose())) < 1e-13);
+    BOOST_TEST(rel_error(Matrix<double>(y3.value()),
+                         Matrix<double>(2.0 * x * w.value.transpose() * w.value)) < 1e-12);
+    w.zero_grad();
+    tape.backward(sum(y3));
+    // y3 = 2·x·WᵀW, so d sum(y3)/dx = 2·1·WᵀW (WᵀW is symmetric)
+    const Matrix<double> ones = Matrix<double>::Ones(8, 40);
+    BOOST_TEST(rel_error(Matrix<double>(xv.grad()),
+                         Matrix<double>(2.0 * ones * w.value.transpose() * w.value)) < 1e-12);
+    w.value *= 1.5;  // a stale packing after clear() would give the old products
+  }
+}
+
+BOOST_AUTO_TEST_SUITE_END()
