@@ -129,6 +129,9 @@ Var<T> Tape<T>::record(const Op& op, std::span<const Var<T>> inputs) {
           node.accumulates = accumulates<O>();
           if constexpr (aliases_input<O>()) {
             node.value = refs_[0].data;
+            if constexpr (requires { o.alias_offset(std::span<const Shape>(shapes_)); }) {
+              node.value += o.alias_offset(std::span<const Shape>(shapes_));
+            }
           } else {
             node.value = values_.allocate(static_cast<std::size_t>(ys.size()));
             o.template forward<T>(Inputs<T>(refs_.data(), count),

@@ -6,7 +6,8 @@
 //   template <class T> void backward(const Inputs<T>& x, ConstMap<T> y, ConstMap<T> gy,
 //                                    Grads<T>& g) const;
 // plus its attributes as plain (trivially copyable) members. Optional traits:
-//   static constexpr bool kAliasesInput = true;   // y is x[0]'s storage (reshape, detach)
+//   static constexpr bool kAliasesInput = true;   // y is x[0]'s storage (reshape, detach),
+//                                                 // from `Index alias_offset(shapes)` if any
 //   static constexpr bool kStopsGradient = true;  // no gradient flows through (detach)
 //   static constexpr bool kAccumulates = true;    // backward writes with g.put (see below)
 // `backward` returns the gradient of each input k with g.wants(k) by assigning every element of

@@ -99,10 +99,12 @@ struct SliceCols {
   }
 };
 
-/// y = x[begin:end, :];  g = gy in those rows, 0 elsewhere
+/// y = x[begin:end, :] (a view: rows of a row-major tensor are contiguous);
+/// g = gy in those rows, 0 elsewhere
 struct SliceRows {
   static constexpr std::string_view name = "slice_rows";
   static constexpr bool kAccumulates = true;
+  static constexpr bool kAliasesInput = true;
   static constexpr int arity = 1;
   Index begin = 0;
   Index end = 0;
@@ -110,10 +112,10 @@ struct SliceRows {
     detail::check_range(name, "rows", begin, end, x[0].rows, x[0]);
     return {end - begin, x[0].cols};
   }
+  /// Where the view starts in x's storage, in elements.
+  Index alias_offset(std::span<const Shape> x) const { return begin * x[0].cols; }
   template <class T>
-  void forward(const Inputs<T>& x, MutMap<T> y) const {
-    y = x[0].middleRows(begin, end - begin);
-  }
+  void forward(const Inputs<T>&, MutMap<T>) const {}  // a view of x[0]'s rows
   template <class T>
   void backward(const Inputs<T>&, ConstMap<T>, ConstMap<T> gy, Grads<T>& g) const {
     if (!g.adds(0)) g[0].setZero();  // only the slice's rows are touched when adding
