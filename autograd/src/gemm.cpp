@@ -58,8 +58,9 @@ void run_packed(const typename PackedWeight<T>::View& v, const T* b, Index n, T*
   packed_b.resize(static_cast<std::size_t>(v.k * n));
   ei::gemm_pack_rhs<T, Index, RhsMapper, Traits<T>::nr, Eigen::ColMajor> pack_rhs;
   const RhsMapper rhs(b, v.k);
+  T* const pb = packed_b.data();  // a thread_local is per thread: workers must use this pointer
   for (Index k2 = 0; k2 < v.k; k2 += v.kc) {
-    pack_rhs(packed_b.data() + k2 * n, rhs.getSubMapper(k2, 0), std::min(k2 + v.kc, v.k) - k2, n);
+    pack_rhs(pb + k2 * n, rhs.getSubMapper(k2, 0), std::min(k2 + v.kc, v.k) - k2, n);
   }
   const Index blocks = (v.m + v.mc - 1) / v.mc;
   const auto block = [&](Index ib) {
@@ -70,7 +71,7 @@ void run_packed(const typename PackedWeight<T>::View& v, const T* b, Index n, T*
     const T* a = v.panels.data() + i2 * v.k;
     for (Index k2 = 0; k2 < v.k; k2 += v.kc) {
       const Index depth = std::min(k2 + v.kc, v.k) - k2;
-      gebp(res.getSubMapper(i2, 0), a, packed_b.data() + k2 * n, rows, depth, n, T(1));
+      gebp(res.getSubMapper(i2, 0), a, pb + k2 * n, rows, depth, n, T(1));
       a += rows * depth;
     }
   };

@@ -4,6 +4,10 @@
 #include <cmath>
 #include <utility>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 namespace rwd {
 namespace {
 // One vectorised pass: x·0 is 0 for every finite x and NaN for NaN and ±Inf, and NaN survives
@@ -14,6 +18,47 @@ bool all_finite(const ConstMap<T>& m) {
   return !std::isnan((m.array() * T(0)).sum());
 }
 }  // namespace
+
+// ---- two threads for large rowwise ops (REWIND_OPENMP builds) --------------------------------
+
+template <class T>
+template <class F>
+bool Tape<T>::split_rows(Index rows, Index cols, const TensorRef<T>* in, const TensorRef<T>* slots,
+                         int count, F&& f) {
+#ifdef _OPENMP
+  // Below this many elements an elementwise op takes a few microseconds: waking the second
+  // thread would cost about as much as it saves.
+  constexpr Index kMinElements = 16384;
+  if (rows < 2 || rows * cols < kMinElements || Eigen::nbThreads() < 2 || omp_in_parallel()) {
+    return false;
+  }
+  const auto n = static_cast<std::size_t>(count);
+  split_.resize(4 * n);  // per half: the inputs' rows, then the gradient slots' rows
+  const Index half = rows / 2;
+  for (int t = 0; t < 2; ++t) {
+    const Index r0 = t == 0 ? 0 : half;
+    const Index r1 = t == 0 ? half : rows;
+    for (std::size_t k = 0; k < n; ++k) {
+      const auto part = [&](const TensorRef<T>& r) {
+        return TensorRef<T>{r.data == nullptr ? nullptr : r.data + r0 * r.cols, r1 - r0, r.cols,
+                            r.packed};
+      };
+      split_[2 * n * static_cast<std::size_t>(t) + k] = part(in[k]);
+      if (slots != nullptr) split_[2 * n * static_cast<std::size_t>(t) + n + k] = part(slots[k]);
+    }
+  }
+#pragma omp parallel num_threads(2)
+  {
+    const int t = omp_get_thread_num();
+    const TensorRef<T>* mine = split_.data() + 2 * n * static_cast<std::size_t>(t);
+    f(t == 0 ? Index{0} : half, t == 0 ? half : rows, mine, mine + n);
+  }
+  return true;
+#else
+  (void)rows, (void)cols, (void)in, (void)slots, (void)count, (void)f;
+  return false;
+#endif
+}
 
 template <class T>
 Tape<T>::Tape() {
@@ -134,8 +179,19 @@ Var<T> Tape<T>::record(const Op& op, std::span<const Var<T>> inputs) {
             }
           } else {
             node.value = values_.allocate(static_cast<std::size_t>(ys.size()));
-            o.template forward<T>(Inputs<T>(refs_.data(), count),
-                                  MutMap<T>(node.value, ys.rows, ys.cols));
+            bool done = false;
+            if constexpr (rowwise<O>()) {
+              done = split_rows(
+                  ys.rows, ys.cols, refs_.data(), nullptr, count,
+                  [&](Index r0, Index r1, const TensorRef<T>* in, const TensorRef<T>*) {
+                    o.template forward<T>(Inputs<T>(in, count),
+                                          MutMap<T>(node.value + r0 * ys.cols, r1 - r0, ys.cols));
+                  });
+            }
+            if (!done) {
+              o.template forward<T>(Inputs<T>(refs_.data(), count),
+                                    MutMap<T>(node.value, ys.rows, ys.cols));
+            }
           }
           if (anomaly_) {
             check_finite(name, current_scope_, "its value",
@@ -183,7 +239,19 @@ void Tape<T>::call_backward(const Node& n, Grads<T>& g) {
       [&](const auto& o) {
         using O = std::decay_t<decltype(o)>;
         if constexpr (!kIsLeaf<O>) {
-          o.template backward<T>(Inputs<T>(refs_.data(), static_cast<int>(n.num_inputs)),
+          const int count = static_cast<int>(n.num_inputs);
+          if constexpr (rowwise<O>()) {
+            const bool done = split_rows(
+                n.rows, n.cols, refs_.data(), slots_.data(), count,
+                [&](Index r0, Index r1, const TensorRef<T>* in, const TensorRef<T>* slots) {
+                  Grads<T> part(slots, modes_.data(), count);
+                  o.template backward<T>(Inputs<T>(in, count),
+                                         ConstMap<T>(n.value + r0 * n.cols, r1 - r0, n.cols),
+                                         ConstMap<T>(n.grad + r0 * n.cols, r1 - r0, n.cols), part);
+                });
+            if (done) return;
+          }
+          o.template backward<T>(Inputs<T>(refs_.data(), count),
                                  ConstMap<T>(n.value, n.rows, n.cols),
                                  ConstMap<T>(n.grad, n.rows, n.cols), g);
         }
@@ -466,7 +534,7 @@ std::size_t Tape<T>::capacity_bytes() const {
          indices_.capacity() * sizeof(std::int32_t) +
          (refs_.capacity() + slots_.capacity()) * sizeof(TensorRef<T>) +
          shapes_.capacity() * sizeof(Shape) + modes_.capacity() +
-         fresh_.capacity() * sizeof(std::uint32_t) +
+         fresh_.capacity() * sizeof(std::uint32_t) + split_.capacity() * sizeof(TensorRef<T>) +
          accumulate_.capacity() * sizeof(accumulate_[0]) + scopes_.capacity() * sizeof(ScopeEntry) +
          labels_.capacity() * sizeof(std::string) + params_.capacity() * sizeof(ParamSlot) +
          customs_.capacity() * sizeof(std::shared_ptr<const CustomOpBase>) + packed_bytes();

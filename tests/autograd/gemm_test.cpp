@@ -70,6 +70,47 @@ BOOST_AUTO_TEST_CASE(match_eigen_products) {
   check_products<float>(1e-5);
 }
 
+#ifdef _OPENMP
+// REWIND_OPENMP builds split a product's row blocks between threads (the sanitizer build of
+// tools/test is one); the threads must give the same products.
+BOOST_AUTO_TEST_CASE(match_eigen_products_on_two_threads) {
+  const int before = Eigen::nbThreads();
+  Eigen::setNbThreads(2);
+  check_products<double>(1e-13);
+  check_products<float>(1e-5);
+  Eigen::setNbThreads(before);
+}
+
+// Large rowwise ops run on two threads, each over half of the rows, forward and backward. Every
+// element is computed by the same code either way, so the results are identical, not close.
+BOOST_AUTO_TEST_CASE(rowwise_ops_on_two_threads_give_identical_results) {
+  const Index rows = 64, cols = 300;  // 19 200 elements: above the tape's threshold
+  const Matrix<double> a0 = random_matrix<double>(rows, cols, 11);
+  const Matrix<double> b0 = random_matrix<double>(rows, cols, 12);
+  Matrix<double> m0(rows, 1);
+  for (Index r = 0; r < rows; ++r) m0(r, 0) = r % 3 == 0 ? 0.0 : 1.0;
+  const int before = Eigen::nbThreads();
+  const auto run = [&](int threads) {
+    Eigen::setNbThreads(threads);
+    Tape<double> tape;
+    const Var<double> a = tape.input(a0), b = tape.input(b0), m = tape.constant(m0);
+    const Var<double> p = add_scalar(square(b), 1.0);  // > 0
+    Var<double> y = where(m, mul(sigmoid(a), tanh(b)), div(exp(neg(abs(a))), p));
+    y = add(y, sub(scale(relu(a), 0.5), softplus(b)));
+    y = add(y, mul(log_sigmoid(a), log(p)));
+    y = add(y, pow(sqrt(p), 1.5));
+    y = concat_cols({slice_cols(y, 100, 300), slice_cols(y, 0, 100)});
+    tape.backward(sum(mul(y, tape.constant(random_matrix<double>(rows, cols, 13)))));
+    return std::array<Matrix<double>, 3>{y.value(), a.grad(), b.grad()};
+  };
+  const auto one = run(1), two = run(2);
+  Eigen::setNbThreads(before);
+  BOOST_TEST(test::same(one[0], two[0]));
+  BOOST_TEST(test::same(one[1], two[1]));
+  BOOST_TEST(test::same(one[2], two[2]));
+}
+#endif
+
 BOOST_AUTO_TEST_CASE(packing_is_reused_in_a_recording_and_renewed_after_clear) {
   Parameter<double> w("w", random_matrix<double>(48, 40, 3));
   const Matrix<double> x = random_matrix<double>(8, 40, 4);

@@ -1,17 +1,23 @@
 // The shared training workloads of ../shared/peers/torch_rnn_bench.py, in rewind, float:
 //   train-<cell>-<H>: 1 layer, input 64, hidden H, batch 32, sequence 50 (or --seq-len), a linear
 //   head to 64 classes, softmax cross-entropy on every step, backward, one SGD step.
-// Prints the peer's line format, `name variant ms_per_step tokens_per_s`, plus the process's
-// peak RSS so far, and the threads Eigen's products use (1 unless built with REWIND_OPENMP,
-// then OMP_NUM_THREADS).
+// Prints the peer's line format, `name variant ms_per_step tokens_per_s`, then the process's
+// peak RSS so far, the threads Eigen's products use (1 unless built with REWIND_OPENMP, then
+// OMP_NUM_THREADS), and the rate of the step's matrix products (GFLOP/s, from their FLOP count)
+// to compare with the `sgemm-1024` line: Eigen's 1024³ float product in the same run.
+// --memory N runs N training steps of each selected workload and prints the resident set and
+// the tape's storage after steps 10, 100 and N: flat means nothing grows per step.
 //
-// Usage: bench_train [--workload train-lstm-128] [--seq-len 50] [--reps 15]
-//        (default: every train workload, then tiny-ops)
+// Usage: bench_train [--workload train-lstm-128|tiny-ops|sgemm-1024] [--seq-len 50] [--reps 15]
+//                    [--memory N]
+//        (default: every train workload, then tiny-ops and sgemm-1024)
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <fstream>
 #include <iostream>
 #include <rewind/rewind.hpp>
 
@@ -23,6 +29,24 @@ double peak_rss_mb() {
   rusage u{};
   getrusage(RUSAGE_SELF, &u);
   return static_cast<double>(u.ru_maxrss) / 1024.0;  // kilobytes on Linux
+}
+
+/// The resident set now (not the peak), from /proc/self/statm.
+double rss_mb() {
+  std::ifstream statm("/proc/self/statm");
+  double pages = 0, resident = 0;
+  statm >> pages >> resident;
+  return resident * static_cast<double>(sysconf(_SC_PAGESIZE)) / (1024.0 * 1024.0);
+}
+
+/// FLOPs of a training step's matrix products: per time step the input and recurrent products
+/// (forward), their weight gradients and the hidden state's gradient (backward; the inputs are
+/// data and get none), and the head's three products.
+double step_flops(Index gates, Index hidden, Index steps) {
+  constexpr double B = 32, I = 64, C = 64;
+  const double gh = static_cast<double>(gates * hidden), h = static_cast<double>(hidden);
+  const double per_t = 2 * B * I * gh * 2 + 2 * B * h * gh * 3 + 2 * B * h * C * 3;
+  return per_t * static_cast<double>(steps);
 }
 
 template <class F>
@@ -39,10 +63,17 @@ double median_ms(F&& f, int reps) {
   return t[t.size() / 2];
 }
 
+struct Run {
+  Index steps = 50;  ///< sequence length
+  int reps = 0;
+  int memory_steps = 0;  ///< > 0: the flat-memory check instead of timing
+};
+
 template <class Layer>
-void train_workload(const std::string& name, Layer layer, Index hidden, Index steps, int reps,
+void train_workload(const std::string& name, Layer layer, Index gates, Index hidden, const Run& run,
                     layers::Rng& rng) {
   constexpr Index B = 32, I = 64, C = 64;
+  const Index steps = run.steps;
   layers::Linear<float> head({.in = hidden, .out = C}, rng);
   auto params = layer.named_parameters();
   layers::append(params, head.named_parameters());
@@ -52,20 +83,42 @@ void train_workload(const std::string& name, Layer layer, Index hidden, Index st
   std::vector<std::int32_t> ys(static_cast<std::size_t>(steps * B));
   for (std::size_t k = 0; k < ys.size(); ++k) ys[k] = static_cast<std::int32_t>((k * 7) % C);
   Tape<float> tape;
-  const double ms = median_ms(
-      [&] {
-        tape.clear();
-        std::vector<Var<float>> in;
-        for (const auto& x : xs) in.push_back(tape.constant(x));
-        const auto out = layer(tape, in);
-        sgd.zero_grad();
-        tape.backward(cross_entropy(head(tape, concat_rows(out.outputs)), ys));
-        sgd.step();
-      },
-      reps);
-  std::cout << fmt::format("{} composed {:.3f} {:.0f} peak_rss_mb={:.0f} threads={}", name, ms,
-                           static_cast<double>(steps * B) / ms * 1e3, peak_rss_mb(),
-                           Eigen::nbThreads())
+  const auto train_step = [&] {
+    tape.clear();
+    std::vector<Var<float>> in;
+    for (const auto& x : xs) in.push_back(tape.constant(x));
+    const auto out = layer(tape, in);
+    sgd.zero_grad();
+    tape.backward(cross_entropy(head(tape, concat_rows(out.outputs)), ys));
+    sgd.step();
+  };
+  if (run.memory_steps > 0) {
+    std::string line = fmt::format("memory {}", name);
+    for (int k = 1; k <= run.memory_steps; ++k) {
+      train_step();
+      if (k == 10 || k == 100 || k == run.memory_steps) {
+        line += fmt::format(" step{}: rss_mb={:.1f} tape_mb={:.2f}", k, rss_mb(),
+                            static_cast<double>(tape.capacity_bytes()) / (1024.0 * 1024.0));
+      }
+    }
+    std::cout << line << std::endl;
+    return;
+  }
+  const double ms = median_ms(train_step, run.reps);
+  std::cout << fmt::format("{} composed {:.3f} {:.0f} peak_rss_mb={:.0f} threads={} gflops={:.1f}",
+                           name, ms, static_cast<double>(steps * B) / ms * 1e3, peak_rss_mb(),
+                           Eigen::nbThreads(), step_flops(gates, hidden, steps) / ms * 1e-6)
+            << std::endl;
+}
+
+/// Eigen's float product of two 1024×1024 matrices: the machine's GEMM rate in this run.
+void sgemm() {
+  constexpr Index n = 1024;
+  const Matrix<float> a = Matrix<float>::Random(n, n), b = Matrix<float>::Random(n, n);
+  Matrix<float> c(n, n);
+  const double ms = median_ms([&] { c.noalias() = a * b; }, 15);
+  std::cout << fmt::format("sgemm-1024 eigen {:.3f} gflops={:.1f} threads={}", ms,
+                           2.0 * n * n * n / ms * 1e-6, Eigen::nbThreads())
             << std::endl;
 }
 
@@ -89,36 +142,40 @@ void tiny_ops() {
 
 int main(int argc, char** argv) {
   std::string only;
-  Index steps = 50;
-  int reps = 0;
+  Run run;
   for (int k = 1; k < argc; ++k) {
     if (!std::strcmp(argv[k], "--workload") && k + 1 < argc)
       only = argv[++k];
     else if (!std::strcmp(argv[k], "--seq-len") && k + 1 < argc)
-      steps = std::atol(argv[++k]);
+      run.steps = std::atol(argv[++k]);
     else if (!std::strcmp(argv[k], "--reps") && k + 1 < argc)
-      reps = std::atoi(argv[++k]);
+      run.reps = std::atoi(argv[++k]);
+    else if (!std::strcmp(argv[k], "--memory") && k + 1 < argc)
+      run.memory_steps = std::atoi(argv[++k]);
     else {
-      std::cerr << "usage: bench_train [--workload NAME] [--seq-len N] [--reps N]\n";
+      std::cerr << "usage: bench_train [--workload NAME] [--seq-len N] [--reps N] [--memory N]\n";
       return 2;
     }
   }
-  if (steps < 1) return 2;
+  if (run.steps < 1 || run.reps < 0 || run.memory_steps < 0) return 2;
   layers::Rng rng(0);
   for (Index h : {128, 512}) {
-    const int r = reps > 0 ? reps : (h == 128 ? 15 : 5);
+    Run r = run;
+    if (r.reps == 0) r.reps = h == 128 ? 15 : 5;
     const auto want = [&](const char* cell) {
       return only.empty() || only == fmt::format("train-{}-{}", cell, h);
     };
     if (want("lstm"))
       train_workload(fmt::format("train-lstm-{}", h),
-                     layers::Lstm<float>({.input = 64, .hidden = h}, rng), h, steps, r, rng);
+                     layers::Lstm<float>({.input = 64, .hidden = h}, rng), 4, h, r, rng);
     if (want("gru"))
       train_workload(fmt::format("train-gru-{}", h),
-                     layers::Gru<float>({.input = 64, .hidden = h}, rng), h, steps, r, rng);
+                     layers::Gru<float>({.input = 64, .hidden = h}, rng), 3, h, r, rng);
     if (want("rnn"))
       train_workload(fmt::format("train-rnn-{}", h),
-                     layers::Rnn<float>({.input = 64, .hidden = h}, rng), h, steps, r, rng);
+                     layers::Rnn<float>({.input = 64, .hidden = h}, rng), 1, h, r, rng);
   }
+  if (run.memory_steps > 0) return 0;
   if (only.empty() || only == "tiny-ops") tiny_ops();
+  if (only.empty() || only == "sgemm-1024") sgemm();
 }

@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
 """Runs rewind's and PyTorch's training benchmarks in one go and prints a table with ratios.
 
-    python3 tools/bench/compare.py [--build build] [--configs "1 1,1 2,2 2"] [--quick]
+    python3 tools/bench/compare.py [--build build] [--omp-build build-omp]
+                                   [--configs "1 1,1 2,2 2"] [--quick] [--scaling] [--memory N]
 
 rewind: build/tools/bench/bench_train, one process per workload (so peak RSS is per workload),
 one thread; with --omp-build, also two threads from a -DREWIND_OPENMP=ON build. PyTorch: ../shared/peers/torch_rnn_bench.py under Debian's /usr/bin/python3 with
 python3-torch, once per thread configuration ("torch threads, BLAS threads"); its peak RSS is
 that of the whole run. Without python3-torch the PyTorch columns are skipped with a message.
 Medians, all in this one run: the machine is noisy, compare ratios, not figures across runs.
+Also Eigen's 1024^3 sgemm rate of this run, and each workload's product rate as a share of it.
+--scaling: train-lstm-128 at sequence lengths 50, 500 and 5000 (one process each): time and
+peak RSS, and both per time step. --memory N: RSS and tape storage after 10, 100 and N steps.
 """
 import argparse
 import os
@@ -20,17 +24,48 @@ PEER = os.path.join(os.path.dirname(ROOT), "shared", "peers", "torch_rnn_bench.p
 WORKLOADS = [f"train-{c}-{h}" for h in (128, 512) for c in ("lstm", "gru", "rnn")]
 
 
+def bench_train(build, args, threads=1):
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    cmd = [os.path.join(build, "tools", "bench", "bench_train")] + args
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
+
+
+def fields(line):
+    """'name variant ms ... key=value ...' -> dict with name, ms and the key=value pairs."""
+    parts = line.split()
+    out = {"name": parts[0], "ms": float(parts[2])}
+    for p in parts[3:]:
+        if "=" in p:
+            k, v = p.split("=", 1)
+            out[k] = v
+    return out
+
+
 def rewind_side(build, reps, threads=1):
     rows = {}
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    for w in WORKLOADS + ["tiny-ops"]:
-        cmd = [os.path.join(build, "tools", "bench", "bench_train"), "--workload", w]
-        if reps:
-            cmd += ["--reps", str(reps)]
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout.split()
-        rows[w] = {"ms": float(out[2]), "rss": out[4].split("=")[1] if len(out) > 4 and "=" in out[4] else ""}
-        print(f"rewind ({threads} thread{'s' if threads > 1 else ''}):", " ".join(out), flush=True)
+    for w in WORKLOADS + ["tiny-ops", "sgemm-1024"]:
+        args = ["--workload", w] + (["--reps", str(reps)] if reps else [])
+        line = bench_train(build, args, threads).strip()
+        rows[w] = fields(line)
+        print(f"rewind ({threads} thread{'s' if threads > 1 else ''}):", line, flush=True)
     return rows
+
+
+def scaling(build):
+    print("\ntrain-lstm-128 against sequence length (one process each, 1 thread):")
+    print("| sequence length | ms per training step | ms per time step | peak RSS MB | MB per time step |")
+    print("|---|---|---|---|---|")
+    for n in (50, 500, 5000):
+        reps = {50: 15, 500: 5, 5000: 3}[n]
+        r = fields(bench_train(build, ["--workload", "train-lstm-128", "--seq-len", str(n), "--reps", str(reps)]))
+        rss = float(r["peak_rss_mb"])
+        print(f"| {n} | {r['ms']:.1f} | {r['ms'] / n:.3f} | {rss:.0f} | {rss / n:.2f} |", flush=True)
+
+
+def memory(build, steps):
+    print(f"\nResident set and tape storage over {steps} training steps (1 thread):")
+    for w in WORKLOADS:
+        print(bench_train(build, ["--workload", w, "--memory", str(steps)]).strip(), flush=True)
 
 
 def torch_side(config):
@@ -54,6 +89,8 @@ def main():
     ap.add_argument("--configs", default="1 1,1 2,2 2")
     ap.add_argument("--omp-build", help="a build with -DREWIND_OPENMP=ON for rewind's 2-thread column")
     ap.add_argument("--quick", action="store_true", help="PyTorch at '1 1' only, fewer rewind repetitions")
+    ap.add_argument("--scaling", action="store_true", help="also train-lstm-128 at lengths 50, 500, 5000")
+    ap.add_argument("--memory", type=int, metavar="N", help="also RSS over N training steps per workload")
     args = ap.parse_args()
     configs = ["1 1"] if args.quick else [c.strip() for c in args.configs.split(",")]
     rewind = rewind_side(args.build, 5 if args.quick else 0)
@@ -68,8 +105,12 @@ def main():
             if r:
                 torch[c] = r
     print()
-    print("| workload | rewind 1 thread ms (peak MB) | rewind 2 threads ms | PyTorch pinned 1 thread, fused | PyTorch best (config, variant) | rewind 1 / pinned | rewind 2 / best |")
-    print("|---|---|---|---|---|---|---|")
+    rate1 = float(rewind["sgemm-1024"]["gflops"])
+    rate2 = float(rewind2["sgemm-1024"]["gflops"]) if rewind2 else None
+    print(f"Eigen sgemm 1024^3 in this run: {rate1:.1f} GFLOP/s on 1 thread"
+          + (f", {rate2:.1f} on 2 threads" if rate2 else ""))
+    print("| workload | rewind 1 thread ms (peak MB) | rewind 2 threads ms | PyTorch pinned 1 thread, fused | PyTorch best (config, variant) | rewind 1 / pinned | rewind 2 / best | products' rate / sgemm rate, 1 / 2 threads |")
+    print("|---|---|---|---|---|---|---|---|")
     for w in WORKLOADS:
         r = rewind[w]
         pinned = torch.get("1 1", (None, 0))[0]
@@ -80,16 +121,23 @@ def main():
                 if best is None or ms < best[0]:
                     best = (ms, c, variant)
         two = rewind2[w]["ms"] if rewind2 else None
-        cells = [w, f"{r['ms']:.1f} ({r['rss']})", f"{two:.1f}" if two else "-",
+        share = f"{float(r['gflops']) / rate1:.0%}"
+        if rewind2:
+            share += f" / {float(rewind2[w]['gflops']) / rate2:.0%}"
+        cells = [w, f"{r['ms']:.1f} ({r['peak_rss_mb']})", f"{two:.1f}" if two else "-",
                  f"{pinned_ms:.1f}" if pinned_ms else "-",
                  f"{best[0]:.1f} ({best[1]}, {best[2]})" if best else "-",
                  f"{r['ms'] / pinned_ms:.2f}" if pinned_ms else "-",
-                 f"{(two or r['ms']) / best[0]:.2f}" if best else "-"]
+                 f"{(two or r['ms']) / best[0]:.2f}" if best else "-", share]
         print("| " + " | ".join(cells) + " |")
     print(f"| tiny-ops | {rewind['tiny-ops']['ms']:.3f} ms = {rewind['tiny-ops']['ms'] * 1e6 / 3000:.0f} ns/op | "
-          + " | ".join(["-"] * 5) + " |")
+          + " | ".join(["-"] * 6) + " |")
     for c, (_, peak) in torch.items():
         print(f"PyTorch '{c}' peak RSS over its whole run: {peak:.0f} MB")
+    if args.scaling:
+        scaling(args.build)
+    if args.memory:
+        memory(args.build, args.memory)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@
 //                                                 // from `Index alias_offset(shapes)` if any
 //   static constexpr bool kStopsGradient = true;  // no gradient flows through (detach)
 //   static constexpr bool kAccumulates = true;    // backward writes with g.put (see below)
+//   static constexpr bool kRowwise = true;  // rows are independent, forward and backward: a
+//                                           // REWIND_OPENMP build runs big ones on two threads
 // `backward` returns the gradient of each input k with g.wants(k) by assigning every element of
 // g[k]; the tape accumulates. The slot may be fresh memory: never read it, never `+=` into it.
 // An op that declares kAccumulates instead writes through `g.put(k, expr)` (or checks
@@ -112,6 +114,7 @@ inline void require_same_shape(std::string_view op, Shape a, Shape b,
 /// Base for ops with one input whose output has the input's shape.
 struct UnaryShape {
   static constexpr int arity = 1;
+  static constexpr bool kRowwise = true;
   Shape shape(std::span<const Shape> x) const { return x[0]; }
 };
 
@@ -119,6 +122,7 @@ struct UnaryShape {
 template <class Op>
 struct BinaryShape {
   static constexpr int arity = 2;
+  static constexpr bool kRowwise = true;
   Shape shape(std::span<const Shape> x) const {
     detail::require_same_shape(Op::name, x[0], x[1]);
     return x[0];

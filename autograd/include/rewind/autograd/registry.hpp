@@ -87,6 +87,17 @@ constexpr bool accumulates() {
   }
 }
 
+/// Row r of the output, and of every input gradient, depends on row r of the inputs, output and
+/// incoming gradient only: the tape may run the op on row ranges in parallel.
+template <class O>
+constexpr bool rowwise() {
+  if constexpr (requires { O::kRowwise; }) {
+    return O::kRowwise && !aliases_input<O>();
+  } else {
+    return false;
+  }
+}
+
 /// The registry name of a recorded op ("custom" for every CustomOp; Tape::op_name resolves it).
 inline std::string_view op_name(const Op& op) {
   return std::visit([](const auto& o) { return std::decay_t<decltype(o)>::name; }, op);

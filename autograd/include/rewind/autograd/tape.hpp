@@ -206,6 +206,11 @@ class Tape {
   void gather_inputs(const Node& n);  // fills refs_ with n's inputs
   TensorRef<T> ref_of(const Node& x);
   std::size_t packed_bytes() const;
+  // A rowwise op on many elements, in a REWIND_OPENMP build with 2+ threads: f(r0, r1, inputs,
+  // slots) on two threads, each over half of the rows. False (nothing run) otherwise.
+  template <class F>
+  bool split_rows(Index rows, Index cols, const TensorRef<T>* in, const TensorRef<T>* slots,
+                  int count, F&& f);
   void call_backward(const Node& n, Grads<T>& g);
   void check_finite(std::string_view op, std::uint32_t scope, std::string_view what,
                     const TensorRef<T>& t) const;
@@ -226,6 +231,7 @@ class Tape {
   std::vector<Shape> shapes_;
   std::vector<GradMode> modes_;
   std::vector<std::uint32_t> fresh_;  // inputs whose gradient buffer this node allocated
+  std::vector<TensorRef<T>> split_;   // row halves of inputs and slots (split_rows)
   std::vector<std::pair<std::uint32_t, std::size_t>> accumulate_;  // (input, scratch offset)
   std::vector<ScopeEntry> scopes_;
   std::uint32_t current_scope_ = 0;

@@ -85,6 +85,7 @@ struct Scale {  // no UnaryShape base, so that Scale{c} builds it
   static constexpr int arity = 1;
   Shape shape(std::span<const Shape> x) const { return x[0]; }
   static constexpr std::string_view name = "scale";
+  static constexpr bool kRowwise = true;
   double c = 1;
   template <class T>
   void forward(const Inputs<T>& x, MutMap<T> y) const {
@@ -101,6 +102,7 @@ struct AddScalar {  // no UnaryShape base, so that AddScalar{c} builds it
   static constexpr int arity = 1;
   Shape shape(std::span<const Shape> x) const { return x[0]; }
   static constexpr std::string_view name = "add_scalar";
+  static constexpr bool kRowwise = true;
   double c = 0;
   template <class T>
   void forward(const Inputs<T>& x, MutMap<T> y) const {
@@ -117,6 +119,7 @@ struct Pow {  // no UnaryShape base, so that Pow{c} builds it
   static constexpr int arity = 1;
   Shape shape(std::span<const Shape> x) const { return x[0]; }
   static constexpr std::string_view name = "pow";
+  static constexpr bool kRowwise = true;
   double p = 1;
   template <class T>
   void forward(const Inputs<T>& x, MutMap<T> y) const {

@@ -61,6 +61,7 @@ struct Dropout {
 /// gm = (a - b) ⊙ gy (summed along each row for an R×1 mask).
 struct Where {
   static constexpr std::string_view name = "where";
+  static constexpr bool kRowwise = true;
   static constexpr int arity = 3;
   Shape shape(std::span<const Shape> x) const {
     detail::require_same_shape(name, x[1], x[2], "a", "b");

@@ -32,6 +32,7 @@ namespace rwd::ops {
 /// y = [x₀ x₁ … xₖ] side by side (equal row counts);  gₖ = gy's columns of xₖ
 struct ConcatCols {
   static constexpr std::string_view name = "concat_cols";
+  static constexpr bool kRowwise = true;
   static constexpr bool kAccumulates = true;
   static constexpr int arity = kVariadic;
   Shape shape(std::span<const Shape> x) const { return detail::concat_shape(name, x, true); }
@@ -80,6 +81,7 @@ struct ConcatRows {
 /// y = x[:, begin:end];  g = gy in those columns, 0 elsewhere
 struct SliceCols {
   static constexpr std::string_view name = "slice_cols";
+  static constexpr bool kRowwise = true;
   static constexpr bool kAccumulates = true;
   static constexpr int arity = 1;
   Index begin = 0;
