@@ -26,7 +26,9 @@ void pack_weight(typename PackedWeight<T>::View& v, const T* data, Index m, Inde
   ei::computeProductBlockingSizes<T, T>(kc, mc, nc, Index{1});
   // At least two row blocks when there is room, so two threads can each take half the rows
   // (each keeping its half of the weight in its own core's cache).
-  if (m >= 2 * Traits<T>::mr) mc = std::min(mc, round_up((m + 1) / 2, Traits<T>::mr));
+  if (m >= 2 * Traits<T>::LhsProgress) {
+    mc = std::min(mc, round_up((m + 1) / 2, Index{Traits<T>::LhsProgress}));
+  }
   v.m = m;
   v.k = k;
   v.mc = mc;

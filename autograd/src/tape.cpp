@@ -328,7 +328,7 @@ void Tape<T>::backward(const Var<T>& loss, const BackwardOptions& options) {
     // An input used twice by one op (mul(x, x)) gets its buffer from the first use: the second
     // goes to scratch, so no op has to care in which order it writes its slots.
     std::size_t scratch = 0;
-    fresh_.clear();
+    const std::uint32_t* in = edges_.data() + n.first_input;
     for (int k = 0; k < count; ++k) {
       const std::uint32_t xi = edges_[n.first_input + k];
       Node& x = nodes_[xi];
@@ -341,8 +341,7 @@ void Tape<T>::backward(const Var<T>& loss, const BackwardOptions& options) {
           x.grad = grads_.allocate(size);
           x.grad_epoch = epoch_;
           slot.data = x.grad;
-          fresh_.push_back(xi);
-        } else if (n.accumulates && std::find(fresh_.begin(), fresh_.end(), xi) == fresh_.end()) {
+        } else if (n.accumulates && std::find(in, in + k, xi) == in + k) {
           mode = GradMode::add;
           slot.data = x.grad;
         } else {
@@ -534,7 +533,7 @@ std::size_t Tape<T>::capacity_bytes() const {
          indices_.capacity() * sizeof(std::int32_t) +
          (refs_.capacity() + slots_.capacity()) * sizeof(TensorRef<T>) +
          shapes_.capacity() * sizeof(Shape) + modes_.capacity() +
-         fresh_.capacity() * sizeof(std::uint32_t) + split_.capacity() * sizeof(TensorRef<T>) +
+         split_.capacity() * sizeof(TensorRef<T>) +
          accumulate_.capacity() * sizeof(accumulate_[0]) + scopes_.capacity() * sizeof(ScopeEntry) +
          labels_.capacity() * sizeof(std::string) + params_.capacity() * sizeof(ParamSlot) +
          customs_.capacity() * sizeof(std::shared_ptr<const CustomOpBase>) + packed_bytes();

@@ -230,8 +230,7 @@ class Tape {
   std::vector<TensorRef<T>> slots_;
   std::vector<Shape> shapes_;
   std::vector<GradMode> modes_;
-  std::vector<std::uint32_t> fresh_;  // inputs whose gradient buffer this node allocated
-  std::vector<TensorRef<T>> split_;   // row halves of inputs and slots (split_rows)
+  std::vector<TensorRef<T>> split_;  // row halves of inputs and slots (split_rows)
   std::vector<std::pair<std::uint32_t, std::size_t>> accumulate_;  // (input, scratch offset)
   std::vector<ScopeEntry> scopes_;
   std::uint32_t current_scope_ = 0;
