@@ -125,6 +125,40 @@ void weight_product(MutMap<T> y, bool add, const ConstMap<T>& l, const ConstMap<
   run_packed<T>(v, l.data(), n, y.data());
 }
 
+template <class T>
+void gradient_product(MutMap<T> y, bool add, const ConstMap<T>& a, const ConstMap<T>& b) {
+  const auto rows = [&](Index r0, Index r1) {
+    auto part = y.middleRows(r0, r1 - r0);
+    if (add) {
+      part.noalias() += a.middleCols(r0, r1 - r0).transpose() * b;
+    } else {
+      part.noalias() = a.middleCols(r0, r1 - r0).transpose() * b;
+    }
+  };
+#ifdef _OPENMP
+  const Index m = y.rows();
+  if (Eigen::nbThreads() > 1 && m >= 2 * Traits<T>::LhsProgress &&
+      m * y.cols() * a.rows() >= (Index{1} << 18) && !omp_in_parallel()) {
+    const Index half = round_up((m + 1) / 2, Index{Traits<T>::LhsProgress});
+#pragma omp parallel num_threads(2)
+    {  // inside a parallel region Eigen's products run on the calling thread only
+      if (omp_get_thread_num() == 0) {
+        rows(0, half);
+      } else {
+        rows(half, m);
+      }
+    }
+    return;
+  }
+#endif
+  rows(0, y.rows());
+}
+
+template void gradient_product<float>(MutMap<float>, bool, const ConstMap<float>&,
+                                      const ConstMap<float>&);
+template void gradient_product<double>(MutMap<double>, bool, const ConstMap<double>&,
+                                       const ConstMap<double>&);
+
 template void weight_product<float>(MutMap<float>, bool, const ConstMap<float>&,
                                     const ConstMap<float>&, bool, PackedWeight<float>*);
 template void weight_product<double>(MutMap<double>, bool, const ConstMap<double>&,

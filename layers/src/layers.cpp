@@ -18,8 +18,8 @@ Linear<T>::Linear(const Options& o, Rng& rng) : options_(o) {
 template <class T>
 Var<T> Linear<T>::operator()(Tape<T>& tape, const Var<T>& x) {
   detail::check_input("Linear", x.shape(), options_.in);
-  Var<T> y = matmul_nt(x, tape.param(weight));
-  return options_.bias ? add_row_vector(y, tape.param(bias)) : y;
+  return options_.bias ? affine(x, tape.param(weight), tape.param(bias))
+                       : matmul_nt(x, tape.param(weight));
 }
 
 template <class T>

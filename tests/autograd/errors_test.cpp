@@ -42,6 +42,13 @@ BOOST_AUTO_TEST_CASE(shape_errors_name_the_op_and_both_shapes) {
                                    "mse: shapes differ: lhs is 3x4, rhs is 4x3");
   test::expect_message<ShapeError>([&] { (void)bce_with_logits(a, c); },
                                    "bce_with_logits: shapes differ: logits is 3x4, targets is 4x3");
+  // a 3x4, b 5x2, c 4x3
+  test::expect_message<ShapeError>(
+      [&] { (void)affine(a, b, a); },
+      "affine: inner dimensions differ: input is 3x4, weight is 5x2 (used transposed)");
+  test::expect_message<ShapeError>(
+      [&] { (void)affine(b, b, a); },
+      "affine: bias has the wrong shape: bias is 3x4, expected 1x5 for a 5x2 weight");
   test::expect_message<ShapeError>(
       [&] { (void)add_row_vector(a, b); },
       "add_row_vector: bias has the wrong shape: bias is 5x2, expected 1x4 for a 3x4 input");

@@ -1,5 +1,6 @@
-// Products with a packed weight (gemm.hpp) against Eigen's own products, and the tape's use of
-// the packing: reused within a recording, never across a clear() (the weight may have changed).
+// Products with a packed weight and weight-gradient products (gemm.hpp) against Eigen's own, and
+// the tape's use of the packing: reused within a recording, never across a clear() (the weight may
+// have changed).
 #include <boost/test/unit_test.hpp>
 #include <rewind/rewind.hpp>
 
@@ -55,6 +56,17 @@ void check_products(double tol) {
               MutMap<T>(y.data(), s.n, s.m), true, ConstMap<T>(l.data(), s.n, s.k),
               ConstMap<T>(w.data(), w.rows(), w.cols()), transpose_w, &packed);
           BOOST_TEST(rel_error(y, Matrix<T>(base + expect)) < tol);
+        }
+        // A weight's gradient from a batch: aᵀ·b, m×k.
+        const Matrix<T> a = random_matrix<T>(s.n, s.m, seed++);
+        const Matrix<T> gbase = random_matrix<T>(s.m, s.k, seed++);
+        const Matrix<T> gexpect = a.transpose() * l;
+        for (const bool add : {false, true}) {
+          Matrix<T> g = gbase;
+          detail::gradient_product<T>(MutMap<T>(g.data(), s.m, s.k), add,
+                                      ConstMap<T>(a.data(), s.n, s.m),
+                                      ConstMap<T>(l.data(), s.n, s.k));
+          BOOST_TEST(rel_error(g, add ? Matrix<T>(gbase + gexpect) : gexpect) < tol);
         }
       }
     }
@@ -136,6 +148,18 @@ BOOST_AUTO_TEST_CASE(packing_is_reused_in_a_recording_and_renewed_after_clear) {
                          Matrix<double>(2.0 * ones * w.value.transpose() * w.value)) < 1e-12);
     w.value *= 1.5;  // a stale packing after clear() would give the old products
   }
+}
+
+// affine with parameters big enough for the packed path, checked against central differences.
+BOOST_AUTO_TEST_CASE(affine_with_packed_parameters_passes_gradcheck) {
+  Parameter<double> w("w", random_matrix<double>(48, 40, 5));
+  Parameter<double> b("b", random_matrix<double>(1, 48, 6));
+  const auto f = [&](Tape<double>& tape, std::span<const Var<double>> x) {
+    const Var<double> h = tanh(affine(x[0], tape.param(w), tape.param(b)));  // 8x48
+    return sum(square(matmul(h, tape.param(w))));  // w again, read the other way: 8x40
+  };
+  const GradcheckReport report = gradcheck(f, {{"x", random_matrix<double>(8, 40, 7)}}, {&w, &b});
+  BOOST_TEST(report.passed(), report.to_string());
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -194,6 +194,20 @@ struct MatmulNtCases {
 template <>
 struct Sample<ops::MatmulNt> : SampleFrom<MatmulNtCases> {};
 
+struct AffineCases {
+  template <class T>
+  static std::vector<Case<T>> build(std::mt19937_64& rng, bool big) {
+    return {{"1x1 * (1x1)T + 1x1",
+             {val<T>(1, 1, rng, big), val<T>(1, 1, rng, big), val<T>(1, 1, rng, big)},
+             record_op<T>(ops::Affine{})},
+            {"3x4 * (2x4)T + 1x2",
+             {val<T>(3, 4, rng, big), val<T>(2, 4, rng, big), val<T>(1, 2, rng, big)},
+             record_op<T>(ops::Affine{})}};
+  }
+};
+template <>
+struct Sample<ops::Affine> : SampleFrom<AffineCases> {};
+
 // A matrix and a row vector: add_row_vector and mul_row_vector.
 template <class O>
 struct RowVectorCases {

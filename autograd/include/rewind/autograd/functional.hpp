@@ -122,6 +122,11 @@ template <class T>
 Var<T> matmul_nt(const Var<T>& a, const Var<T>& b) {
   return a.tape().record(ops::MatmulNt{}, {a, b});
 }
+/// x·wᵀ + b (b a 1×N row added to every row): a linear layer in one op, PyTorch's F.linear
+template <class T>
+Var<T> affine(const Var<T>& x, const Var<T>& w, const Var<T>& b) {
+  return x.tape().record(ops::Affine{}, {x, w, b});
+}
 /// xᵀ
 template <class T>
 Var<T> transpose(const Var<T>& x) {

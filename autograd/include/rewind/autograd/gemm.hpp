@@ -41,6 +41,17 @@ template <class T>
 void weight_product(MutMap<T> y, bool add, const ConstMap<T>& l, const ConstMap<T>& w,
                     bool transpose_w, PackedWeight<T>* packed);
 
+/// y = aᵀ·b, assigned or added (`add`): a weight's gradient from a batch (a: n×m, b: n×k). In a
+/// REWIND_OPENMP build with two threads each thread computes half of y's rows (Eigen's own
+/// parallel product synchronises the threads inside every product instead).
+template <class T>
+void gradient_product(MutMap<T> y, bool add, const ConstMap<T>& a, const ConstMap<T>& b);
+
+extern template void gradient_product<float>(MutMap<float>, bool, const ConstMap<float>&,
+                                             const ConstMap<float>&);
+extern template void gradient_product<double>(MutMap<double>, bool, const ConstMap<double>&,
+                                              const ConstMap<double>&);
+
 extern template void weight_product<float>(MutMap<float>, bool, const ConstMap<float>&,
                                            const ConstMap<float>&, bool, PackedWeight<float>*);
 extern template void weight_product<double>(MutMap<double>, bool, const ConstMap<double>&,

@@ -28,7 +28,7 @@ using AllOps = std::tuple<
     // activations
     ops::Sigmoid, ops::Tanh, ops::Relu, ops::Softplus, ops::LogSigmoid,
     // linear algebra
-    ops::Matmul, ops::MatmulNt, ops::Transpose, ops::AddRowVector, ops::MulRowVector,
+    ops::Matmul, ops::MatmulNt, ops::Affine, ops::Transpose, ops::AddRowVector, ops::MulRowVector,
     // reductions
     ops::Sum, ops::Mean, ops::SumRows, ops::SumCols,
     // shape

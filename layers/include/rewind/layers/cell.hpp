@@ -107,8 +107,8 @@ struct RecurrentWeights {
 
  private:
   Var<T> affine(Tape<T>& tape, const Var<T>& x, Parameter<T>& w, Parameter<T>& b) {
-    Var<T> y = matmul_nt(x, tape.param(w));
-    return b.size() > 0 ? add_row_vector(y, tape.param(b)) : y;
+    return b.size() > 0 ? rwd::affine(x, tape.param(w), tape.param(b))
+                        : matmul_nt(x, tape.param(w));
   }
 };
 

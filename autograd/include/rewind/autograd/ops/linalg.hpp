@@ -24,7 +24,7 @@ struct Matmul {
   template <class T>
   void backward(const Inputs<T>& x, ConstMap<T>, ConstMap<T> gy, Grads<T>& g) const {
     if (g.wants(0)) detail::weight_product(g[0], g.adds(0), gy, x[1], true, x.packed(1));
-    if (g.wants(1)) g.put(1, x[0].transpose() * gy);
+    if (g.wants(1)) detail::gradient_product(g[1], g.adds(1), x[0], gy);
   }
 };
 
@@ -53,7 +53,41 @@ struct MatmulNt {
     // beta = 1, no scratch copy of the weight's size per step. When b is a parameter, both
     // products with it reuse its packing (gemm.hpp).
     if (g.wants(0)) detail::weight_product(g[0], g.adds(0), gy, x[1], false, x.packed(1));
-    if (g.wants(1)) g.put(1, gy.transpose() * x[0]);
+    if (g.wants(1)) detail::gradient_product(g[1], g.adds(1), gy, x[0]);
+  }
+};
+
+/// y = x·Wᵀ + 1·b: x (m×k) times the transpose of W (n×k), plus the 1×n row b on every row
+/// (PyTorch's F.linear);  gx = gy·W, gW = gyᵀ·x, gb = Σ_rows gy
+// NOTE: fused for speed and memory: matmul_nt then add_row_vector would make a second m×n
+// tensor per use and a pass over it forward and backward. Here the bias initialises the
+// product's output and GEMM adds into it.
+struct Affine {
+  static constexpr std::string_view name = "affine";
+  static constexpr int arity = 3;
+  static constexpr bool kAccumulates = true;
+  Shape shape(std::span<const Shape> x) const {
+    if (x[0].cols != x[1].cols) {
+      detail::throw_shape(name, "inner dimensions differ",
+                          fmt::format("input is {}, weight is {} (used transposed)", x[0], x[1]));
+    }
+    if (x[2].rows != 1 || x[2].cols != x[1].rows) {
+      detail::throw_shape(
+          name, "bias has the wrong shape",
+          fmt::format("bias is {}, expected 1x{} for a {} weight", x[2], x[1].rows, x[1]));
+    }
+    return {x[0].rows, x[1].rows};
+  }
+  template <class T>
+  void forward(const Inputs<T>& x, MutMap<T> y) const {
+    y.rowwise() = x[2].row(0);
+    detail::weight_product(y, true, x[0], x[1], true, x.packed(1));
+  }
+  template <class T>
+  void backward(const Inputs<T>& x, ConstMap<T>, ConstMap<T> gy, Grads<T>& g) const {
+    if (g.wants(0)) detail::weight_product(g[0], g.adds(0), gy, x[1], false, x.packed(1));
+    if (g.wants(1)) detail::gradient_product(g[1], g.adds(1), gy, x[0]);
+    if (g.wants(2)) g.put(2, gy.colwise().sum());
   }
 };
 
