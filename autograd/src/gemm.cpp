@@ -2,9 +2,7 @@
 
 #include <algorithm>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include "parallel.hpp"
 
 namespace rwd::detail {
 namespace {
@@ -78,9 +76,8 @@ void run_packed(const typename PackedWeight<T>::View& v, const T* b, Index n, T*
     }
   };
 #ifdef _OPENMP
-  const int threads = Eigen::nbThreads();
-  if (threads > 1 && blocks > 1 && !omp_in_parallel()) {
-#pragma omp parallel for num_threads(threads) schedule(static)
+  if (blocks > 1 && two_threads()) {
+#pragma omp parallel for num_threads(Eigen::nbThreads()) schedule(static)
     for (Index ib = 0; ib < blocks; ++ib) block(ib);
     return;
   }
@@ -101,15 +98,9 @@ void weight_product(MutMap<T> y, bool add, const ConstMap<T>& l, const ConstMap<
       packed != nullptr && n >= Traits<T>::nr && m >= 16 && k >= 16 && k * n <= (Index{1} << 20);
   if (!pays) {
     if (transpose_w) {
-      if (add) {
-        y.noalias() += l * w.transpose();
-      } else {
-        y.noalias() = l * w.transpose();
-      }
-    } else if (add) {
-      y.noalias() += l * w;
+      assign_or_add(y, add, l * w.transpose());
     } else {
-      y.noalias() = l * w;
+      assign_or_add(y, add, l * w);
     }
     return;
   }
@@ -128,30 +119,17 @@ void weight_product(MutMap<T> y, bool add, const ConstMap<T>& l, const ConstMap<
 template <class T>
 void gradient_product(MutMap<T> y, bool add, const ConstMap<T>& a, const ConstMap<T>& b) {
   const auto rows = [&](Index r0, Index r1) {
-    auto part = y.middleRows(r0, r1 - r0);
-    if (add) {
-      part.noalias() += a.middleCols(r0, r1 - r0).transpose() * b;
-    } else {
-      part.noalias() = a.middleCols(r0, r1 - r0).transpose() * b;
-    }
+    assign_or_add(y.middleRows(r0, r1 - r0), add, a.middleCols(r0, r1 - r0).transpose() * b);
   };
-#ifdef _OPENMP
   const Index m = y.rows();
-  if (Eigen::nbThreads() > 1 && m >= 2 * Traits<T>::LhsProgress &&
-      m * y.cols() * a.rows() >= (Index{1} << 18) && !omp_in_parallel()) {
+  if (m >= 2 * Traits<T>::LhsProgress && m * y.cols() * a.rows() >= (Index{1} << 18) &&
+      two_threads()) {
     const Index half = round_up((m + 1) / 2, Index{Traits<T>::LhsProgress});
-#pragma omp parallel num_threads(2)
-    {  // inside a parallel region Eigen's products run on the calling thread only
-      if (omp_get_thread_num() == 0) {
-        rows(0, half);
-      } else {
-        rows(half, m);
-      }
-    }
+    // Inside a parallel region Eigen's products run on the calling thread only.
+    on_two_threads([&](int t) { t == 0 ? rows(0, half) : rows(half, m); });
     return;
   }
-#endif
-  rows(0, y.rows());
+  rows(0, m);
 }
 
 template void gradient_product<float>(MutMap<float>, bool, const ConstMap<float>&,

@@ -4,9 +4,7 @@
 #include <cmath>
 #include <utility>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include "parallel.hpp"
 
 namespace rwd {
 namespace {
@@ -25,13 +23,10 @@ template <class T>
 template <class F>
 bool Tape<T>::split_rows(Index rows, Index cols, const TensorRef<T>* in, const TensorRef<T>* slots,
                          int count, F&& f) {
-#ifdef _OPENMP
   // Below this many elements an elementwise op takes a few microseconds: waking the second
   // thread would cost about as much as it saves.
   constexpr Index kMinElements = 16384;
-  if (rows < 2 || rows * cols < kMinElements || Eigen::nbThreads() < 2 || omp_in_parallel()) {
-    return false;
-  }
+  if (rows < 2 || rows * cols < kMinElements || !detail::two_threads()) return false;
   const auto n = static_cast<std::size_t>(count);
   split_.resize(4 * n);  // per half: the inputs' rows, then the gradient slots' rows
   const Index half = rows / 2;
@@ -47,17 +42,11 @@ bool Tape<T>::split_rows(Index rows, Index cols, const TensorRef<T>* in, const T
       if (slots != nullptr) split_[2 * n * static_cast<std::size_t>(t) + n + k] = part(slots[k]);
     }
   }
-#pragma omp parallel num_threads(2)
-  {
-    const int t = omp_get_thread_num();
+  detail::on_two_threads([&](int t) {
     const TensorRef<T>* mine = split_.data() + 2 * n * static_cast<std::size_t>(t);
     f(t == 0 ? Index{0} : half, t == 0 ? half : rows, mine, mine + n);
-  }
+  });
   return true;
-#else
-  (void)rows, (void)cols, (void)in, (void)slots, (void)count, (void)f;
-  return false;
-#endif
 }
 
 template <class T>
@@ -330,7 +319,7 @@ void Tape<T>::backward(const Var<T>& loss, const BackwardOptions& options) {
     std::size_t scratch = 0;
     const std::uint32_t* in = edges_.data() + n.first_input;
     for (int k = 0; k < count; ++k) {
-      const std::uint32_t xi = edges_[n.first_input + k];
+      const std::uint32_t xi = in[k];
       Node& x = nodes_[xi];
       TensorRef<T> slot{nullptr, x.rows, x.cols};
       GradMode mode = GradMode::none;

@@ -81,11 +81,7 @@ class Grads {
   /// g[k] = e, or g[k] += e when the tape asks to add. `e` must not read g[k].
   template <class E>
   void put(int k, const E& e) const {
-    if (adds(k)) {
-      (*this)[k].noalias() += e;
-    } else {
-      (*this)[k].noalias() = e;
-    }
+    detail::assign_or_add((*this)[k], adds(k), e);
   }
   int size() const { return count_; }
 

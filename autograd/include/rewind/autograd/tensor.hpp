@@ -33,6 +33,18 @@ struct Shape {
   friend bool operator==(const Shape&, const Shape&) = default;
 };
 
+namespace detail {
+/// dst = e, or dst += e when `add` (a gradient slot that already holds a contribution).
+template <class Dst, class E>
+void assign_or_add(Dst&& dst, bool add, const E& e) {
+  if (add) {
+    dst.noalias() += e;
+  } else {
+    dst.noalias() = e;
+  }
+}
+}  // namespace detail
+
 /// "3x4", the form every error message uses.
 inline std::string to_string(Shape s) { return fmt::format("{}x{}", s.rows, s.cols); }
 inline std::ostream& operator<<(std::ostream& out, Shape s) { return out << to_string(s); }
