@@ -84,9 +84,8 @@ struct Affine {
     detail::weight_product(y, true, x[0], x[1], true, x.packed(1));
   }
   template <class T>
-  void backward(const Inputs<T>& x, ConstMap<T>, ConstMap<T> gy, Grads<T>& g) const {
-    if (g.wants(0)) detail::weight_product(g[0], g.adds(0), gy, x[1], false, x.packed(1));
-    if (g.wants(1)) detail::gradient_product(g[1], g.adds(1), gy, x[0]);
+  void backward(const Inputs<T>& x, ConstMap<T> y, ConstMap<T> gy, Grads<T>& g) const {
+    MatmulNt{}.backward(x, y, gy, g);  // gx and gW are matmul_nt's
     if (g.wants(2)) g.put(2, gy.colwise().sum());
   }
 };
