@@ -1,6 +1,7 @@
 #include "rewind/autograd/gradcheck.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <limits>
 #include <ostream>
@@ -29,6 +30,7 @@ class Evaluator {
       throw UsageError(
           "gradcheck: the function must return a Var recorded on the tape it is given");
     }
+    output_ = y;
     const Shape s = y.shape();
     if (s == Shape{1, 1}) return y;
     if (contraction_.size() == 0) {  // first evaluation fixes R
@@ -44,6 +46,10 @@ class Evaluator {
   }
 
   Tape<double>& tape() { return tape_; }
+  /// f's own output in the latest recording (before the contraction).
+  const Var<double>& output() const { return output_; }
+  /// R, or empty for a 1x1 output.
+  const Mat& contraction() const { return contraction_; }
   const std::vector<Var<double>>& vars() const { return vars_; }
   std::mt19937_64& rng() { return rng_; }
 
@@ -53,6 +59,7 @@ class Evaluator {
   std::mt19937_64 rng_;
   Tape<double> tape_;
   std::vector<Var<double>> vars_;
+  Var<double> output_;
   Mat contraction_;
 };
 
@@ -155,7 +162,163 @@ GradcheckReport gradcheck(const GradcheckFunction& f, const std::vector<NamedTen
   return report;
 }
 
-std::vector<OpCheck> blame(const Tape<double>& tape, const GradcheckOptions& options) {
+namespace {
+
+// Restores what gradgradcheck changes in its parameters (value is restored by check_tensor's
+// perturbation loop itself).
+struct SavedParams {
+  explicit SavedParams(const std::vector<Parameter<double>*>& params) : params_(params) {
+    for (Parameter<double>* p : params) saved_.push_back({p->grad, p->tangent, p->grad_tangent});
+  }
+  ~SavedParams() {
+    for (std::size_t k = 0; k < params_.size(); ++k) {
+      params_[k]->grad = saved_[k][0];
+      params_[k]->tangent = saved_[k][1];
+      params_[k]->grad_tangent = saved_[k][2];
+    }
+  }
+  SavedParams(const SavedParams&) = delete;
+  SavedParams& operator=(const SavedParams&) = delete;
+
+ private:
+  const std::vector<Parameter<double>*>& params_;
+  std::vector<std::array<Mat, 3>> saved_;
+};
+
+}  // namespace
+
+GradgradcheckReport gradgradcheck(const GradcheckFunction& f,
+                                  const std::vector<NamedTensor>& inputs,
+                                  const std::vector<Parameter<double>*>& params,
+                                  const GradcheckOptions& options) {
+  if (!(options.eps > 0)) throw UsageError("gradgradcheck: eps must be positive");
+  if (options.fast && options.directions < 1) {
+    throw UsageError("gradgradcheck: fast mode needs at least one direction");
+  }
+  for (const Parameter<double>* p : params) {
+    if (p == nullptr) throw UsageError("gradgradcheck: null parameter");
+  }
+  SavedParams saved(params);
+  GradgradcheckReport report;
+  report.options = options;
+  Evaluator eval(f, inputs, options.seed);
+  std::vector<Mat> xs;
+  for (const NamedTensor& t : inputs) xs.push_back(t.value);
+  const std::size_t count = xs.size() + params.size();
+  const auto value_of = [&](std::size_t k) -> Mat& {
+    return k < xs.size() ? xs[k] : params[k - xs.size()]->value;
+  };
+  for (std::size_t k = 0; k < count; ++k) {
+    TensorCheck c;
+    c.name = k < xs.size() ? inputs[k].name : params[k - xs.size()]->name;
+    c.shape = Shape{value_of(k).rows(), value_of(k).cols()};
+    report.tensors.push_back(std::move(c));
+  }
+  report.output.name = "output";
+
+  // Gradients at x ± εv (first order only) and the output there.
+  const auto gradients = [&](std::vector<Mat>& g, Mat& out) {
+    Var<double> loss = eval.record(xs);
+    eval.tape().backward(loss, {.accumulate_parameters = false});
+    g.clear();
+    for (const Var<double>& v : eval.vars()) g.emplace_back(v.grad());
+    for (Parameter<double>* p : params) g.emplace_back(eval.tape().param(*p).grad());
+    out = eval.output().value();
+  };
+  Index total = 0;
+  for (std::size_t k = 0; k < count; ++k) total += value_of(k).size();
+  const int directions = options.fast ? options.directions : static_cast<int>(total);
+  std::normal_distribution<double> normal;
+  std::vector<double> worst(count, -1);
+  double worst_out = -1;
+  std::vector<Mat> v(count), g_up, g_down;
+  Mat out_up, out_down;
+  for (int d = 0; d < directions; ++d) {
+    // The direction, over every input and parameter together.
+    double norm2 = 0;
+    for (std::size_t k = 0; k < count; ++k) {
+      v[k].setZero(value_of(k).rows(), value_of(k).cols());
+      if (options.fast) {
+        for (Index i = 0; i < v[k].size(); ++i) v[k].data()[i] = normal(eval.rng());
+        norm2 += v[k].squaredNorm();
+      }
+    }
+    if (options.fast) {
+      for (Mat& m : v) m /= std::sqrt(norm2);
+    } else {
+      Index at = d;
+      for (std::size_t k = 0; k < count; ++k) {
+        if (at < v[k].size()) {
+          v[k].data()[at] = 1;
+          break;
+        }
+        at -= v[k].size();
+      }
+    }
+    // Analytic: the gradient, its tangent (H·v) and the output's tangent, in one recording.
+    Var<double> loss = eval.record(xs);
+    report.loss = loss.item();
+    for (std::size_t k = 0; k < xs.size(); ++k) eval.tape().set_tangent(eval.vars()[k], v[k]);
+    for (std::size_t k = 0; k < params.size(); ++k) params[k]->tangent = v[xs.size() + k];
+    eval.tape().hvp(loss, {.accumulate_parameters = false});
+    std::vector<Mat> g, hv;
+    for (const Var<double>& x : eval.vars()) {
+      g.emplace_back(x.grad());
+      hv.emplace_back(x.grad_tangent());
+    }
+    for (Parameter<double>* p : params) {
+      const Var<double> leaf = eval.tape().param(*p);
+      g.emplace_back(leaf.grad());
+      hv.emplace_back(leaf.grad_tangent());
+    }
+    const Mat jv = eval.output().tangent();
+    // Transpose identity: ⟨R, J·v⟩ = ⟨Jᵀ·R, v⟩, with R = 1 for a scalar output.
+    const Mat& r = eval.contraction();
+    const double lhs = r.size() == 0 ? jv(0, 0) : r.cwiseProduct(jv).sum();
+    double scale = r.size() == 0 ? std::abs(jv(0, 0)) : r.cwiseProduct(jv).cwiseAbs().sum();
+    double rhs = 0;
+    for (std::size_t k = 0; k < count; ++k) {
+      rhs += g[k].cwiseProduct(v[k]).sum();
+      scale += g[k].cwiseProduct(v[k]).cwiseAbs().sum();
+    }
+    const double gap = scale > 0 ? std::abs(lhs - rhs) / scale : std::abs(lhs - rhs);
+    if (gap >= report.transpose_error || d == 0) {
+      report.transpose_error = std::max(report.transpose_error, gap);
+      report.transpose_lhs = lhs;
+      report.transpose_rhs = rhs;
+    }
+    // Numeric: central differences of the gradient and of the output along v.
+    const auto shift = [&](double s) {
+      for (std::size_t k = 0; k < count; ++k) value_of(k) += s * v[k];
+    };
+    std::vector<Mat> x0;
+    for (std::size_t k = 0; k < count; ++k) x0.push_back(value_of(k));
+    shift(options.eps);
+    gradients(g_up, out_up);
+    for (std::size_t k = 0; k < count; ++k) value_of(k) = x0[k];
+    shift(-options.eps);
+    gradients(g_down, out_down);
+    for (std::size_t k = 0; k < count; ++k) value_of(k) = x0[k];  // bit for bit
+    for (std::size_t k = 0; k < count; ++k) {
+      const Mat numeric = (g_up[k] - g_down[k]) / (2 * options.eps);
+      for (Index i = 0; i < numeric.size(); ++i) {
+        compare(report.tensors[k], hv[k].data()[i], numeric.data()[i], i, d, options, worst[k]);
+      }
+    }
+    const Mat numeric_out = (out_up - out_down) / (2 * options.eps);
+    report.output.shape = Shape{jv.rows(), jv.cols()};
+    for (Index i = 0; i < jv.size(); ++i) {
+      compare(report.output, jv.data()[i], numeric_out.data()[i], i, d, options, worst_out);
+    }
+  }
+  report.directions = directions;
+  return report;
+}
+
+std::vector<OpCheck> blame(const Tape<double>& tape, const GradcheckOptions& options, int order) {
+  if (order != 1 && order != 2) {
+    throw UsageError(fmt::format("blame: order must be 1 or 2, got {}", order));
+  }
   std::vector<OpCheck> out;
   for (std::size_t i = 0; i < tape.size(); ++i) {
     const Op& op = tape.op(i);
@@ -175,6 +338,7 @@ std::vector<OpCheck> blame(const Tape<double>& tape, const GradcheckOptions& opt
     GradcheckOptions o = options;
     o.fast = options.fast || elements > 256;
     const Op recorded = op;  // attributes point into `tape`, which outlives this check
+    const std::size_t arity = inputs.size();
     const GradcheckReport r = gradcheck(
         [&](Tape<double>& t, std::span<const Var<double>> in) { return t.record(recorded, in); },
         inputs, {}, o);
@@ -186,6 +350,34 @@ std::vector<OpCheck> blame(const Tape<double>& tape, const GradcheckOptions& opt
     for (const TensorCheck& t : r.tensors) {
       c.max_abs_error = std::max(c.max_abs_error, t.max_abs_error);
       c.max_rel_error = std::max(c.max_rel_error, t.max_rel_error);
+    }
+    if (!c.passed) {
+      c.rule = "backward";
+    } else if (order == 2) {
+      // Σ op(x) ⊙ G with G an input too: its Hessian holds the op's second-order term (x, x)
+      // and its Jacobian (x, G), so a wrong rule of either kind shows.
+      const Shape ys = tape.shape(i);
+      std::mt19937_64 rng(options.seed + i);
+      std::normal_distribution<double> normal;
+      Mat gy(ys.rows, ys.cols);
+      for (Index e = 0; e < gy.size(); ++e) gy.data()[e] = normal(rng);
+      inputs.push_back({"gy", gy});
+      const GradgradcheckReport r2 = gradgradcheck(
+          [&](Tape<double>& t, std::span<const Var<double>> in) {
+            const Var<double> y = t.record(recorded, in.first(arity));
+            return sum(mul(y, in[arity]));
+          },
+          inputs, {}, o);
+      for (const TensorCheck& t : r2.tensors) {
+        c.max_abs_error = std::max(c.max_abs_error, t.max_abs_error);
+        c.max_rel_error = std::max(c.max_rel_error, t.max_rel_error);
+      }
+      if (!r2.output.passed || !r2.transpose_passed()) {
+        c.rule = "tangent";
+      } else if (!r2.passed()) {
+        c.rule = "second-order";
+      }
+      c.passed = r2.passed();
     }
     out.push_back(std::move(c));
   }
@@ -224,6 +416,47 @@ std::string GradcheckReport::to_string() const {
 }
 
 std::ostream& operator<<(std::ostream& out, const GradcheckReport& report) {
+  return out << report.to_string();
+}
+
+bool GradgradcheckReport::passed() const {
+  return output.passed && transpose_passed() &&
+         std::all_of(tensors.begin(), tensors.end(), [](const TensorCheck& c) { return c.passed; });
+}
+
+const TensorCheck& GradgradcheckReport::at(std::string_view name) const {
+  if (name == "output") return output;
+  for (const TensorCheck& c : tensors) {
+    if (c.name == name) return c;
+  }
+  throw UsageError(fmt::format("gradgradcheck: no tensor named '{}' in the report", name));
+}
+
+std::string GradgradcheckReport::to_string() const {
+  std::string s = fmt::format(
+      "gradgradcheck {}: {} tensor(s), {} direction(s) ({}), eps {:g}, atol {:g}, rtol {:g}\n",
+      passed() ? "PASSED" : "FAILED", tensors.size(), directions,
+      options.fast ? "random" : "every element", options.eps, options.atol, options.rtol);
+  s += fmt::format("  {:<20} {:>9} {:>12} {:>12} {:>12} {:>14} {:>14}  {}\n", "H·v of", "shape",
+                   "max abs err", "max rel err", "worst", "analytic", "numeric", "result");
+  const auto line = [&](const TensorCheck& c) {
+    const std::string where =
+        c.worst_col < 0 ? std::string("-") : fmt::format("{} dir {}", c.worst_row, c.worst_col);
+    s += fmt::format("  {:<20} {:>9} {:>12.3e} {:>12.3e} {:>12} {:>14.6e} {:>14.6e}  {}\n", c.name,
+                     rwd::to_string(c.shape), c.max_abs_error, c.max_rel_error, where, c.analytic,
+                     c.numeric, c.passed ? "ok" : "FAIL");
+  };
+  for (const TensorCheck& c : tensors) line(c);
+  s += "  J·v (tangent) of:\n";
+  line(output);
+  s += fmt::format("  transpose identity <R, J·v> = <Jᵀ·R, v>: {:.12e} vs {:.12e}, relative gap "
+                   "{:.2e} (tolerance {:.0e})  {}\n",
+                   transpose_lhs, transpose_rhs, transpose_error, transpose_tolerance,
+                   transpose_passed() ? "ok" : "FAIL");
+  return s;
+}
+
+std::ostream& operator<<(std::ostream& out, const GradgradcheckReport& report) {
   return out << report.to_string();
 }
 

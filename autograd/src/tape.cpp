@@ -223,7 +223,7 @@ void Tape<T>::gather_inputs(const Node& n) {
 }
 
 template <class T>
-void Tape<T>::call_backward(const Node& n, Grads<T>& g) {
+void Tape<T>::call_backward(const Node& n, const T* gy, Grads<T>& g) {
   std::visit(
       [&](const auto& o) {
         using O = std::decay_t<decltype(o)>;
@@ -236,16 +236,72 @@ void Tape<T>::call_backward(const Node& n, Grads<T>& g) {
                   Grads<T> part(slots, modes_.data(), count);
                   o.template backward<T>(Inputs<T>(in, count),
                                          ConstMap<T>(n.value + r0 * n.cols, r1 - r0, n.cols),
-                                         ConstMap<T>(n.grad + r0 * n.cols, r1 - r0, n.cols), part);
+                                         ConstMap<T>(gy + r0 * n.cols, r1 - r0, n.cols), part);
                 });
             if (done) return;
           }
           o.template backward<T>(Inputs<T>(refs_.data(), count),
                                  ConstMap<T>(n.value, n.rows, n.cols),
-                                 ConstMap<T>(n.grad, n.rows, n.cols), g);
+                                 ConstMap<T>(gy, n.rows, n.cols), g);
         }
       },
       n.op);
+}
+
+template <class T>
+void Tape<T>::prepare_slots(const Node& n, bool second, const bool* skip) {
+  const int count = static_cast<int>(n.num_inputs);
+  slots_.clear();
+  modes_.clear();
+  accumulate_.clear();
+  // An input's first contribution is written straight into its buffer. Later ones are added
+  // into it by ops that declare kAccumulates; for the others they go to scratch and
+  // finish_slots adds them, so such an op only ever assigns. An input used twice by one op
+  // (mul(x, x)) gets its buffer from the first use: the second goes to scratch, so no op has to
+  // care in which order it writes its slots.
+  std::size_t scratch = 0;
+  const std::uint32_t* in = edges_.data() + n.first_input;
+  for (int k = 0; k < count; ++k) {
+    const std::uint32_t xi = in[k];
+    Node& x = nodes_[xi];
+    TensorRef<T> slot{nullptr, x.rows, x.cols};
+    GradMode mode = GradMode::none;
+    if (x.requires_grad && (skip == nullptr || !skip[k])) {
+      const auto size = static_cast<std::size_t>(x.rows * x.cols);
+      mode = GradMode::assign;
+      const bool fresh = second ? gtan_[xi] == nullptr : x.grad_epoch != epoch_;
+      if (fresh) {
+        if (second) {
+          gtan_[xi] = grad_tangents_.allocate(size);
+          slot.data = gtan_[xi];
+        } else {
+          x.grad = grads_.allocate(size);
+          x.grad_epoch = epoch_;
+          slot.data = x.grad;
+        }
+      } else if (n.accumulates && std::find(in, in + k, xi) == in + k) {
+        mode = GradMode::add;
+        slot.data = second ? gtan_[xi] : x.grad;
+      } else {
+        accumulate_.push_back({static_cast<std::uint32_t>(k), scratch});
+        scratch += size;
+      }
+    }
+    modes_.push_back(mode);
+    slots_.push_back(slot);
+  }
+  if (scratch > scratch_.size()) scratch_.resize(scratch);
+  for (const auto& [k, offset] : accumulate_) slots_[k].data = scratch_.data() + offset;
+}
+
+template <class T>
+void Tape<T>::finish_slots(const Node& n, bool second) {
+  for (const auto& [k, offset] : accumulate_) {
+    const std::uint32_t xi = edges_[n.first_input + k];
+    const Node& x = nodes_[xi];
+    MutMap<T>(second ? gtan_[xi] : x.grad, x.rows, x.cols) +=
+        ConstMap<T>(slots_[k].data, x.rows, x.cols);
+  }
 }
 
 template <class T>
@@ -263,7 +319,7 @@ Matrix<T> Tape<T>::contribution(std::size_t i, int k) {
   slots_[static_cast<std::size_t>(k)] = TensorRef<T>{out.data(), x.rows, x.cols};
   modes_[static_cast<std::size_t>(k)] = GradMode::assign;
   Grads<T> g(slots_.data(), modes_.data(), static_cast<int>(n.num_inputs));
-  call_backward(n, g);
+  call_backward(n, n.grad, g);
   return out;
 }
 
@@ -291,10 +347,23 @@ void Tape<T>::backward(const Var<T>& loss, const BackwardOptions& options) {
     throw UsageError(fmt::format(
         "backward: loss must be 1x1, got {}x{}: reduce it with sum or mean first", l.rows, l.cols));
   }
+  const bool second = options.second_order;
+  if (second && (tangent_nodes_ == 0 || loss.index_ >= tangent_nodes_)) {
+    throw UsageError(
+        tangent_nodes_ == 0
+            ? "backward: second_order needs the tangents of this recording: call jvp() first"
+            : "backward: second_order: the loss was recorded after the latest jvp(): call jvp() "
+              "again");
+  }
   ++epoch_;
   backward_epoch_ = epoch_;
   last_loss_ = loss.index_;
   grads_.reset();
+  if (second) {
+    second_order_epoch_ = epoch_;
+    grad_tangents_.reset();
+    gtan_.assign(nodes_.size(), nullptr);
+  }
   if (!l.requires_grad) return;  // the loss depends on no input or parameter
   {
     Node& seed = nodes_[loss.index_];
@@ -308,43 +377,9 @@ void Tape<T>::backward(const Var<T>& loss, const BackwardOptions& options) {
     if (n.grad_epoch != epoch_ || n.num_inputs == 0) continue;
     const int count = static_cast<int>(n.num_inputs);
     gather_inputs(n);
-    slots_.clear();
-    modes_.clear();
-    accumulate_.clear();
-    // Gradient slots: an input's first contribution is written straight into its gradient
-    // buffer. Later ones are added into it by ops that declare kAccumulates; for the others
-    // they go to scratch and the tape adds them afterwards, so such an op only ever assigns.
-    // An input used twice by one op (mul(x, x)) gets its buffer from the first use: the second
-    // goes to scratch, so no op has to care in which order it writes its slots.
-    std::size_t scratch = 0;
-    const std::uint32_t* in = edges_.data() + n.first_input;
-    for (int k = 0; k < count; ++k) {
-      const std::uint32_t xi = in[k];
-      Node& x = nodes_[xi];
-      TensorRef<T> slot{nullptr, x.rows, x.cols};
-      GradMode mode = GradMode::none;
-      if (x.requires_grad) {
-        const auto size = static_cast<std::size_t>(x.rows * x.cols);
-        mode = GradMode::assign;
-        if (x.grad_epoch != epoch_) {
-          x.grad = grads_.allocate(size);
-          x.grad_epoch = epoch_;
-          slot.data = x.grad;
-        } else if (n.accumulates && std::find(in, in + k, xi) == in + k) {
-          mode = GradMode::add;
-          slot.data = x.grad;
-        } else {
-          accumulate_.push_back({static_cast<std::uint32_t>(k), scratch});
-          scratch += size;
-        }
-      }
-      modes_.push_back(mode);
-      slots_.push_back(slot);
-    }
-    if (scratch > scratch_.size()) scratch_.resize(scratch);
-    for (const auto& [k, offset] : accumulate_) slots_[k].data = scratch_.data() + offset;
+    prepare_slots(n, false);
     Grads<T> g(slots_.data(), modes_.data(), count);
-    call_backward(n, g);
+    call_backward(n, n.grad, g);
     if (anomaly_) {
       for (int k = 0; k < count; ++k) {
         const TensorRef<T>& slot = slots_[static_cast<std::size_t>(k)];
@@ -360,27 +395,283 @@ void Tape<T>::backward(const Var<T>& loss, const BackwardOptions& options) {
                      slots_[static_cast<std::size_t>(k)]);
       }
     }
-    for (const auto& [k, offset] : accumulate_) {
-      Node& x = nodes_[edges_[n.first_input + k]];
-      MutMap<T>(x.grad, x.rows, x.cols) += ConstMap<T>(slots_[k].data, x.rows, x.cols);
+    finish_slots(n, false);
+    if (second) {
+      // The gradient's tangent: backward applied to ġy, plus the derivative of the backward
+      // along the tangents with gy fixed (the op's second-order term).
+      if (gtan_[i] != nullptr) {
+        prepare_slots(n, true);
+        Grads<T> gt(slots_.data(), modes_.data(), count);
+        call_backward(n, gtan_[i], gt);
+        finish_slots(n, true);
+      }
+      call_second_order(n, i);
     }
   }
   if (!options.accumulate_parameters) return;
-  for (const ParamSlot& s : params_) {
-    const Node& leaf = nodes_[s.node];
-    if (leaf.grad_epoch != epoch_) continue;
-    const ConstMap<T> g(leaf.grad, leaf.rows, leaf.cols);
-    Matrix<T>& acc = s.param->grad;
+  const auto add_into = [&](Matrix<T>& acc, const T* data, const Node& leaf, const char* what,
+                            const Parameter<T>& p) {
+    const ConstMap<T> g(data, leaf.rows, leaf.cols);
     if (acc.size() == 0) {
       acc = g;
     } else if (acc.rows() != leaf.rows || acc.cols() != leaf.cols) {
       throw UsageError(
-          fmt::format("backward: parameter '{}' holds a {}x{} gradient but was recorded as {}x{}",
-                      s.param->name, acc.rows(), acc.cols(), leaf.rows, leaf.cols));
+          fmt::format("backward: parameter '{}' holds a {}x{} {} but was recorded as {}x{}", p.name,
+                      acc.rows(), acc.cols(), what, leaf.rows, leaf.cols));
     } else {
       acc += g;
     }
+  };
+  for (const ParamSlot& s : params_) {
+    const Node& leaf = nodes_[s.node];
+    if (leaf.grad_epoch != epoch_) continue;
+    add_into(s.param->grad, leaf.grad, leaf, "gradient", *s.param);
+    if (second) {
+      if (gtan_[s.node] != nullptr) {
+        add_into(s.param->grad_tangent, gtan_[s.node], leaf, "gradient tangent", *s.param);
+      } else if (s.param->grad_tangent.size() == 0) {
+        s.param->grad_tangent.setZero(leaf.rows, leaf.cols);  // no tangent reached it: H·v = 0
+      }
+    }
   }
+}
+
+// ---- forward mode and second order ---------------------------------------------------------
+
+template <class T>
+void Tape<T>::set_tangent(const Var<T>& input, const Eigen::Ref<const Matrix<T>>& v) {
+  const Node& n = checked(input, "set_tangent");
+  if (!std::holds_alternative<ops::Input>(n.op)) {
+    throw UsageError(fmt::format(
+        "set_tangent: node {} is {} {}, not an input: tangents are seeded on inputs "
+        "(Tape::input) and on parameters (Parameter::tangent)",
+        input.index_, n.num_inputs == 0 ? "a" : "an op", op_name(input.index_)));
+  }
+  if (v.rows() != n.rows || v.cols() != n.cols) {
+    throw ShapeError(fmt::format("set_tangent: shapes differ: tangent is {}, input is {}",
+                                 Shape{v.rows(), v.cols()}, Shape{n.rows, n.cols}));
+  }
+  T* data = nullptr;
+  for (const auto& [node, d] : seeds_) {
+    if (node == input.index_) data = d;
+  }
+  if (data == nullptr) {
+    data = seed_values_.allocate(static_cast<std::size_t>(v.size()));
+    seeds_.push_back({input.index_, data});
+  }
+  MutMap<T>(data, n.rows, n.cols) = v;
+}
+
+template <class T>
+const T* Tape<T>::zeros(std::size_t size) {
+  if (zeros_.size() < size) zeros_.resize(size);  // new elements are zero; none is ever written
+  return zeros_.data();
+}
+
+template <class T>
+bool Tape<T>::gather_tangents(const Node& n) {
+  trefs_.clear();
+  bool any = false;
+  for (std::uint32_t k = 0; k < n.num_inputs; ++k) {
+    const std::uint32_t xi = edges_[n.first_input + k];
+    const Node& x = nodes_[xi];
+    // const_cast: TensorRef is shared with gradient slots; tangents are only ever read here.
+    T* data = const_cast<T*>(tan_[xi]);
+    trefs_.push_back(TensorRef<T>{data, x.rows, x.cols});  // never packed: not the weight
+    any = any || data != nullptr;
+  }
+  return any;
+}
+
+template <class T>
+void Tape<T>::jvp() {
+  tangents_.reset();
+  tan_.assign(nodes_.size(), nullptr);
+  tangent_nodes_ = 0;
+  for (const auto& [node, data] : seeds_) tan_[node] = data;
+  for (const ParamSlot& s : params_) {
+    const Matrix<T>& v = s.param->tangent;
+    if (v.size() == 0) continue;
+    const Node& leaf = nodes_[s.node];
+    if (v.rows() != leaf.rows || v.cols() != leaf.cols) {
+      throw ShapeError(fmt::format("jvp: parameter '{}': tangent is {}, parameter is {}",
+                                   s.param->name, Shape{v.rows(), v.cols()},
+                                   Shape{leaf.rows, leaf.cols}));
+    }
+    T* d = tangents_.allocate(static_cast<std::size_t>(v.size()));
+    MutMap<T>(d, leaf.rows, leaf.cols) = v;
+    tan_[s.node] = d;
+  }
+  for (std::size_t i = 0; i < nodes_.size(); ++i) {
+    const Node& n = nodes_[i];
+    if (n.num_inputs == 0 || !gather_tangents(n)) continue;
+    call_tangent(i);
+  }
+  tangent_nodes_ = nodes_.size();
+}
+
+template <class T>
+void Tape<T>::call_tangent(std::size_t i) {
+  const Node& n = nodes_[i];
+  std::visit(
+      [&](const auto& o) {
+        using O = std::decay_t<decltype(o)>;
+        if constexpr (!kIsLeaf<O>) {
+          if constexpr (stops_gradient<O>()) {
+            return;  // detach: zero tangent, like its zero gradient
+          } else if constexpr (aliases_input<O>()) {
+            // A view of its input (reshape, slice_rows): the tangent is the same view of the
+            // input's tangent.
+            const Node& x = nodes_[edges_[n.first_input]];
+            if (trefs_[0].data != nullptr) tan_[i] = trefs_[0].data + (n.value - x.value);
+            return;
+          } else {
+            const int count = static_cast<int>(n.num_inputs);
+            gather_inputs(n);
+            T* dy_data = tangents_.allocate(static_cast<std::size_t>(n.rows * n.cols));
+            tan_[i] = dy_data;
+            MutMap<T> dy(dy_data, n.rows, n.cols);
+            const ConstMap<T> y(n.value, n.rows, n.cols);
+            const Inputs<T> x(refs_.data(), count);
+            const Inputs<T> dx(trefs_.data(), count);
+            constexpr Rules kind = rules<O>();
+            if constexpr (kind == Rules::linear) {
+              // The op is linear: its tangent is its forward on the tangents (zeros where none).
+              for (TensorRef<T>& t : trefs_) {
+                if (t.data == nullptr)
+                  t.data = const_cast<T*>(zeros(static_cast<std::size_t>(t.rows * t.cols)));
+              }
+              o.template forward<T>(dx, dy);
+            } else if constexpr (kind == Rules::bilinear) {
+              // ẏ = B(ȧ, b) + B(a, ḃ): the forward with one operand replaced by its tangent; b
+              // keeps its packing in the first product.
+              bool written = false;
+              for (int k = 0; k < 2; ++k) {
+                if (!dx.has(k)) continue;
+                TensorRef<T> in[2] = {refs_[0], refs_[1]};
+                in[k] = trefs_[static_cast<std::size_t>(k)];
+                if (!written) {
+                  o.template forward<T>(Inputs<T>(in, 2), dy);
+                  written = true;
+                } else {
+                  const auto size = static_cast<std::size_t>(n.rows * n.cols);
+                  if (tscratch_.size() < size) tscratch_.resize(size);
+                  MutMap<T> part(tscratch_.data(), n.rows, n.cols);
+                  o.template forward<T>(Inputs<T>(in, 2), part);
+                  dy += part;
+                }
+              }
+            } else if constexpr (kind == Rules::elementwise || kind == Rules::piecewise_linear ||
+                                 kind == Rules::symmetric) {
+              // A symmetric Jacobian: J·ẋ = Jᵀ·ẋ, the backward with gy := ẋ.
+              const TensorRef<T> slot{dy_data, n.rows, n.cols};
+              const GradMode mode = GradMode::assign;
+              Grads<T> g(&slot, &mode, 1);
+              o.template backward<T>(x, y, ConstMap<T>(trefs_[0].data, n.rows, n.cols), g);
+            } else {
+              o.template tangent<T>(x, y, dx, dy);
+            }
+          }
+        }
+      },
+      n.op);
+}
+
+template <class T>
+void Tape<T>::call_second_order(const Node& n, std::size_t i) {
+  std::visit(
+      [&](const auto& o) {
+        using O = std::decay_t<decltype(o)>;
+        constexpr Rules kind = rules<O>();
+        if constexpr (!kIsLeaf<O> && kind != Rules::linear && kind != Rules::piecewise_linear) {
+          if (!gather_tangents(n)) return;  // no tangent reaches the op: its term is zero
+          const int count = static_cast<int>(n.num_inputs);
+          const ConstMap<T> y(n.value, n.rows, n.cols);
+          const ConstMap<T> gy(n.grad, n.rows, n.cols);
+          const Inputs<T> x(refs_.data(), count);
+          const Inputs<T> dx(trefs_.data(), count);
+          const T* dy_data = tan_[i] != nullptr ? tan_[i] : zeros(static_cast<std::size_t>(n.rows * n.cols));
+          const ConstMap<T> dy(dy_data, n.rows, n.cols);
+          if constexpr (kind == Rules::bilinear) {
+            // S_a = backward_a with b := ḃ, S_b = backward_b with a := ȧ: input k's term comes
+            // from the other operand's tangent.
+            for (int k = 0; k < 2; ++k) {
+              const int other = 1 - k;
+              if (!dx.has(other)) continue;
+              bool skip[2] = {true, true};
+              skip[k] = false;
+              prepare_slots(n, true, skip);
+              if (modes_[static_cast<std::size_t>(k)] == GradMode::none) continue;
+              TensorRef<T> in[2] = {refs_[0], refs_[1]};
+              in[other] = trefs_[static_cast<std::size_t>(other)];
+              Grads<T> g(slots_.data(), modes_.data(), 2);
+              o.template backward<T>(Inputs<T>(in, 2), y, gy, g);
+              finish_slots(n, true);
+            }
+          } else {
+            prepare_slots(n, true);
+            Grads<T> g(slots_.data(), modes_.data(), count);
+            if constexpr (kind == Rules::elementwise) {
+              if (g.wants(0)) o.template curvature<T>(x, y, gy, dx[0], g[0]);
+            } else {
+              o.template second_order<T>(x, y, gy, dx, dy, g);
+            }
+            finish_slots(n, true);
+          }
+        }
+      },
+      n.op);
+}
+
+template <class T>
+void Tape<T>::hvp(const Var<T>& loss, BackwardOptions options) {
+  checked(loss, "hvp");
+  jvp();
+  options.second_order = true;
+  backward(loss, options);
+}
+
+template <class T>
+const T* Tape<T>::tangent_of(std::uint32_t i, std::string_view who) {
+  if (tangent_nodes_ == 0) {
+    throw UsageError(fmt::format("{}: no tangents yet: call jvp() on this recording first", who));
+  }
+  if (i >= tangent_nodes_) {
+    throw UsageError(fmt::format(
+        "{}: node {} was recorded after the latest jvp(): call jvp() again", who, i));
+  }
+  if (tan_[i] == nullptr) return zeros(static_cast<std::size_t>(nodes_[i].rows * nodes_[i].cols));
+  return tan_[i];
+}
+
+template <class T>
+const T* Tape<T>::grad_tangent_of(std::uint32_t i, std::string_view who) {
+  if (backward_epoch_ == 0 || second_order_epoch_ != backward_epoch_) {
+    throw UsageError(fmt::format(
+        "{}: no gradient tangents: run backward(loss, {{.second_order = true}}) or hvp(loss) on "
+        "this recording first",
+        who));
+  }
+  if (i >= gtan_.size() || gtan_[i] == nullptr)
+    return zeros(static_cast<std::size_t>(nodes_[i].rows * nodes_[i].cols));
+  return gtan_[i];
+}
+
+template <class T>
+std::optional<ConstMap<T>> Tape<T>::tangent(std::size_t i) const {
+  const Node& n = nodes_.at(i);
+  if (i >= tangent_nodes_ || tan_[i] == nullptr) return std::nullopt;
+  return ConstMap<T>(tan_[i], n.rows, n.cols);
+}
+
+template <class T>
+std::optional<ConstMap<T>> Tape<T>::grad_tangent(std::size_t i) const {
+  const Node& n = nodes_.at(i);
+  if (backward_epoch_ == 0 || second_order_epoch_ != backward_epoch_ || i >= gtan_.size() ||
+      gtan_[i] == nullptr) {
+    return std::nullopt;
+  }
+  return ConstMap<T>(gtan_[i], n.rows, n.cols);
 }
 
 template <class T>
@@ -409,6 +700,13 @@ void Tape<T>::clear() {
   labels_.clear();
   params_.clear();
   customs_.clear();
+  tangents_.reset();
+  grad_tangents_.reset();
+  seed_values_.reset();
+  seeds_.clear();
+  tan_.clear();
+  gtan_.clear();
+  tangent_nodes_ = 0;
   // Keep the open scopes (guards still alive) as the new chain from the root.
   std::vector<std::string> open;
   for (std::uint32_t s = current_scope_; s != 0; s = scopes_[s].parent) {
@@ -525,7 +823,12 @@ std::size_t Tape<T>::capacity_bytes() const {
          split_.capacity() * sizeof(TensorRef<T>) +
          accumulate_.capacity() * sizeof(accumulate_[0]) + scopes_.capacity() * sizeof(ScopeEntry) +
          labels_.capacity() * sizeof(std::string) + params_.capacity() * sizeof(ParamSlot) +
-         customs_.capacity() * sizeof(std::shared_ptr<const CustomOpBase>) + packed_bytes();
+         customs_.capacity() * sizeof(std::shared_ptr<const CustomOpBase>) + packed_bytes() +
+         (tangents_.capacity() + grad_tangents_.capacity() + seed_values_.capacity() +
+          zeros_.capacity() + tscratch_.capacity()) *
+             sizeof(T) +
+         (tan_.capacity() + gtan_.capacity()) * sizeof(T*) +
+         seeds_.capacity() * sizeof(seeds_[0]) + trefs_.capacity() * sizeof(TensorRef<T>);
 }
 
 template <class T>

@@ -4,13 +4,15 @@
 // Prints the peer's line format, `name variant ms_per_step tokens_per_s`, then the process's
 // peak RSS so far, the threads Eigen's products use (1 unless built with REWIND_OPENMP, then
 // OMP_NUM_THREADS), and the rate of the step's matrix products (GFLOP/s, from their FLOP count)
-// to compare with the `sgemm-1024` line: Eigen's 1024³ float product in the same run.
+// to compare with the `sgemm-1024` line: Eigen's 1024³ float product in the same run, and the
+// `fma-peak` line: independent vector FMAs in registers, the machine's float ceiling on one core.
 // --memory N runs N training steps of each selected workload and prints the resident set and
 // the tape's storage after steps 10, 100 and N: flat means nothing grows per step.
 //
-// Usage: bench_train [--workload train-lstm-128|tiny-ops|sgemm-1024] [--seq-len 50] [--reps 15]
+// Usage: bench_train [--workload train-lstm-128|tiny-ops|sgemm-1024|fma-peak] [--seq-len 50] [--reps 15]
 //                    [--memory N]
-//        (default: every train workload, then tiny-ops and sgemm-1024)
+//        (default: every train workload, then tiny-ops, sgemm-1024 and fma-peak)
+#include <immintrin.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -122,6 +124,51 @@ void sgemm() {
             << std::endl;
 }
 
+/// The float FMA rate of one core: 12 independent accumulators (more than latency × FMA units on
+/// any current x86 core) in the widest vector registers this build targets. Every product kernel
+/// is bounded by it.
+void fma_peak() {
+#if defined(__AVX512F__)
+  using V = __m512;
+  constexpr int kLanes = 16;
+  const auto fma = [](V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); };
+  const auto set = [](float v) { return _mm512_set1_ps(v); };
+  const auto hsum = [](V v) { return _mm512_reduce_add_ps(v); };
+#elif defined(__AVX2__) && defined(__FMA__)
+  using V = __m256;
+  constexpr int kLanes = 8;
+  const auto fma = [](V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); };
+  const auto set = [](float v) { return _mm256_set1_ps(v); };
+  const auto hsum = [](V v) {
+    alignas(32) float f[8];
+    _mm256_store_ps(f, v);
+    return f[0] + f[1] + f[2] + f[3] + f[4] + f[5] + f[6] + f[7];
+  };
+#else
+  std::cout << "fma-peak none 0 gflops=0 (built without AVX2+FMA: use the native build)\n";
+  return;
+#endif
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+  constexpr int kAcc = 12;
+  constexpr long kIters = 20'000'000;
+  float sink = 0;
+  const double ms = median_ms(
+      [&] {
+        V acc[kAcc];
+        for (int i = 0; i < kAcc; ++i) acc[i] = set(1.0f + 0.01f * static_cast<float>(i));
+        const V a = set(0.999999f), b = set(1e-7f);
+        for (long n = 0; n < kIters; ++n) {
+          for (int i = 0; i < kAcc; ++i) acc[i] = fma(acc[i], a, b);
+        }
+        for (int i = 0; i < kAcc; ++i) sink += hsum(acc[i]);
+      },
+      5);
+  std::cout << fmt::format("fma-peak {}x{} {:.3f} gflops={:.1f} (checksum {:.3g})", kAcc, kLanes,
+                           ms, 2.0 * kAcc * kLanes * static_cast<double>(kIters) / ms * 1e-6, sink)
+            << std::endl;
+#endif
+}
+
 void tiny_ops() {
   Tape<float> tape;
   const Matrix<float> x0 = Matrix<float>::Random(1, 8);
@@ -178,4 +225,5 @@ int main(int argc, char** argv) {
   if (run.memory_steps > 0) return 0;
   if (only.empty() || only == "tiny-ops") tiny_ops();
   if (only.empty() || only == "sgemm-1024") sgemm();
+  if (only.empty() || only == "fma-peak") fma_peak();
 }

@@ -9,7 +9,13 @@ one thread; with --omp-build, also two threads from a -DREWIND_OPENMP=ON build. 
 python3-torch, once per thread configuration ("torch threads, BLAS threads"); its peak RSS is
 that of the whole run. Without python3-torch the PyTorch columns are skipped with a message.
 Medians, all in this one run: the machine is noisy, compare ratios, not figures across runs.
-Also Eigen's 1024^3 sgemm rate of this run, and each workload's product rate as a share of it.
+PyTorch gets its best: the peer script removes OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE (which
+this workplace sets, forcing AVX2 kernels on an AVX-512 processor) before torch loads, and this
+script checks that torch loaded OpenBLAS (Debian's libopenblas0-pthread) and says so; with the
+reference BLAS the PyTorch columns would flatter rewind, so they are marked.
+How close to the machine: each workload's product rate (GFLOP/s) against, in this same run,
+Eigen's 1024^3 sgemm, OpenBLAS's 1024^3 sgemm (through torch.mm, native kernels, one thread) and
+the FMA peak of one core (bench_train's fma-peak probe).
 --scaling: train-lstm-128 at sequence lengths 50, 500 and 5000 (one process each): time and
 peak RSS, and both per time step. --memory N: RSS and tape storage after 10, 100 and N steps.
 """
@@ -43,7 +49,7 @@ def fields(line):
 
 def rewind_side(build, reps, threads=1):
     rows = {}
-    for w in WORKLOADS + ["tiny-ops", "sgemm-1024"]:
+    for w in WORKLOADS + ["tiny-ops", "sgemm-1024", "fma-peak"]:
         args = ["--workload", w] + (["--reps", str(reps)] if reps else [])
         line = bench_train(build, args, threads).strip()
         rows[w] = fields(line)
@@ -68,19 +74,63 @@ def memory(build, steps):
         print(bench_train(build, ["--workload", w, "--memory", str(steps)]).strip(), flush=True)
 
 
-def torch_side(config):
+def peer_env():
+    """The peer's environment: the workplace's OpenBLAS overrides removed (the peer script does
+    it too; here it also covers the sgemm probe)."""
+    env = dict(os.environ)
+    for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
+        env.pop(k, None)
+    return env
+
+
+def blas_of(stderr):
+    for line in stderr.splitlines():
+        if line.startswith("# blas "):
+            return line[len("# blas "):].strip()
+    return "unknown"
+
+
+def torch_side(config, mode=None):
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    proc = subprocess.run(["/usr/bin/python3", PEER] + config.split(), capture_output=True, text=True)
+    proc = subprocess.run(["/usr/bin/python3", PEER] + config.split() + ([mode] if mode else []),
+                          capture_output=True, text=True, env=peer_env())
     if proc.returncode != 0:
         print(f"PyTorch ({config}) failed: {proc.stderr.strip().splitlines()[-1:]}")
         return None
+    blas = blas_of(proc.stderr)
+    print(f"torch {config}: BLAS loaded: {blas}" + ("" if blas == "openblas" else
+          "  <- NOT OpenBLAS: install libopenblas0-pthread, these PyTorch figures are handicapped"),
+          flush=True)
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     rows = {}
     for line in proc.stdout.splitlines():
         print(f"torch {config}:", line, flush=True)
         parts = line.split()
+        if len(parts) < 3 or parts[2] == "unsupported:":
+            continue
         rows.setdefault(parts[0], {})[parts[1]] = float(parts[2])
-    return rows, max(peak, before) / 1024.0
+    return rows, max(peak, before) / 1024.0, blas
+
+
+SGEMM_PROBE = """
+import os, sys, time
+os.environ["OPENBLAS_NUM_THREADS"] = sys.argv[1]
+import torch
+torch.set_num_threads(int(sys.argv[1]))
+a = torch.rand(1024, 1024); b = torch.rand(1024, 1024)
+for _ in range(3): a @ b
+t = []
+for _ in range(15):
+    t0 = time.perf_counter(); a @ b; t.append(time.perf_counter() - t0)
+t.sort(); print(2 * 1024**3 / t[len(t) // 2] * 1e-9)
+"""
+
+
+def openblas_sgemm(threads):
+    """OpenBLAS's 1024^3 sgemm in GFLOP/s through torch.mm, native kernels; None without torch."""
+    proc = subprocess.run(["/usr/bin/python3", "-c", SGEMM_PROBE, str(threads)],
+                          capture_output=True, text=True, env=peer_env())
+    return float(proc.stdout.strip()) if proc.returncode == 0 else None
 
 
 def main():
@@ -107,33 +157,43 @@ def main():
     print()
     rate1 = float(rewind["sgemm-1024"]["gflops"])
     rate2 = float(rewind2["sgemm-1024"]["gflops"]) if rewind2 else None
+    peak = float(rewind["fma-peak"]["gflops"]) or None
+    oblas = openblas_sgemm(1) if have_torch else None
     print(f"Eigen sgemm 1024^3 in this run: {rate1:.1f} GFLOP/s on 1 thread"
           + (f", {rate2:.1f} on 2 threads" if rate2 else ""))
-    print("| workload | rewind 1 thread ms (peak MB) | rewind 2 threads ms | PyTorch pinned 1 thread, fused | PyTorch best (config, variant) | rewind 1 / pinned | rewind 2 / best | products' rate / sgemm rate, 1 / 2 threads |")
+    print(f"OpenBLAS sgemm 1024^3 (torch.mm, native kernels) in this run: "
+          + (f"{oblas:.1f} GFLOP/s on 1 thread" if oblas else "not measured (no python3-torch)"))
+    print(f"FMA peak of one core in this run: " + (f"{peak:.1f} GFLOP/s" if peak else "unknown"))
+    blases = sorted({b for (_, _, b) in torch.values()})
+    if torch:
+        print(f"PyTorch's BLAS in this run: {', '.join(blases)}; OPENBLAS_CORETYPE and "
+              f"OPENBLAS_L2_SIZE removed for its processes")
+    print("| workload | rewind 1 thread ms (peak MB) | rewind 2 threads ms | PyTorch pinned 1 thread, best variant | PyTorch best (config, variant) | rewind 1 / pinned | rewind 2 threads / PyTorch best | products GFLOP/s, 1 thread (of Eigen sgemm / OpenBLAS sgemm / FMA peak) |")
     print("|---|---|---|---|---|---|---|---|")
     for w in WORKLOADS:
         r = rewind[w]
-        pinned = torch.get("1 1", (None, 0))[0]
-        pinned_ms = pinned.get(w, {}).get("fused") if pinned else None
+        pinned = torch.get("1 1", (None, 0, None))[0]
+        pinned_best = min(pinned.get(w, {}).items(), key=lambda kv: kv[1]) if pinned and pinned.get(w) else None
         best = None
-        for c, (rows, _) in torch.items():
+        for c, (rows, _, _) in torch.items():
             for variant, ms in rows.get(w, {}).items():
                 if best is None or ms < best[0]:
                     best = (ms, c, variant)
         two = rewind2[w]["ms"] if rewind2 else None
-        share = f"{float(r['gflops']) / rate1:.0%}"
-        if rewind2:
-            share += f" / {float(rewind2[w]['gflops']) / rate2:.0%}"
+        g = float(r["gflops"])
+        share = f"{g:.0f} ({g / rate1:.0%}" + (f" / {g / oblas:.0%}" if oblas else " / -") \
+                + (f" / {g / peak:.0%})" if peak else " / -)")
+        mine = two or r["ms"]
         cells = [w, f"{r['ms']:.1f} ({r['peak_rss_mb']})", f"{two:.1f}" if two else "-",
-                 f"{pinned_ms:.1f}" if pinned_ms else "-",
+                 f"{pinned_best[1]:.1f} ({pinned_best[0]})" if pinned_best else "-",
                  f"{best[0]:.1f} ({best[1]}, {best[2]})" if best else "-",
-                 f"{r['ms'] / pinned_ms:.2f}" if pinned_ms else "-",
-                 f"{(two or r['ms']) / best[0]:.2f}" if best else "-", share]
+                 f"{r['ms'] / pinned_best[1]:.2f}" if pinned_best else "-",
+                 f"{mine / best[0]:.2f}" if best else "-", share]
         print("| " + " | ".join(cells) + " |")
     print(f"| tiny-ops | {rewind['tiny-ops']['ms']:.3f} ms = {rewind['tiny-ops']['ms'] * 1e6 / 3000:.0f} ns/op | "
           + " | ".join(["-"] * 6) + " |")
-    for c, (_, peak) in torch.items():
-        print(f"PyTorch '{c}' peak RSS over its whole run: {peak:.0f} MB")
+    for c, (_, rss, _) in torch.items():
+        print(f"PyTorch '{c}' peak RSS over its whole run: {rss:.0f} MB")
     if args.scaling:
         scaling(args.build)
     if args.memory:

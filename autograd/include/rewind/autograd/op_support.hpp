@@ -19,6 +19,25 @@
 // the op that buffer and the op adds into it. That saves a scratch pass and an addition per
 // input, and lets a product add in place (GEMM with beta = 1) and a slice touch only its part.
 // The generated tests run every op both ways.
+//
+// Second order. Every op also has a tangent rule (forward mode, ẏ = J·ẋ) and a second-order
+// term (the derivative of its backward along the tangents with gy held fixed:
+// S_k = d/dε backward_k(x + εẋ, y + εẏ, gy)). The tape's second-order sweep gives input k
+// backward_k(ġy) + S_k. An op says where its rules come from with `kRules` (default: hand):
+//   Rules::linear            y = L(x₀, …) linear: ẏ = forward on the tangents, S = 0
+//   Rules::bilinear          y = B(a, b): ẏ = B(ȧ, b) + B(a, ḃ); S_a = backward_a with b := ḃ,
+//                            S_b = backward_b with a := ȧ (the op's own forward and backward)
+//   Rules::elementwise       y = f(x) elementwise: ẏ = backward with gy := ẋ, and the op writes
+//                            `curvature(x, y, gy, dx, out)`: out = f''(x) ⊙ ẋ ⊙ gy
+//   Rules::piecewise_linear  the same with f'' = 0 (relu, abs, add_scalar)
+//   Rules::symmetric         J is symmetric: ẏ = backward with gy := ẋ; `second_order` by hand
+//   Rules::hand              the op writes both:
+//     template <class T> void tangent(const Inputs<T>& x, ConstMap<T> y, const Inputs<T>& dx,
+//                                     MutMap<T> dy) const;               // assign every element
+//     template <class T> void second_order(const Inputs<T>& x, ConstMap<T> y, ConstMap<T> gy,
+//                                          const Inputs<T>& dx, ConstMap<T> dy,
+//                                          Grads<T>& g) const;           // g[k] = S_k, as backward
+// In tangent and second_order, `dx.has(k)` is false where input k has no tangent (it is zero).
 #pragma once
 
 #include <span>
@@ -32,6 +51,16 @@
 namespace rwd {
 
 inline constexpr int kVariadic = -1;
+
+/// Where an op's tangent and second-order rules come from (see the file comment).
+enum class Rules : unsigned char {
+  hand,
+  linear,
+  bilinear,
+  elementwise,
+  piecewise_linear,
+  symmetric,
+};
 
 /// A tensor the tape hands to an op: pointer and shape (row-major); for a parameter leaf, also
 /// its packing for products (see gemm.hpp).
@@ -53,6 +82,8 @@ class Inputs {
   }
   Shape shape(int k) const { return {refs_[k].rows, refs_[k].cols}; }
   int size() const { return count_; }
+  /// False when input k has no data: in a tangent or second-order rule, a zero tangent.
+  bool has(int k) const { return refs_[k].data != nullptr; }
   /// Input k's packing as a product's weight when it is a parameter leaf, else null: pass it
   /// to detail::weight_product.
   detail::PackedWeight<T>* packed(int k) const { return refs_[k].packed; }
@@ -107,8 +138,10 @@ inline void require_same_shape(std::string_view op, Shape a, Shape b,
 
 }  // namespace detail
 
-/// Base for ops with one input whose output has the input's shape.
+/// Base for ops with one input whose output has the input's shape (elementwise by default: such
+/// an op writes `curvature`, or declares another kRules).
 struct UnaryShape {
+  static constexpr Rules kRules = Rules::elementwise;
   static constexpr int arity = 1;
   static constexpr bool kRowwise = true;
   Shape shape(std::span<const Shape> x) const { return x[0]; }

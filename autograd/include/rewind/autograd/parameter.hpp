@@ -16,12 +16,20 @@ struct Parameter {
   Matrix<T> value;
   /// Accumulated gradient: same shape as `value` once a backward has reached it, empty before.
   Matrix<T> grad;
+  /// Second order. `tangent` is this parameter's part of the direction v of a tangent sweep
+  /// (Tape::jvp, Tape::hvp); empty means zero. `grad_tangent` accumulates, like `grad`, the
+  /// derivative of the gradient along the tangents: (H·v) for this parameter after Tape::hvp.
+  Matrix<T> tangent;
+  Matrix<T> grad_tangent;
 
   Parameter() = default;
   Parameter(std::string n, Matrix<T> v) : name(std::move(n)), value(std::move(v)) {}
 
-  /// Sets the gradient to zero (keeps its storage).
-  void zero_grad() { grad.setZero(value.rows(), value.cols()); }
+  /// Sets the gradient to zero (keeps its storage), and grad_tangent if it has one.
+  void zero_grad() {
+    grad.setZero(value.rows(), value.cols());
+    if (grad_tangent.size() != 0) grad_tangent.setZero();
+  }
   Shape shape() const { return {value.rows(), value.cols()}; }
   Index size() const { return value.size(); }
 };

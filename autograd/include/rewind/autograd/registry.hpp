@@ -98,6 +98,54 @@ constexpr bool rowwise() {
   }
 }
 
+/// Where the op's tangent and second-order rules come from (op_support.hpp); hand by default.
+template <class O>
+constexpr Rules rules() {
+  if constexpr (requires { O::kRules; }) {
+    return O::kRules;
+  } else {
+    return Rules::hand;
+  }
+}
+
+namespace detail {
+// Every registry entry has the members its rules need: a missing one is a compile error that
+// names the op here rather than deep inside the tape.
+template <class O>
+constexpr bool has_second_order_rules() {
+  if constexpr (kIsLeaf<O>) {
+    return true;
+  } else if constexpr (rules<O>() == Rules::hand) {
+    return requires(const O& o, const Inputs<double>& x, ConstMap<double> y, MutMap<double> m,
+                    Grads<double>& g) {
+      o.tangent(x, y, x, m);
+      o.second_order(x, y, y, x, y, g);
+    };
+  } else if constexpr (rules<O>() == Rules::symmetric) {
+    return requires(const O& o, const Inputs<double>& x, ConstMap<double> y, Grads<double>& g) {
+      o.second_order(x, y, y, x, y, g);
+    };
+  } else if constexpr (rules<O>() == Rules::elementwise) {
+    return requires(const O& o, const Inputs<double>& x, ConstMap<double> y, MutMap<double> m) {
+      o.curvature(x, y, y, y, m);
+    };
+  } else if constexpr (rules<O>() == Rules::bilinear) {
+    return O::arity == 2;
+  } else {
+    return true;
+  }
+}
+template <class Tuple>
+struct AllHaveRules;
+template <class... Ts>
+struct AllHaveRules<std::tuple<Ts...>> {
+  static constexpr bool value = (has_second_order_rules<Ts>() && ...);
+};
+}  // namespace detail
+static_assert(detail::AllHaveRules<AllOps>::value,
+              "an op lacks the members its kRules needs: `tangent` and `second_order` (hand), "
+              "`second_order` (symmetric), `curvature` (elementwise) or arity 2 (bilinear)");
+
 /// The registry name of a recorded op ("custom" for every CustomOp; Tape::op_name resolves it).
 inline std::string_view op_name(const Op& op) {
   return std::visit([](const auto& o) { return std::decay_t<decltype(o)>::name; }, op);

@@ -11,6 +11,14 @@
 // gradient into Parameter::grad, as PyTorch accumulates into .grad: two backward calls on two
 // losses of one recording leave dL1/dp + dL2/dp in p.grad. Zero parameter gradients between
 // steps (Parameter::zero_grad, or an optimizer's zero_grad).
+//
+// Second order, on the same recording (ADOL-C's hess_vec, CppAD's Forward(1) + Reverse(2)):
+// jvp() is a tangent sweep forward over the recorded nodes, ẏ = J·ẋ from seeds on inputs
+// (set_tangent) and parameters (Parameter::tangent); backward(loss, {.second_order = true})
+// then sweeps back the gradient and its tangent together: every node's grad_tangent() is the
+// derivative of its gradient along the tangents, H·v when the tangents are v. Nothing is
+// re-recorded; each op's tangent and second-order rules are in ops/ (op_support.hpp). hvp(loss)
+// does both. An HVP costs about three gradients; it needs two more buffers per node.
 #pragma once
 
 #include <cstdint>
@@ -48,6 +56,12 @@ class Var {
   ConstMap<T> grad() const;
   /// The value of a 1x1 tensor.
   T item() const;
+  /// ẏ from the latest jvp() (zeros where no tangent reached this node). Valid until the next
+  /// jvp or clear. Throws UsageError before any jvp on this recording.
+  ConstMap<T> tangent() const;
+  /// The derivative of grad() along the tangents, from the latest second-order backward: H·v
+  /// for an input when the tangents are v. Throws UsageError before any.
+  ConstMap<T> grad_tangent() const;
   Shape shape() const;
   Index rows() const { return shape().rows; }
   Index cols() const { return shape().cols; }
@@ -83,6 +97,9 @@ struct BackwardOptions {
   /// Add the parameters' gradients into Parameter::grad (the usual case). Diagnostics that run
   /// extra sweeps over a recording turn it off so a training step's gradients stay as they are.
   bool accumulate_parameters = true;
+  /// Also sweep the gradients' tangents (needs a jvp() of this recording first): every node's
+  /// grad_tangent() and, added like grad, Parameter::grad_tangent.
+  bool second_order = false;
 };
 
 template <class T>
@@ -129,6 +146,22 @@ class Tape {
   /// Reverse sweep from a 1x1 loss. Nodes that do not depend on an input or parameter, or from
   /// which the loss cannot be reached, are skipped. See the file comment for repeated calls.
   void backward(const Var<T>& loss, const BackwardOptions& options = {});
+
+  // ---- forward mode and second order -------------------------------------------------------
+  /// Seeds the tangent of an input leaf (Tape::input) for the next jvp(); `v` has its shape.
+  /// Seeds stay until clear(); setting one again replaces it. Parameters are seeded with
+  /// Parameter::tangent instead.
+  void set_tangent(const Var<T>& input, const Eigen::Ref<const Matrix<T>>& v);
+  /// Tangent sweep over the recording: ẏ = J·ẋ for every node (Var::tangent), from the seeds
+  /// of set_tangent and the non-empty Parameter::tangent of every recorded parameter, read now.
+  /// Unseeded leaves have zero tangent. Throws UsageError at a custom op without a tangent rule.
+  void jvp();
+  /// jvp() and then backward(loss, second_order): the gradient and H·v in one call.
+  void hvp(const Var<T>& loss, BackwardOptions options = {});
+  /// Node i's tangent from the latest jvp, if any reached it.
+  std::optional<ConstMap<T>> tangent(std::size_t i) const;
+  /// Node i's gradient tangent from the latest second-order backward, if any reached it.
+  std::optional<ConstMap<T>> grad_tangent(std::size_t i) const;
 
   /// Anomaly mode: every value an op records and every gradient it returns is checked as it is
   /// made; the first NaN or Inf throws NumericalError naming the op, its scope, its input shapes
@@ -211,13 +244,28 @@ class Tape {
   template <class F>
   bool split_rows(Index rows, Index cols, const TensorRef<T>* in, const TensorRef<T>* slots,
                   int count, F&& f);
-  void call_backward(const Node& n, Grads<T>& g);
+  // n's backward with incoming gradient gy (n.grad, or its tangent in a second-order sweep).
+  void call_backward(const Node& n, const T* gy, Grads<T>& g);
+  // Fills slots_/modes_ for n's inputs in the gradient buffers (or, `second`, the gradient
+  // tangents): an input's first contribution goes straight into its buffer; later ones are added
+  // by ops with kAccumulates, or go to scratch that finish_slots adds. Inputs k with
+  // skip[k] get no slot (mode none); skip may be null.
+  void prepare_slots(const Node& n, bool second, const bool* skip = nullptr);
+  void finish_slots(const Node& n, bool second);
+  // The tangent rule and the second-order term of node n (second-order sweep).
+  void call_tangent(std::size_t i);
+  void call_second_order(const Node& n, std::size_t i);
+  // refs_ for n's inputs' tangents (null data where none); true if any has one.
+  bool gather_tangents(const Node& n);
+  const T* zeros(std::size_t size);  // `size` zeros, valid until the next call
   void check_finite(std::string_view op, std::uint32_t scope, std::string_view what,
                     const TensorRef<T>& t) const;
   std::string scope_string(std::uint32_t scope) const;
   Var<T> leaf(const Op& op, const Eigen::Ref<const Matrix<T>>& value, bool requires_grad);
   std::uint32_t add_label(std::string_view label);
   T* grad_of(std::uint32_t i);  // gradient for reading: zeros when none flowed
+  const T* tangent_of(std::uint32_t i, std::string_view who);       // zeros when none
+  const T* grad_tangent_of(std::uint32_t i, std::string_view who);  // zeros when none
   void pop_scope();
 
   std::vector<Node> nodes_;
@@ -239,6 +287,19 @@ class Tape {
   std::vector<std::shared_ptr<const CustomOpBase>> customs_;
   // Per parameter slot, the weight's packings for products; kept across clear() for reuse.
   std::vector<std::unique_ptr<detail::PackedWeight<T>>> packs_;
+  // Second order: per node, its tangent and its gradient's tangent (null: zero), their arenas,
+  // the input seeds, and which recording / backward they belong to.
+  std::vector<const T*> tan_;
+  std::vector<T*> gtan_;
+  detail::Arena<T> tangents_;
+  detail::Arena<T> grad_tangents_;
+  detail::Arena<T> seed_values_;
+  std::vector<std::pair<std::uint32_t, T*>> seeds_;
+  std::vector<TensorRef<T>> trefs_;  // the tangents of an op's inputs
+  std::vector<T> zeros_;
+  std::vector<T> tscratch_;
+  std::size_t tangent_nodes_ = 0;       // nodes covered by the latest jvp, 0 if none
+  std::uint32_t second_order_epoch_ = 0;  // epoch of the latest second-order backward
   std::uint32_t generation_ = 1;
   std::uint32_t epoch_ = 0;
   std::uint32_t backward_epoch_ = 0;  // epoch of this recording's latest backward, 0 if none
@@ -270,6 +331,18 @@ T Var<T>::item() const {
     throw UsageError(fmt::format("item: tensor is {}x{}, expected 1x1", n.rows, n.cols));
   }
   return n.value[0];
+}
+
+template <class T>
+ConstMap<T> Var<T>::tangent() const {
+  const auto& n = tape().checked(*this, "tangent");
+  return ConstMap<T>(tape_->tangent_of(index_, "tangent"), n.rows, n.cols);
+}
+
+template <class T>
+ConstMap<T> Var<T>::grad_tangent() const {
+  const auto& n = tape().checked(*this, "grad_tangent");
+  return ConstMap<T>(tape_->grad_tangent_of(index_, "grad_tangent"), n.rows, n.cols);
 }
 
 template <class T>

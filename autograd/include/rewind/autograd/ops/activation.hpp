@@ -5,7 +5,7 @@
 
 namespace rwd::ops {
 
-/// y = 1 / (1 + e⁻ˣ);  g = y(1 - y) ⊙ gy
+/// y = 1 / (1 + e⁻ˣ);  g = y(1 - y) ⊙ gy;  f'' = y(1 - y)(1 - 2y)
 struct Sigmoid : UnaryShape {
   static constexpr std::string_view name = "sigmoid";
   template <class T>
@@ -17,9 +17,15 @@ struct Sigmoid : UnaryShape {
   void backward(const Inputs<T>&, ConstMap<T> y, ConstMap<T> gy, Grads<T>& g) const {
     g[0].array() = y.array() * (T(1) - y.array()) * gy.array();
   }
+  template <class T>
+  void curvature(const Inputs<T>&, ConstMap<T> y, ConstMap<T> gy, ConstMap<T> dx,
+                 MutMap<T> out) const {
+    out.array() = y.array() * (T(1) - y.array()) * (T(1) - T(2) * y.array()) * dx.array() *
+                  gy.array();
+  }
 };
 
-/// y = tanh x;  g = (1 - y²) ⊙ gy
+/// y = tanh x;  g = (1 - y²) ⊙ gy;  f'' = -2y(1 - y²)
 struct Tanh : UnaryShape {
   static constexpr std::string_view name = "tanh";
   template <class T>
@@ -30,11 +36,17 @@ struct Tanh : UnaryShape {
   void backward(const Inputs<T>&, ConstMap<T> y, ConstMap<T> gy, Grads<T>& g) const {
     g[0].array() = (T(1) - y.array().square()) * gy.array();
   }
+  template <class T>
+  void curvature(const Inputs<T>&, ConstMap<T> y, ConstMap<T> gy, ConstMap<T> dx,
+                 MutMap<T> out) const {
+    out.array() = T(-2) * y.array() * (T(1) - y.array().square()) * dx.array() * gy.array();
+  }
 };
 
-/// y = max(x, 0);  g = [x > 0] ⊙ gy
+/// y = max(x, 0);  g = [x > 0] ⊙ gy;  f'' = 0 (away from the kink)
 struct Relu : UnaryShape {
   static constexpr std::string_view name = "relu";
+  static constexpr Rules kRules = Rules::piecewise_linear;
   template <class T>
   void forward(const Inputs<T>& x, MutMap<T> y) const {
     y.array() = x[0].array().max(T(0));
@@ -45,7 +57,7 @@ struct Relu : UnaryShape {
   }
 };
 
-/// y = ln(1 + eˣ);  g = σ(x) ⊙ gy
+/// y = ln(1 + eˣ);  g = σ(x) ⊙ gy;  f'' = σ(x)σ(-x)
 struct Softplus : UnaryShape {
   static constexpr std::string_view name = "softplus";
   template <class T>
@@ -58,9 +70,15 @@ struct Softplus : UnaryShape {
   void backward(const Inputs<T>& x, ConstMap<T>, ConstMap<T> gy, Grads<T>& g) const {
     g[0].array() = x[0].array().logistic() * gy.array();
   }
+  template <class T>
+  void curvature(const Inputs<T>& x, ConstMap<T>, ConstMap<T> gy, ConstMap<T> dx,
+                 MutMap<T> out) const {
+    // σ(x)σ(-x) rather than σ(1 - σ): 1 - σ(x) cancels to 0 for large x where σ(-x) is tiny.
+    out.array() = x[0].array().logistic() * (-x[0].array()).logistic() * dx.array() * gy.array();
+  }
 };
 
-/// y = ln σ(x) = -softplus(-x);  g = σ(-x) ⊙ gy
+/// y = ln σ(x) = -softplus(-x);  g = σ(-x) ⊙ gy;  f'' = -σ(x)σ(-x)
 struct LogSigmoid : UnaryShape {
   static constexpr std::string_view name = "log_sigmoid";
   template <class T>
@@ -72,6 +90,11 @@ struct LogSigmoid : UnaryShape {
   template <class T>
   void backward(const Inputs<T>& x, ConstMap<T>, ConstMap<T> gy, Grads<T>& g) const {
     g[0].array() = (-x[0].array()).logistic() * gy.array();
+  }
+  template <class T>
+  void curvature(const Inputs<T>& x, ConstMap<T>, ConstMap<T> gy, ConstMap<T> dx,
+                 MutMap<T> out) const {
+    out.array() = -x[0].array().logistic() * (-x[0].array()).logistic() * dx.array() * gy.array();
   }
 };
 

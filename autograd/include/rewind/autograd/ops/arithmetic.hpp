@@ -10,6 +10,7 @@ namespace rwd::ops {
 /// y = a + b;  ga = gy, gb = gy
 struct Add : BinaryShape<Add> {
   static constexpr std::string_view name = "add";
+  static constexpr Rules kRules = Rules::linear;
   static constexpr bool kAccumulates = true;
   template <class T>
   void forward(const Inputs<T>& x, MutMap<T> y) const {
@@ -25,6 +26,7 @@ struct Add : BinaryShape<Add> {
 /// y = a - b;  ga = gy, gb = -gy
 struct Sub : BinaryShape<Sub> {
   static constexpr std::string_view name = "sub";
+  static constexpr Rules kRules = Rules::linear;
   static constexpr bool kAccumulates = true;
   template <class T>
   void forward(const Inputs<T>& x, MutMap<T> y) const {
@@ -40,6 +42,7 @@ struct Sub : BinaryShape<Sub> {
 /// y = a ⊙ b;  ga = gy ⊙ b, gb = gy ⊙ a
 struct Mul : BinaryShape<Mul> {
   static constexpr std::string_view name = "mul";
+  static constexpr Rules kRules = Rules::bilinear;
   static constexpr bool kAccumulates = true;
   template <class T>
   void forward(const Inputs<T>& x, MutMap<T> y) const {
@@ -52,7 +55,7 @@ struct Mul : BinaryShape<Mul> {
   }
 };
 
-/// y = a / b;  ga = gy / b, gb = -gy ⊙ y / b
+/// y = a / b;  ga = gy / b, gb = -gy ⊙ y / b;  ẏ = (ȧ - y ⊙ ḃ) / b
 struct Div : BinaryShape<Div> {
   static constexpr std::string_view name = "div";
   template <class T>
@@ -65,11 +68,41 @@ struct Div : BinaryShape<Div> {
     if (g.wants(0)) g[0].array() = gy.array() / x[1].array();
     if (g.wants(1)) g[1].array() = -gy.array() * y.array() / x[1].array();
   }
+  template <class T>
+  void tangent(const Inputs<T>& x, ConstMap<T> y, const Inputs<T>& dx, MutMap<T> dy) const {
+    if (dx.has(0)) {
+      dy.array() = dx[0].array() / x[1].array();
+    } else {
+      dy.setZero();
+    }
+    if (dx.has(1)) dy.array() -= y.array() * dx[1].array() / x[1].array();
+  }
+  /// S_a = -gy ⊙ ḃ / b², S_b = -gy ⊙ (ẏ - y ⊙ ḃ / b) / b (divided twice: b² overflows in float)
+  template <class T>
+  void second_order(const Inputs<T>& x, ConstMap<T> y, ConstMap<T> gy, const Inputs<T>& dx,
+                    ConstMap<T> dy, Grads<T>& g) const {
+    const auto b = x[1].array();
+    if (g.wants(0)) {
+      if (dx.has(1)) {
+        g[0].array() = -gy.array() * dx[1].array() / b / b;
+      } else {
+        g[0].setZero();
+      }
+    }
+    if (g.wants(1)) {
+      if (dx.has(1)) {
+        g[1].array() = -gy.array() * (dy.array() - y.array() * dx[1].array() / b) / b;
+      } else {
+        g[1].array() = -gy.array() * dy.array() / b;
+      }
+    }
+  }
 };
 
 /// y = -x;  g = -gy
 struct Neg : UnaryShape {
   static constexpr std::string_view name = "neg";
+  static constexpr Rules kRules = Rules::linear;
   template <class T>
   void forward(const Inputs<T>& x, MutMap<T> y) const {
     y = -x[0];
@@ -86,6 +119,7 @@ struct Scale {  // no UnaryShape base, so that Scale{c} builds it
   Shape shape(std::span<const Shape> x) const { return x[0]; }
   static constexpr std::string_view name = "scale";
   static constexpr bool kRowwise = true;
+  static constexpr Rules kRules = Rules::linear;
   double c = 1;
   template <class T>
   void forward(const Inputs<T>& x, MutMap<T> y) const {
@@ -103,6 +137,7 @@ struct AddScalar {  // no UnaryShape base, so that AddScalar{c} builds it
   Shape shape(std::span<const Shape> x) const { return x[0]; }
   static constexpr std::string_view name = "add_scalar";
   static constexpr bool kRowwise = true;
+  static constexpr Rules kRules = Rules::piecewise_linear;  // affine: ẏ = ẋ
   double c = 0;
   template <class T>
   void forward(const Inputs<T>& x, MutMap<T> y) const {
@@ -114,12 +149,13 @@ struct AddScalar {  // no UnaryShape base, so that AddScalar{c} builds it
   }
 };
 
-/// y = x^p for a constant p;  g = p·x^(p-1) ⊙ gy  (g = 0 for p = 0)
+/// y = x^p for a constant p;  g = p·x^(p-1) ⊙ gy  (g = 0 for p = 0);  f'' = p(p-1)·x^(p-2)
 struct Pow {  // no UnaryShape base, so that Pow{c} builds it
   static constexpr int arity = 1;
   Shape shape(std::span<const Shape> x) const { return x[0]; }
   static constexpr std::string_view name = "pow";
   static constexpr bool kRowwise = true;
+  static constexpr Rules kRules = Rules::elementwise;
   double p = 1;
   template <class T>
   void forward(const Inputs<T>& x, MutMap<T> y) const {
@@ -134,9 +170,19 @@ struct Pow {  // no UnaryShape base, so that Pow{c} builds it
       g[0].array() = static_cast<T>(p) * x[0].array().pow(static_cast<T>(p - 1)) * gy.array();
     }
   }
+  template <class T>
+  void curvature(const Inputs<T>& x, ConstMap<T>, ConstMap<T> gy, ConstMap<T> dx,
+                 MutMap<T> out) const {
+    if (p == 0 || p == 1) {  // x^(p-2) would be 0·x⁻² = NaN at x = 0
+      out.setZero();
+    } else {
+      out.array() = static_cast<T>(p * (p - 1)) * x[0].array().pow(static_cast<T>(p - 2)) *
+                    dx.array() * gy.array();
+    }
+  }
 };
 
-/// y = x²;  g = 2x ⊙ gy
+/// y = x²;  g = 2x ⊙ gy;  f'' = 2
 struct Square : UnaryShape {
   static constexpr std::string_view name = "square";
   template <class T>
@@ -147,9 +193,14 @@ struct Square : UnaryShape {
   void backward(const Inputs<T>& x, ConstMap<T>, ConstMap<T> gy, Grads<T>& g) const {
     g[0].array() = T(2) * x[0].array() * gy.array();
   }
+  template <class T>
+  void curvature(const Inputs<T>&, ConstMap<T>, ConstMap<T> gy, ConstMap<T> dx,
+                 MutMap<T> out) const {
+    out.array() = T(2) * dx.array() * gy.array();
+  }
 };
 
-/// y = √x;  g = gy / (2y)
+/// y = √x;  g = gy / (2y);  f'' = -1 / (4y³)
 struct Sqrt : UnaryShape {
   static constexpr std::string_view name = "sqrt";
   template <class T>
@@ -160,9 +211,15 @@ struct Sqrt : UnaryShape {
   void backward(const Inputs<T>&, ConstMap<T> y, ConstMap<T> gy, Grads<T>& g) const {
     g[0].array() = gy.array() / (T(2) * y.array());
   }
+  template <class T>
+  void curvature(const Inputs<T>&, ConstMap<T> y, ConstMap<T> gy, ConstMap<T> dx,
+                 MutMap<T> out) const {
+    // Divided three times rather than by y³, which overflows in float for y > 7e12.
+    out.array() = T(-0.25) * dx.array() * gy.array() / y.array() / y.array() / y.array();
+  }
 };
 
-/// y = eˣ;  g = y ⊙ gy
+/// y = eˣ;  g = y ⊙ gy;  f'' = y
 struct Exp : UnaryShape {
   static constexpr std::string_view name = "exp";
   template <class T>
@@ -173,9 +230,14 @@ struct Exp : UnaryShape {
   void backward(const Inputs<T>&, ConstMap<T> y, ConstMap<T> gy, Grads<T>& g) const {
     g[0].array() = y.array() * gy.array();
   }
+  template <class T>
+  void curvature(const Inputs<T>&, ConstMap<T> y, ConstMap<T> gy, ConstMap<T> dx,
+                 MutMap<T> out) const {
+    out.array() = y.array() * dx.array() * gy.array();
+  }
 };
 
-/// y = ln x;  g = gy / x
+/// y = ln x;  g = gy / x;  f'' = -1 / x²
 struct Log : UnaryShape {
   static constexpr std::string_view name = "log";
   template <class T>
@@ -186,11 +248,17 @@ struct Log : UnaryShape {
   void backward(const Inputs<T>& x, ConstMap<T>, ConstMap<T> gy, Grads<T>& g) const {
     g[0].array() = gy.array() / x[0].array();
   }
+  template <class T>
+  void curvature(const Inputs<T>& x, ConstMap<T>, ConstMap<T> gy, ConstMap<T> dx,
+                 MutMap<T> out) const {
+    out.array() = -dx.array() * gy.array() / x[0].array() / x[0].array();
+  }
 };
 
 /// y = |x|;  g = sign(x) ⊙ gy  (sign(0) = 0, the subgradient PyTorch uses)
 struct Abs : UnaryShape {
   static constexpr std::string_view name = "abs";
+  static constexpr Rules kRules = Rules::piecewise_linear;
   template <class T>
   void forward(const Inputs<T>& x, MutMap<T> y) const {
     y.array() = x[0].array().abs();

@@ -29,6 +29,26 @@ class CustomOp : public CustomOpBase {
   virtual void forward(const Inputs<T>& x, MutMap<T> y) const = 0;
   /// Assign every element of g[k] for each k with g.wants(k).
   virtual void backward(const Inputs<T>& x, ConstMap<T> y, ConstMap<T> gy, Grads<T>& g) const = 0;
+  /// Forward mode: dy = J·dx, every element assigned; `dx.has(k)` is false where input k has no
+  /// tangent (zero). Optional: the default throws UsageError naming the op, so a tangent sweep
+  /// (jvp, hvp) that reaches an op without the rule stops there.
+  virtual void tangent(const Inputs<T>& x, ConstMap<T> y, const Inputs<T>& dx,
+                       MutMap<T> dy) const {
+    (void)x, (void)y, (void)dx, (void)dy;
+    throw UsageError(fmt::format(
+        "{}: custom op has no tangent rule: override CustomOp::tangent to use it in jvp or hvp",
+        name()));
+  }
+  /// Second order: g[k] = d/dε backward_k(x + ε·dx, y + ε·dy, gy) for each k with g.wants(k),
+  /// every element assigned. Optional: the default throws UsageError naming the op.
+  virtual void second_order(const Inputs<T>& x, ConstMap<T> y, ConstMap<T> gy, const Inputs<T>& dx,
+                            ConstMap<T> dy, Grads<T>& g) const {
+    (void)x, (void)y, (void)gy, (void)dx, (void)dy, (void)g;
+    throw UsageError(fmt::format(
+        "{}: custom op has no second-order rule: override CustomOp::second_order to use it in "
+        "hvp",
+        name()));
+  }
 };
 
 namespace ops {
@@ -46,6 +66,15 @@ struct Custom {
   template <class T>
   void backward(const Inputs<T>& x, ConstMap<T> y, ConstMap<T> gy, Grads<T>& g) const {
     static_cast<const CustomOp<T>*>(fn)->backward(x, y, gy, g);
+  }
+  template <class T>
+  void tangent(const Inputs<T>& x, ConstMap<T> y, const Inputs<T>& dx, MutMap<T> dy) const {
+    static_cast<const CustomOp<T>*>(fn)->tangent(x, y, dx, dy);
+  }
+  template <class T>
+  void second_order(const Inputs<T>& x, ConstMap<T> y, ConstMap<T> gy, const Inputs<T>& dx,
+                    ConstMap<T> dy, Grads<T>& g) const {
+    static_cast<const CustomOp<T>*>(fn)->second_order(x, y, gy, dx, dy, g);
   }
 };
 

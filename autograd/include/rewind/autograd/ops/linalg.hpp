@@ -10,6 +10,7 @@ struct Matmul {
   static constexpr std::string_view name = "matmul";
   static constexpr int arity = 2;
   static constexpr bool kAccumulates = true;
+  static constexpr Rules kRules = Rules::bilinear;
   Shape shape(std::span<const Shape> x) const {
     if (x[0].cols != x[1].rows) {
       detail::throw_shape(name, "inner dimensions differ",
@@ -36,6 +37,7 @@ struct MatmulNt {
   static constexpr std::string_view name = "matmul_nt";
   static constexpr int arity = 2;
   static constexpr bool kAccumulates = true;
+  static constexpr Rules kRules = Rules::bilinear;
   Shape shape(std::span<const Shape> x) const {
     if (x[0].cols != x[1].cols) {
       detail::throw_shape(name, "inner dimensions differ",
@@ -58,7 +60,8 @@ struct MatmulNt {
 };
 
 /// y = x·Wᵀ + 1·b: x (m×k) times the transpose of W (n×k), plus the 1×n row b on every row
-/// (PyTorch's F.linear);  gx = gy·W, gW = gyᵀ·x, gb = Σ_rows gy
+/// (PyTorch's F.linear);  gx = gy·W, gW = gyᵀ·x, gb = Σ_rows gy;
+/// ẏ = ẋ·Wᵀ + x·Ẇᵀ + 1·ḃ;  S_x = gy·Ẇ, S_W = gyᵀ·ẋ, S_b = 0
 // NOTE: fused for speed and memory: matmul_nt then add_row_vector would make a second m×n
 // tensor per use and a pass over it forward and backward. Here the bias initialises the
 // product's output and GEMM adds into it.
@@ -88,12 +91,47 @@ struct Affine {
     MatmulNt{}.backward(x, y, gy, g);  // gx and gW are matmul_nt's
     if (g.wants(2)) g.put(2, gy.colwise().sum());
   }
+  template <class T>
+  void tangent(const Inputs<T>& x, ConstMap<T>, const Inputs<T>& dx, MutMap<T> dy) const {
+    // ẋ·Wᵀ reuses W's packing, as the forward does; x·Ẇᵀ is an ordinary product.
+    bool written = dx.has(2);
+    if (written) dy.rowwise() = dx[2].row(0);
+    if (dx.has(0)) {
+      detail::weight_product<T>(dy, written, dx[0], x[1], true, x.packed(1));
+      written = true;
+    }
+    if (dx.has(1)) {
+      detail::weight_product<T>(dy, written, x[0], dx[1], true, nullptr);
+      written = true;
+    }
+    if (!written) dy.setZero();
+  }
+  template <class T>
+  void second_order(const Inputs<T>&, ConstMap<T>, ConstMap<T> gy, const Inputs<T>& dx,
+                    ConstMap<T>, Grads<T>& g) const {
+    if (g.wants(0)) {
+      if (dx.has(1)) {
+        detail::weight_product<T>(g[0], g.adds(0), gy, dx[1], false, nullptr);
+      } else if (!g.adds(0)) {
+        g[0].setZero();
+      }
+    }
+    if (g.wants(1)) {
+      if (dx.has(0)) {
+        detail::gradient_product(g[1], g.adds(1), gy, dx[0]);
+      } else if (!g.adds(1)) {
+        g[1].setZero();
+      }
+    }
+    if (g.wants(2) && !g.adds(2)) g[2].setZero();
+  }
 };
 
 /// y = xᵀ;  g = gyᵀ
 struct Transpose {
   static constexpr std::string_view name = "transpose";
   static constexpr int arity = 1;
+  static constexpr Rules kRules = Rules::linear;
   Shape shape(std::span<const Shape> x) const { return {x[0].cols, x[0].rows}; }
   template <class T>
   void forward(const Inputs<T>& x, MutMap<T> y) const {
@@ -111,6 +149,7 @@ struct AddRowVector {
   static constexpr std::string_view name = "add_row_vector";
   static constexpr int arity = 2;
   static constexpr bool kAccumulates = true;
+  static constexpr Rules kRules = Rules::linear;
   Shape shape(std::span<const Shape> x) const {
     if (x[1].rows != 1 || x[1].cols != x[0].cols) {
       detail::throw_shape(
@@ -135,6 +174,7 @@ struct AddRowVector {
 struct MulRowVector {
   static constexpr std::string_view name = "mul_row_vector";
   static constexpr int arity = 2;
+  static constexpr Rules kRules = Rules::bilinear;
   Shape shape(std::span<const Shape> x) const {
     if (x[1].rows != 1 || x[1].cols != x[0].cols) {
       detail::throw_shape(

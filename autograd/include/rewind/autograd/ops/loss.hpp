@@ -18,7 +18,8 @@ auto log_sum_exp(const Row& r) {
 
 namespace rwd::ops {
 
-/// yᵣ = xᵣ - ln Σⱼ e^xᵣⱼ for each row r;  gᵣ = gyᵣ - softmax(xᵣ)·Σⱼ gyᵣⱼ
+/// yᵣ = xᵣ - ln Σⱼ e^xᵣⱼ for each row r;  gᵣ = gyᵣ - softmax(xᵣ)·Σⱼ gyᵣⱼ;
+/// ẏᵣ = ẋᵣ - ⟨pᵣ, ẋᵣ⟩ (p = e^y);  Sᵣ = -pᵣ ⊙ ẏᵣ · Σⱼ gyᵣⱼ
 struct LogSoftmaxRows {
   static constexpr std::string_view name = "log_softmax_rows";
   static constexpr int arity = 1;
@@ -38,12 +39,28 @@ struct LogSoftmaxRows {
       g[0].row(r).array() = gy.row(r).array() - y.row(r).array().exp() * gy.row(r).sum();
     }
   }
+  template <class T>
+  void tangent(const Inputs<T>&, ConstMap<T> y, const Inputs<T>& dx, MutMap<T> dy) const {
+    for (Index r = 0; r < y.rows(); ++r) {
+      const T p_dx = (y.row(r).array().exp() * dx[0].row(r).array()).sum();
+      dy.row(r).array() = dx[0].row(r).array() - p_dx;
+    }
+  }
+  template <class T>
+  void second_order(const Inputs<T>&, ConstMap<T> y, ConstMap<T> gy, const Inputs<T>&,
+                    ConstMap<T> dy, Grads<T>& g) const {
+    for (Index r = 0; r < y.rows(); ++r) {
+      g[0].row(r).array() = -y.row(r).array().exp() * dy.row(r).array() * gy.row(r).sum();
+    }
+  }
 };
 
-/// yᵣ = e^xᵣ / Σⱼ e^xᵣⱼ for each row r;  gᵣ = yᵣ ⊙ (gyᵣ - ⟨gyᵣ, yᵣ⟩)
+/// yᵣ = e^xᵣ / Σⱼ e^xᵣⱼ for each row r;  gᵣ = yᵣ ⊙ (gyᵣ - ⟨gyᵣ, yᵣ⟩);
+/// J is symmetric (ẏ = backward with gy := ẋ);  Sᵣ = ẏᵣ ⊙ (gyᵣ - ⟨gyᵣ, yᵣ⟩) - yᵣ·⟨gyᵣ, ẏᵣ⟩
 struct SoftmaxRows {
   static constexpr std::string_view name = "softmax_rows";
   static constexpr int arity = 1;
+  static constexpr Rules kRules = Rules::symmetric;
   Shape shape(std::span<const Shape> x) const {
     if (x[0].cols == 0) detail::throw_shape(name, "rows are empty", to_string(x[0]));
     return x[0];
@@ -61,10 +78,19 @@ struct SoftmaxRows {
       g[0].row(r).array() = y.row(r).array() * (gy.row(r).array() - gy.row(r).dot(y.row(r)));
     }
   }
+  template <class T>
+  void second_order(const Inputs<T>&, ConstMap<T> y, ConstMap<T> gy, const Inputs<T>&,
+                    ConstMap<T> dy, Grads<T>& g) const {
+    for (Index r = 0; r < y.rows(); ++r) {
+      g[0].row(r).array() = dy.row(r).array() * (gy.row(r).array() - gy.row(r).dot(y.row(r))) -
+                            y.row(r).array() * gy.row(r).dot(dy.row(r));
+    }
+  }
 };
 
 /// Softmax cross-entropy with integer class targets, averaged over rows (PyTorch's
-/// F.cross_entropy): y = (1/R) Σᵣ (ln Σⱼ e^xᵣⱼ - xᵣ,tᵣ);  g = (softmax(x) - onehot(t))·gy/R.
+/// F.cross_entropy): y = (1/R) Σᵣ (ln Σⱼ e^xᵣⱼ - xᵣ,tᵣ);  g = (softmax(x) - onehot(t))·gy/R;
+/// ẏ = (1/R) Σᵣ ⟨pᵣ - onehot(tᵣ), ẋᵣ⟩ (p = softmax(x));  Sᵣ = pᵣ ⊙ (ẋᵣ - ⟨pᵣ, ẋᵣ⟩)·gy/R.
 /// `targets` points at `count` class indices stored on the tape.
 struct CrossEntropy {
   static constexpr std::string_view name = "cross_entropy";
@@ -102,9 +128,31 @@ struct CrossEntropy {
       g[0](r, targets[r]) -= s;
     }
   }
+  template <class T>
+  void tangent(const Inputs<T>& x, ConstMap<T>, const Inputs<T>& dx, MutMap<T> dy) const {
+    T total = 0;
+    for (Index r = 0; r < count; ++r) {
+      const T lse = detail::log_sum_exp(x[0].row(r));
+      total += ((x[0].row(r).array() - lse).exp() * dx[0].row(r).array()).sum() -
+               dx[0](r, targets[r]);
+    }
+    dy(0, 0) = total / static_cast<T>(count);
+  }
+  template <class T>
+  void second_order(const Inputs<T>& x, ConstMap<T>, ConstMap<T> gy, const Inputs<T>& dx,
+                    ConstMap<T>, Grads<T>& g) const {
+    const T s = gy(0, 0) / static_cast<T>(count);
+    for (Index r = 0; r < count; ++r) {
+      const T lse = detail::log_sum_exp(x[0].row(r));
+      g[0].row(r).array() = (x[0].row(r).array() - lse).exp();
+      const T p_dx = g[0].row(r).dot(dx[0].row(r));
+      g[0].row(r).array() *= (dx[0].row(r).array() - p_dx) * s;
+    }
+  }
 };
 
-/// Mean squared error: y = (1/n) Σ (a - b)²;  ga = 2(a - b)·gy/n, gb = -ga
+/// Mean squared error: y = (1/n) Σ (a - b)²;  ga = 2(a - b)·gy/n, gb = -ga;
+/// ẏ = 2⟨a - b, ȧ - ḃ⟩/n;  S_a = 2(ȧ - ḃ)·gy/n, S_b = -S_a
 struct Mse {
   static constexpr std::string_view name = "mse";
   static constexpr int arity = 2;
@@ -123,11 +171,35 @@ struct Mse {
     if (g.wants(0)) g[0] = (x[0] - x[1]) * s;
     if (g.wants(1)) g[1] = (x[1] - x[0]) * s;
   }
+  template <class T>
+  void tangent(const Inputs<T>& x, ConstMap<T>, const Inputs<T>& dx, MutMap<T> dy) const {
+    T d = 0;
+    if (dx.has(0)) d += (x[0] - x[1]).cwiseProduct(dx[0]).sum();
+    if (dx.has(1)) d -= (x[0] - x[1]).cwiseProduct(dx[1]).sum();
+    dy(0, 0) = T(2) * d / static_cast<T>(x[0].size());
+  }
+  template <class T>
+  void second_order(const Inputs<T>& x, ConstMap<T>, ConstMap<T> gy, const Inputs<T>& dx,
+                    ConstMap<T>, Grads<T>& g) const {
+    // The gradient is linear in (a, b): its derivative along (ȧ, ḃ) is the backward on them.
+    const T s = T(2) * gy(0, 0) / static_cast<T>(x[0].size());
+    for (int k = 0; k < 2; ++k) {
+      if (!g.wants(k)) continue;
+      const T sign = k == 0 ? s : -s;
+      if (dx.has(0)) {
+        g[k] = dx[0] * sign;
+      } else {
+        g[k].setZero();
+      }
+      if (dx.has(1)) g[k] -= dx[1] * sign;
+    }
+  }
 };
 
 /// Binary cross-entropy on logits x with targets t in [0, 1], averaged (PyTorch's
 /// binary_cross_entropy_with_logits): y = (1/n) Σ (max(x, 0) - x·t + ln(1 + e^-|x|));
-/// gx = (σ(x) - t)·gy/n, gt = -x·gy/n
+/// gx = (σ(x) - t)·gy/n, gt = -x·gy/n;  ẏ = (1/n) Σ ((σ(x) - t) ⊙ ẋ - x ⊙ ṫ);
+/// S_x = (σ(x)σ(-x) ⊙ ẋ - ṫ)·gy/n, S_t = -ẋ·gy/n
 struct BceWithLogits {
   static constexpr std::string_view name = "bce_with_logits";
   static constexpr int arity = 2;
@@ -147,6 +219,34 @@ struct BceWithLogits {
     const T s = gy(0, 0) / static_cast<T>(x[0].size());
     if (g.wants(0)) g[0].array() = (x[0].array().logistic() - x[1].array()) * s;
     if (g.wants(1)) g[1].array() = -x[0].array() * s;
+  }
+  template <class T>
+  void tangent(const Inputs<T>& x, ConstMap<T>, const Inputs<T>& dx, MutMap<T> dy) const {
+    T d = 0;
+    if (dx.has(0)) d += ((x[0].array().logistic() - x[1].array()) * dx[0].array()).sum();
+    if (dx.has(1)) d -= (x[0].array() * dx[1].array()).sum();
+    dy(0, 0) = d / static_cast<T>(x[0].size());
+  }
+  template <class T>
+  void second_order(const Inputs<T>& x, ConstMap<T>, ConstMap<T> gy, const Inputs<T>& dx,
+                    ConstMap<T>, Grads<T>& g) const {
+    const T s = gy(0, 0) / static_cast<T>(x[0].size());
+    if (g.wants(0)) {
+      if (dx.has(0)) {
+        g[0].array() =
+            x[0].array().logistic() * (-x[0].array()).logistic() * dx[0].array() * s;
+      } else {
+        g[0].setZero();
+      }
+      if (dx.has(1)) g[0].array() -= dx[1].array() * s;
+    }
+    if (g.wants(1)) {
+      if (dx.has(0)) {
+        g[1].array() = -dx[0].array() * s;
+      } else {
+        g[1].setZero();
+      }
+    }
   }
 };
 

@@ -8,6 +8,7 @@ namespace rwd::ops {
 /// y = Σᵢⱼ xᵢⱼ (1×1);  g = gy·1
 struct Sum {
   static constexpr std::string_view name = "sum";
+  static constexpr Rules kRules = Rules::linear;
   static constexpr int arity = 1;
   Shape shape(std::span<const Shape>) const { return {1, 1}; }
   template <class T>
@@ -23,6 +24,7 @@ struct Sum {
 /// y = (1/n) Σᵢⱼ xᵢⱼ (1×1);  g = (gy/n)·1
 struct Mean {
   static constexpr std::string_view name = "mean";
+  static constexpr Rules kRules = Rules::linear;
   static constexpr int arity = 1;
   Shape shape(std::span<const Shape> x) const {
     if (x[0].size() == 0) detail::throw_shape(name, "input is empty", to_string(x[0]));
@@ -41,6 +43,7 @@ struct Mean {
 /// y = x·1: each row summed, R×C -> R×1;  g = gy broadcast along the row
 struct SumRows {
   static constexpr std::string_view name = "sum_rows";
+  static constexpr Rules kRules = Rules::linear;
   static constexpr int arity = 1;
   Shape shape(std::span<const Shape> x) const { return {x[0].rows, 1}; }
   template <class T>
@@ -56,6 +59,7 @@ struct SumRows {
 /// y = 1ᵀ·x: each column summed, R×C -> 1×C (the bias gradient);  g = gy broadcast down the column
 struct SumCols {
   static constexpr std::string_view name = "sum_cols";
+  static constexpr Rules kRules = Rules::linear;
   static constexpr int arity = 1;
   Shape shape(std::span<const Shape> x) const { return {1, x[0].cols}; }
   template <class T>

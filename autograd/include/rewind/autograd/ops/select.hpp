@@ -12,6 +12,7 @@ namespace rwd::ops {
 struct Embedding {
   static constexpr std::string_view name = "embedding";
   static constexpr int arity = 1;
+  static constexpr Rules kRules = Rules::linear;
   const std::int32_t* ids = nullptr;
   Index count = 0;
   Shape shape(std::span<const Shape> x) const {
@@ -39,6 +40,7 @@ struct Embedding {
 struct Dropout {
   static constexpr std::string_view name = "dropout";
   static constexpr int arity = 2;
+  static constexpr Rules kRules = Rules::bilinear;
   double scale = 1;
   Shape shape(std::span<const Shape> x) const {
     detail::require_same_shape(name, x[0], x[1], "input", "mask");
@@ -58,7 +60,9 @@ struct Dropout {
 /// Blend by a mask m: y = m ⊙ a + (1 - m) ⊙ b, so a 0/1 mask selects a where m = 1 and b where
 /// m = 0 (torch.where). m has a's shape, or is R×1 and then applies to whole rows (which batch
 /// entries of a recurrent state to update);  ga = m ⊙ gy, gb = (1 - m) ⊙ gy,
-/// gm = (a - b) ⊙ gy (summed along each row for an R×1 mask).
+/// gm = (a - b) ⊙ gy (summed along each row for an R×1 mask);
+/// ẏ = m ⊙ ȧ + (1 - m) ⊙ ḃ + ṁ ⊙ (a - b);  S_m = (ȧ - ḃ) ⊙ gy (row sums), S_a = ṁ ⊙ gy,
+/// S_b = -ṁ ⊙ gy
 struct Where {
   static constexpr std::string_view name = "where";
   static constexpr bool kRowwise = true;
@@ -102,6 +106,62 @@ struct Where {
         g[k].array() = (base + sign * x[0].array()) * gy.array();
       } else {
         for (Index r = 0; r < gy.rows(); ++r) g[k].row(r) = (base + sign * x[0](r, 0)) * gy.row(r);
+      }
+    }
+  }
+  template <class T>
+  void tangent(const Inputs<T>& x, ConstMap<T>, const Inputs<T>& dx, MutMap<T> dy) const {
+    const bool full = x.shape(0) == x.shape(1);
+    dy.setZero();
+    for (Index r = 0; r < dy.rows(); ++r) {
+      for (int k = 1; k <= 2; ++k) {
+        if (!dx.has(k)) continue;
+        const T sign = k == 1 ? T(1) : T(-1);  // weights m and 1 - m as base + sign·m
+        const T base = k == 1 ? T(0) : T(1);
+        if (full) {
+          dy.row(r).array() += (base + sign * x[0].row(r).array()) * dx[k].row(r).array();
+        } else {
+          dy.row(r) += (base + sign * x[0](r, 0)) * dx[k].row(r);
+        }
+      }
+      if (dx.has(0)) {
+        if (full) {
+          dy.row(r).array() += dx[0].row(r).array() * (x[1].row(r) - x[2].row(r)).array();
+        } else {
+          dy.row(r) += dx[0](r, 0) * (x[1].row(r) - x[2].row(r));
+        }
+      }
+    }
+  }
+  template <class T>
+  void second_order(const Inputs<T>& x, ConstMap<T>, ConstMap<T> gy, const Inputs<T>& dx,
+                    ConstMap<T>, Grads<T>& g) const {
+    const bool full = x.shape(0) == x.shape(1);
+    if (g.wants(0)) {
+      g[0].setZero();
+      for (Index r = 0; r < gy.rows(); ++r) {
+        for (int k = 1; k <= 2; ++k) {
+          if (!dx.has(k)) continue;
+          const T sign = k == 1 ? T(1) : T(-1);
+          if (full) {
+            g[0].row(r).array() += sign * dx[k].row(r).array() * gy.row(r).array();
+          } else {
+            g[0](r, 0) += sign * dx[k].row(r).dot(gy.row(r));
+          }
+        }
+      }
+    }
+    for (int k = 1; k <= 2; ++k) {
+      if (!g.wants(k)) continue;
+      if (!dx.has(0)) {
+        g[k].setZero();
+        continue;
+      }
+      const T sign = k == 1 ? T(1) : T(-1);
+      if (full) {
+        g[k].array() = sign * dx[0].array() * gy.array();
+      } else {
+        for (Index r = 0; r < gy.rows(); ++r) g[k].row(r) = sign * dx[0](r, 0) * gy.row(r);
       }
     }
   }

@@ -32,6 +32,7 @@ namespace rwd::ops {
 /// y = [x₀ x₁ … xₖ] side by side (equal row counts);  gₖ = gy's columns of xₖ
 struct ConcatCols {
   static constexpr std::string_view name = "concat_cols";
+  static constexpr Rules kRules = Rules::linear;
   static constexpr bool kRowwise = true;
   static constexpr bool kAccumulates = true;
   static constexpr int arity = kVariadic;
@@ -57,6 +58,7 @@ struct ConcatCols {
 /// y = [x₀; x₁; …; xₖ] stacked (equal column counts);  gₖ = gy's rows of xₖ
 struct ConcatRows {
   static constexpr std::string_view name = "concat_rows";
+  static constexpr Rules kRules = Rules::linear;
   static constexpr bool kAccumulates = true;
   static constexpr int arity = kVariadic;
   Shape shape(std::span<const Shape> x) const { return detail::concat_shape(name, x, false); }
@@ -81,6 +83,7 @@ struct ConcatRows {
 /// y = x[:, begin:end];  g = gy in those columns, 0 elsewhere
 struct SliceCols {
   static constexpr std::string_view name = "slice_cols";
+  static constexpr Rules kRules = Rules::linear;
   static constexpr bool kRowwise = true;
   static constexpr bool kAccumulates = true;
   static constexpr int arity = 1;
@@ -105,6 +108,7 @@ struct SliceCols {
 /// g = gy in those rows, 0 elsewhere
 struct SliceRows {
   static constexpr std::string_view name = "slice_rows";
+  static constexpr Rules kRules = Rules::linear;
   static constexpr bool kAccumulates = true;
   static constexpr bool kAliasesInput = true;
   static constexpr int arity = 1;
@@ -128,6 +132,7 @@ struct SliceRows {
 /// y = x viewed as rows×cols in row-major order (shares x's storage);  g = gy viewed as x
 struct Reshape {
   static constexpr std::string_view name = "reshape";
+  static constexpr Rules kRules = Rules::linear;
   static constexpr int arity = 1;
   static constexpr bool kAliasesInput = true;
   Index rows = 0;
@@ -150,6 +155,7 @@ struct Reshape {
 /// y = x, but no gradient flows back (stop-gradient; truncated BPTT). Shares x's storage.
 struct Detach : UnaryShape {
   static constexpr std::string_view name = "detach";
+  static constexpr Rules kRules = Rules::linear;  // its tangent is zero, like its gradient
   static constexpr bool kAliasesInput = true;
   static constexpr bool kStopsGradient = true;
   template <class T>
