@@ -6,7 +6,10 @@ initialisation, runs it on random inputs and initial states (optionally as a pac
 variable-length batch), and records the outputs, the final states, and the gradient of
     L = sum_t <out_t, R_t> + <h_n, R_h> (+ <c_n, R_c>)
 with respect to the input, the initial states and every parameter. R's are random and saved
-too, so rewind can form the same loss.
+too, so rewind can form the same loss. Second order: a Hessian-vector product of L along a fixed
+random direction v (over the input, the initial states and every parameter together), by
+PyTorch's double backward (autograd.grad with create_graph=True, then the gradient of <g, v>),
+saved with v as "hvp_v" and "hvp".
 
 Run with Debian's python3-torch:  /usr/bin/python3 tools/torch_parity.py [out_dir]
 (defaults to tests/data). The test suite reads the committed files and never needs PyTorch.
@@ -64,16 +67,35 @@ def main():
         r_h = torch.randn(layers * dirs, B, H, dtype=torch.double)
         r_c = torch.randn(layers * dirs, B, H, dtype=torch.double)
         state0 = (h0, c0) if kind == "lstm" else h0
-        if lengths is None:
-            out, state = net(x, state0)
-        else:
-            packed = pack_padded_sequence(x, torch.tensor(lengths), enforce_sorted=False)
-            out_packed, state = net(packed, state0)
-            out, _ = pad_packed_sequence(out_packed, total_length=T)
-        h_n, c_n = state if kind == "lstm" else (state, None)
-        loss = (out * r_out).sum() + (h_n * r_h).sum()
-        if kind == "lstm":
-            loss = loss + (c_n * r_c).sum()
+
+        def run():
+            if lengths is None:
+                out, state = net(x, state0)
+            else:
+                packed = pack_padded_sequence(x, torch.tensor(lengths), enforce_sorted=False)
+                out_packed, state = net(packed, state0)
+                out, _ = pad_packed_sequence(out_packed, total_length=T)
+            h_n, c_n = state if kind == "lstm" else (state, None)
+            loss = (out * r_out).sum() + (h_n * r_h).sum()
+            if kind == "lstm":
+                loss = loss + (c_n * r_c).sum()
+            return out, h_n, c_n, loss
+
+        # Second order first, on its own recording: H·v by double backward.
+        leaves = [x, h0] + ([c0] if kind == "lstm" else []) + list(net.parameters())
+        gen = torch.Generator().manual_seed(5000 + seed)
+        vs = [torch.randn(l.shape, generator=gen, dtype=torch.double) for l in leaves]
+        grads = torch.autograd.grad(run()[3], leaves, create_graph=True)
+        dot = sum((g * v).sum() for g, v in zip(grads, vs))
+        hv = torch.autograd.grad(dot, leaves)
+        names = ["x", "h0"] + (["c0"] if kind == "lstm" else []) + [n for n, _ in net.named_parameters()]
+
+        def as_list(name, t):
+            if name in ("x", "h0", "c0"):
+                return [mat(t[k]) for k in range(t.shape[0])]
+            return mat(t)
+
+        out, h_n, c_n, loss = run()
         loss.backward()
         data = {
             "name": name, "kind": kind, "nonlinearity": nonlin or "", "input": I, "hidden": H,
@@ -89,6 +111,8 @@ def main():
             "grad_x": [mat(x.grad[t]) for t in range(T)],
             "grad_h0": [mat(h0.grad[k]) for k in range(layers * dirs)],
             "grad_params": {n: mat(p.grad) for n, p in net.named_parameters()},
+            "hvp_v": {n: as_list(n, v) for n, v in zip(names, vs)},
+            "hvp": {n: as_list(n, h) for n, h in zip(names, hv)},
         }
         if kind == "lstm":
             data.update({

@@ -25,8 +25,20 @@ void log_worst(const std::string& what, const GradcheckReport& r) {
                                   << abs_err << ", max rel error " << rel_err);
 }
 
-template <class Cell>
-GradcheckReport check_cell(Cell& cell, Index steps, Index batch, std::uint64_t seed) {
+// gradcheck, or with Report = GradgradcheckReport gradgradcheck (second order: H·v along every
+// unit direction, J·v, the transpose identity), of the same function.
+template <class Report>
+Report run_check(const GradcheckFunction& f, const std::vector<NamedTensor>& inputs,
+                 const std::vector<Parameter<double>*>& params) {
+  if constexpr (std::is_same_v<Report, GradgradcheckReport>) {
+    return gradgradcheck(f, inputs, params);
+  } else {
+    return gradcheck(f, inputs, params);
+  }
+}
+
+template <class Cell, class Report = GradcheckReport>
+Report check_cell(Cell& cell, Index steps, Index batch, std::uint64_t seed) {
   std::srand(static_cast<unsigned>(seed));
   std::vector<NamedTensor> inputs;
   for (Index t = 0; t < steps; ++t)
@@ -35,7 +47,7 @@ GradcheckReport check_cell(Cell& cell, Index steps, Index batch, std::uint64_t s
   for (std::size_t k = 0; k < sizes.size(); ++k) {
     inputs.push_back({k == 0 ? "h0" : "c0", M::Random(batch, sizes[k])});
   }
-  return gradcheck(
+  return run_check<Report>(
       [&](Tape<double>& tape, std::span<const Var<double>> in) {
         typename Cell::State s0;
         for (std::size_t k = 0; k < s0.size(); ++k) s0[k] = in[static_cast<std::size_t>(steps) + k];
@@ -48,8 +60,8 @@ GradcheckReport check_cell(Cell& cell, Index steps, Index batch, std::uint64_t s
 }
 
 // The same for a 2-layer bidirectional variable-length sequence layer.
-template <class Layer>
-GradcheckReport check_sequence(Layer& layer, Index input, Index hidden) {
+template <class Layer, class Report = GradcheckReport>
+Report check_sequence(Layer& layer, Index input, Index hidden) {
   const Index steps = 5, batch = 3;
   const std::vector<std::int32_t> lengths{5, 2, 4};
   std::srand(11);
@@ -62,7 +74,7 @@ GradcheckReport check_sequence(Layer& layer, Index input, Index hidden) {
       inputs.push_back({fmt::format("{}0[{}]", k == 0 ? "h" : "c", s), M::Random(batch, hidden)});
     }
   }
-  return gradcheck(
+  return run_check<Report>(
       [&](Tape<double>& tape, std::span<const Var<double>> in) {
         typename Layer::Call call;
         call.lengths = lengths;
@@ -146,6 +158,58 @@ BOOST_AUTO_TEST_CASE(two_layer_bidirectional_variable_length_gradchecks) {
   const auto d = check_sequence(mgu, 3, 4);
   BOOST_TEST(d.passed(), d.to_string());
   log_worst("Mgu 2-layer bidirectional variable-length", d);
+}
+
+// Second order through every layer: gradgradcheck in double, 5 steps, inputs, initial states
+// and every parameter, every Hessian column (H·v against central differences of the gradient),
+// the output tangent and the transpose identity.
+BOOST_AUTO_TEST_CASE(cells_gradgradcheck_through_time) {
+  using R = GradgradcheckReport;
+  layers::Rng rng(21);
+  layers::RnnCell<double> tanh_cell({.input = 3, .hidden = 4}, rng);
+  const auto a = check_cell<decltype(tanh_cell), R>(tanh_cell, 5, 2, 1);
+  BOOST_TEST(a.passed(), a.to_string());
+  layers::RnnCell<double> relu_cell(
+      {.input = 3, .hidden = 4, .activation = layers::Activation::kRelu}, rng);
+  const auto b = check_cell<decltype(relu_cell), R>(relu_cell, 5, 2, 2);
+  BOOST_TEST(b.passed(), b.to_string());
+  layers::LstmCell<double> lstm({.input = 3, .hidden = 4}, rng);
+  const auto c = check_cell<decltype(lstm), R>(lstm, 5, 2, 3);
+  BOOST_TEST(c.passed(), c.to_string());
+  BOOST_TEST(c.tensors.size() == 5u + 2u + 4u);
+  BOOST_TEST(c.transpose_error < 1e-12);
+  BOOST_TEST_MESSAGE("gradgradcheck LstmCell: " << c.directions << " directions, transpose gap "
+                                                << c.transpose_error);
+  layers::GruCell<double> gru({.input = 3, .hidden = 4}, rng);
+  const auto d = check_cell<decltype(gru), R>(gru, 5, 2, 4);
+  BOOST_TEST(d.passed(), d.to_string());
+  MguCell<double> mgu(3, 4, rng);
+  const auto e = check_cell<decltype(mgu), R>(mgu, 5, 2, 5);
+  BOOST_TEST(e.passed(), e.to_string());
+  PeepholeLstmCell<double> peephole(3, 4, rng);
+  const auto f = check_cell<decltype(peephole), R>(peephole, 5, 2, 6);
+  BOOST_TEST(f.passed(), f.to_string());
+}
+
+BOOST_AUTO_TEST_CASE(two_layer_bidirectional_variable_length_gradgradchecks) {
+  using R = GradgradcheckReport;
+  layers::Rng rng(25);
+  layers::Rnn<double> rnn({.input = 3, .hidden = 4, .num_layers = 2, .bidirectional = true}, rng);
+  const auto a = check_sequence<decltype(rnn), R>(rnn, 3, 4);
+  BOOST_TEST(a.passed(), a.to_string());
+  layers::Lstm<double> lstm({.input = 3, .hidden = 4, .num_layers = 2, .bidirectional = true}, rng);
+  const auto b = check_sequence<decltype(lstm), R>(lstm, 3, 4);
+  BOOST_TEST(b.passed(), b.to_string());
+  BOOST_TEST_MESSAGE("gradgradcheck Lstm 2-layer bidirectional variable-length: "
+                     << b.directions << " directions");
+  layers::Gru<double> gru({.input = 3, .hidden = 4, .num_layers = 2, .bidirectional = true}, rng);
+  const auto c = check_sequence<decltype(gru), R>(gru, 3, 4);
+  BOOST_TEST(c.passed(), c.to_string());
+  layers::Sequence<MguCell<double>> mgu(
+      "Mgu", {.num_layers = 2, .bidirectional = true}, 3,
+      [&](int, bool, Index in) { return MguCell<double>(in, 4, rng); });
+  const auto d = check_sequence<decltype(mgu), R>(mgu, 3, 4);
+  BOOST_TEST(d.passed(), d.to_string());
 }
 
 BOOST_AUTO_TEST_CASE(padded_steps_keep_the_state_and_output_zeros) {

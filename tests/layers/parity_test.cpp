@@ -1,5 +1,6 @@
-// Parity with PyTorch 1.13: outputs, final states and every gradient of nn.RNN (tanh, relu),
-// nn.LSTM and nn.GRU, one and two layers, bidirectional, packed variable-length batches.
+// Parity with PyTorch 1.13: outputs, final states, every gradient and a Hessian-vector product
+// (PyTorch's double backward) of nn.RNN (tanh, relu), nn.LSTM and nn.GRU, one and two layers,
+// bidirectional, packed variable-length batches.
 // Reference data: tests/data/parity_*.json, made by tools/torch_parity.py.
 #include <boost/test/unit_test.hpp>
 #include <cmath>
@@ -36,9 +37,10 @@ double rel_error(const Eigen::Ref<const M>& a, const M& b) {
 }
 
 constexpr double kTolerance = 1e-6;
+constexpr double kSecondOrderTolerance = 1e-10;
 
 template <class Layer>
-void check(const json& d, Layer& layer, double& worst) {
+void check(const json& d, Layer& layer, double& worst, double& worst_hvp) {
   constexpr bool lstm = std::tuple_size_v<typename Layer::State> == 2;  // {h, c}
   BOOST_TEST_REQUIRE(lstm == (d["kind"] == "lstm"));
   // Parameters: PyTorch's names in PyTorch's order and shapes, set to PyTorch's values.
@@ -119,6 +121,40 @@ void check(const json& d, Layer& layer, double& worst) {
     note(("grad " + n).c_str(),
          rel_error(layers::find_parameter(params, n).grad, to_matrix(d["grad_params"][n])));
   }
+
+  // Second order: H·v along PyTorch's direction v, against its double backward. Relative to
+  // each tensor's largest element (an elementwise ratio would divide by near-zero entries).
+  const json& v = d["hvp_v"];
+  const json& hv = d["hvp"];
+  for (std::size_t t = 0; t < xs.size(); ++t) tape.set_tangent(xs[t], to_matrix(v["x"][t]));
+  for (std::size_t s = 0; s < h0v.size(); ++s) tape.set_tangent(h0v[s], to_matrix(v["h0"][s]));
+  if constexpr (lstm) {
+    for (std::size_t s = 0; s < c0v.size(); ++s) tape.set_tangent(c0v[s], to_matrix(v["c0"][s]));
+  }
+  for (const std::string& n : names) layers::find_parameter(params, n).tangent = to_matrix(v[n]);
+  tape.hvp(loss, {.accumulate_parameters = false});
+  const auto norm_error = [](const Eigen::Ref<const M>& a, const M& b) {
+    BOOST_REQUIRE(a.rows() == b.rows() && a.cols() == b.cols());
+    return (a - b).cwiseAbs().maxCoeff() / b.cwiseAbs().maxCoeff();
+  };
+  const auto note2 = [&](const std::string& what, double e) {
+    BOOST_TEST(e <= kSecondOrderTolerance, d["name"].get<std::string>()
+                                               << " H·v " << what << ": relative error " << e);
+    worst_hvp = std::max(worst_hvp, e);
+  };
+  for (std::size_t t = 0; t < xs.size(); ++t)
+    note2("x", norm_error(xs[t].grad_tangent(), to_matrix(hv["x"][t])));
+  for (std::size_t s = 0; s < h0v.size(); ++s)
+    note2("h0", norm_error(h0v[s].grad_tangent(), to_matrix(hv["h0"][s])));
+  if constexpr (lstm) {
+    for (std::size_t s = 0; s < c0v.size(); ++s)
+      note2("c0", norm_error(c0v[s].grad_tangent(), to_matrix(hv["c0"][s])));
+  }
+  for (const std::string& n : names) {
+    Parameter<double>& p = layers::find_parameter(params, n);
+    note2(n, norm_error(tape.param(p).grad_tangent(), to_matrix(hv[n])));
+    p.tangent.resize(0, 0);
+  }
 }
 
 void run_case(const std::string& name) {
@@ -127,20 +163,21 @@ void run_case(const std::string& name) {
   const Index input = d["input"].get<Index>(), hidden = d["hidden"].get<Index>();
   const int num_layers = d["num_layers"].get<int>();
   const bool bidirectional = d["bidirectional"].get<bool>();
-  double worst = 0;
+  double worst = 0, worst_hvp = 0;
   if (d["kind"] == "rnn") {
     const auto act =
         d["nonlinearity"] == "relu" ? layers::Activation::kRelu : layers::Activation::kTanh;
     layers::Rnn<double> net({input, hidden, num_layers, bidirectional, 0.0, act}, rng);
-    check(d, net, worst);
+    check(d, net, worst, worst_hvp);
   } else if (d["kind"] == "lstm") {
     layers::Lstm<double> net({input, hidden, num_layers, bidirectional}, rng);
-    check(d, net, worst);
+    check(d, net, worst, worst_hvp);
   } else {
     layers::Gru<double> net({input, hidden, num_layers, bidirectional}, rng);
-    check(d, net, worst);
+    check(d, net, worst, worst_hvp);
   }
-  BOOST_TEST_MESSAGE("parity " << name << ": worst relative error " << worst);
+  BOOST_TEST_MESSAGE("parity " << name << ": worst relative error " << worst
+                                << ", H·v worst relative error " << worst_hvp);
 }
 
 }  // namespace
