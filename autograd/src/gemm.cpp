@@ -132,6 +132,26 @@ void gradient_product(MutMap<T> y, bool add, const ConstMap<T>& a, const ConstMa
   rows(0, m);
 }
 
+template <class T>
+void gradient_product_sum(MutMap<T> y, bool add, const ConstMap<T>& a1, const ConstMap<T>& b1,
+                          const ConstMap<T>& a2, const ConstMap<T>& b2) {
+  thread_local Matrix<T> a, b;
+  a.resize(a1.rows() + a2.rows(), a1.cols());
+  b.resize(b1.rows() + b2.rows(), b1.cols());
+  a.topRows(a1.rows()) = a1;
+  a.bottomRows(a2.rows()) = a2;
+  b.topRows(b1.rows()) = b1;
+  b.bottomRows(b2.rows()) = b2;
+  gradient_product<T>(y, add, ConstMap<T>(a.data(), a.rows(), a.cols()),
+                      ConstMap<T>(b.data(), b.rows(), b.cols()));
+}
+
+template void gradient_product_sum<float>(MutMap<float>, bool, const ConstMap<float>&,
+                                          const ConstMap<float>&, const ConstMap<float>&,
+                                          const ConstMap<float>&);
+template void gradient_product_sum<double>(MutMap<double>, bool, const ConstMap<double>&,
+                                           const ConstMap<double>&, const ConstMap<double>&,
+                                           const ConstMap<double>&);
 template void gradient_product<float>(MutMap<float>, bool, const ConstMap<float>&,
                                       const ConstMap<float>&);
 template void gradient_product<double>(MutMap<double>, bool, const ConstMap<double>&,

@@ -399,13 +399,15 @@ void Tape<T>::backward(const Var<T>& loss, const BackwardOptions& options) {
     if (second) {
       // The gradient's tangent: backward applied to ġy, plus the derivative of the backward
       // along the tangents with gy fixed (the op's second-order term).
-      if (gtan_[i] != nullptr) {
-        prepare_slots(n, true);
-        Grads<T> gt(slots_.data(), modes_.data(), count);
-        call_backward(n, gtan_[i], gt);
-        finish_slots(n, true);
+      if (!call_second_order_sweep(n, i)) {
+        if (gtan_[i] != nullptr) {
+          prepare_slots(n, true);
+          Grads<T> gt(slots_.data(), modes_.data(), count);
+          call_backward(n, gtan_[i], gt);
+          finish_slots(n, true);
+        }
+        call_second_order(n, i);
       }
-      call_second_order(n, i);
     }
   }
   if (!options.accumulate_parameters) return;
@@ -477,7 +479,13 @@ bool Tape<T>::gather_tangents(const Node& n) {
     const Node& x = nodes_[xi];
     // const_cast: TensorRef is shared with gradient slots; tangents are only ever read here.
     T* data = const_cast<T*>(tan_[xi]);
-    trefs_.push_back(TensorRef<T>{data, x.rows, x.cols});  // never packed: not the weight
+    TensorRef<T> r{data, x.rows, x.cols};
+    // A parameter's tangent is fixed for the sweep: products with it reuse one packing, as
+    // products with the parameter do.
+    if (const auto* p = std::get_if<ops::Param>(&x.op); p != nullptr && data != nullptr) {
+      r.packed = tpacks_[p->slot].get();
+    }
+    trefs_.push_back(r);
     any = any || data != nullptr;
   }
   return any;
@@ -488,6 +496,8 @@ void Tape<T>::jvp() {
   tangents_.reset();
   tan_.assign(nodes_.size(), nullptr);
   tangent_nodes_ = 0;
+  while (tpacks_.size() < params_.size()) tpacks_.push_back(std::make_unique<detail::PackedWeight<T>>());
+  for (auto& p : tpacks_) p->invalidate();  // the tangents may have changed
   for (const auto& [node, data] : seeds_) tan_[node] = data;
   for (const ParamSlot& s : params_) {
     const Matrix<T>& v = s.param->tangent;
@@ -618,6 +628,36 @@ void Tape<T>::call_second_order(const Node& n, std::size_t i) {
             }
             finish_slots(n, true);
           }
+        }
+      },
+      n.op);
+}
+
+template <class T>
+bool Tape<T>::call_second_order_sweep(const Node& n, std::size_t i) {
+  return std::visit(
+      [&](const auto& o) -> bool {
+        using O = std::decay_t<decltype(o)>;
+        if constexpr (requires { &O::template second_order_sweep<T>; }) {
+          const bool tangents = gather_tangents(n);
+          if (!tangents && gtan_[i] == nullptr) return true;  // nothing to add
+          const int count = static_cast<int>(n.num_inputs);
+          const T* dy_data =
+              tan_[i] != nullptr ? tan_[i] : zeros(static_cast<std::size_t>(n.rows * n.cols));
+          prepare_slots(n, true);
+          Grads<T> g(slots_.data(), modes_.data(), count);
+          if (tangents) {
+            o.template second_order_sweep<T>(
+                Inputs<T>(refs_.data(), count), ConstMap<T>(n.value, n.rows, n.cols),
+                ConstMap<T>(n.grad, n.rows, n.cols), gtan_[i], Inputs<T>(trefs_.data(), count),
+                ConstMap<T>(dy_data, n.rows, n.cols), g);
+          } else {
+            call_backward(n, gtan_[i], g);
+          }
+          finish_slots(n, true);
+          return true;
+        } else {
+          return false;
         }
       },
       n.op);
@@ -835,6 +875,8 @@ template <class T>
 std::size_t Tape<T>::packed_bytes() const {
   std::size_t b = packs_.capacity() * sizeof(packs_[0]);
   for (const auto& p : packs_) b += sizeof(*p) + p->capacity() * sizeof(T);
+  b += tpacks_.capacity() * sizeof(tpacks_[0]);
+  for (const auto& p : tpacks_) b += sizeof(*p) + p->capacity() * sizeof(T);
   return b;
 }
 

@@ -160,6 +160,30 @@ BOOST_AUTO_TEST_CASE(affine_with_packed_parameters_passes_gradcheck) {
   };
   const GradcheckReport report = gradcheck(f, {{"x", random_matrix<double>(8, 40, 7)}}, {&w, &b});
   BOOST_TEST(report.passed(), report.to_string());
+  // Second order through the same packed products, and products with the parameters'
+  // tangents (packed once per sweep): random directions, every element of H·v compared.
+  const GradgradcheckReport second = gradgradcheck(
+      f, {{"x", random_matrix<double>(8, 40, 7)}}, {&w, &b}, {.fast = true, .directions = 6});
+  BOOST_TEST(second.passed(), second.to_string());
+  BOOST_TEST(second.transpose_error < 1e-12);
+}
+
+// The tangents' packings are renewed at every jvp: a second hvp on one recording with a new
+// direction must not reuse the first direction's packing. H·v is linear in v.
+BOOST_AUTO_TEST_CASE(tangent_packing_is_renewed_at_every_jvp) {
+  Parameter<double> w("w", random_matrix<double>(48, 40, 8));
+  Tape<double> tape;
+  const Var<double> x = tape.input(random_matrix<double>(8, 40, 9));
+  const Var<double> loss = sum(square(tanh(matmul_nt(x, tape.param(w)))));
+  const Matrix<double> v = random_matrix<double>(48, 40, 10);
+  w.tangent = v;
+  tape.hvp(loss, {.accumulate_parameters = false});
+  const Matrix<double> h1 = tape.param(w).grad_tangent(), hx1 = x.grad_tangent();
+  w.tangent = -3.0 * v;
+  tape.hvp(loss, {.accumulate_parameters = false});
+  BOOST_TEST(rel_error(Matrix<double>(tape.param(w).grad_tangent()), Matrix<double>(-3.0 * h1)) <
+             1e-12);
+  BOOST_TEST(rel_error(Matrix<double>(x.grad_tangent()), Matrix<double>(-3.0 * hx1)) < 1e-12);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

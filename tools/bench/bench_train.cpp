@@ -9,7 +9,13 @@
 // --memory N runs N training steps of each selected workload and prints the resident set and
 // the tape's storage after steps 10, 100 and N: flat means nothing grows per step.
 //
-// Usage: bench_train [--workload train-lstm-128|tiny-ops|sgemm-1024|fma-peak] [--seq-len 50] [--reps 15]
+// grad-<cell>-<H>: the train workload's loss, forward + backward, no optimizer step.
+// hvp-<cell>-<H>: a Hessian-vector product of that loss with respect to every parameter along a
+//   fixed random direction (Tape::hvp), with its ratio to grad-, the same on an existing
+//   recording (the loop of a power iteration), and the tape's storage against grad-'s.
+//
+// Usage: bench_train [--workload train-lstm-128|grad-lstm-128|hvp-lstm-128|hvp-all|tiny-ops|
+//                                sgemm-1024|fma-peak] [--seq-len 50] [--reps 15]
 //                    [--memory N]
 //        (default: every train workload, then tiny-ops, sgemm-1024 and fma-peak)
 #include <immintrin.h>
@@ -71,9 +77,13 @@ struct Run {
   int memory_steps = 0;  ///< > 0: the flat-memory check instead of timing
 };
 
+/// What a workload runs: a training step (forward, backward, SGD), the gradient alone, or a
+/// Hessian-vector product with respect to every parameter.
+enum class Kind { train, grad, hvp };
+
 template <class Layer>
 void train_workload(const std::string& name, Layer layer, Index gates, Index hidden, const Run& run,
-                    layers::Rng& rng) {
+                    layers::Rng& rng, Kind kind = Kind::train) {
   constexpr Index B = 32, I = 64, C = 64;
   const Index steps = run.steps;
   layers::Linear<float> head({.in = hidden, .out = C}, rng);
@@ -85,13 +95,16 @@ void train_workload(const std::string& name, Layer layer, Index gates, Index hid
   std::vector<std::int32_t> ys(static_cast<std::size_t>(steps * B));
   for (std::size_t k = 0; k < ys.size(); ++k) ys[k] = static_cast<std::int32_t>((k * 7) % C);
   Tape<float> tape;
-  const auto train_step = [&] {
+  const auto record = [&] {
     tape.clear();
     std::vector<Var<float>> in;
     for (const auto& x : xs) in.push_back(tape.constant(x));
     const auto out = layer(tape, in);
     sgd.zero_grad();
-    tape.backward(cross_entropy(head(tape, concat_rows(out.outputs)), ys));
+    return cross_entropy(head(tape, concat_rows(out.outputs)), ys);
+  };
+  const auto train_step = [&] {
+    tape.backward(record());
     sgd.step();
   };
   if (run.memory_steps > 0) {
@@ -106,10 +119,41 @@ void train_workload(const std::string& name, Layer layer, Index gates, Index hid
     std::cout << line << std::endl;
     return;
   }
-  const double ms = median_ms(train_step, run.reps);
-  std::cout << fmt::format("{} composed {:.3f} {:.0f} peak_rss_mb={:.0f} threads={} gflops={:.1f}",
-                           name, ms, static_cast<double>(steps * B) / ms * 1e3, peak_rss_mb(),
-                           Eigen::nbThreads(), step_flops(gates, hidden, steps) / ms * 1e-6)
+  const double tokens = static_cast<double>(steps * B);
+  if (kind == Kind::train) {
+    const double ms = median_ms(train_step, run.reps);
+    std::cout << fmt::format(
+                     "{} composed {:.3f} {:.0f} peak_rss_mb={:.0f} threads={} gflops={:.1f}", name,
+                     ms, tokens / ms * 1e3, peak_rss_mb(), Eigen::nbThreads(),
+                     step_flops(gates, hidden, steps) / ms * 1e-6)
+              << std::endl;
+    return;
+  }
+  // grad-: the train workload's loss, forward and backward, no optimizer step.
+  const auto tape_mb = [&] { return static_cast<double>(tape.capacity_bytes()) / (1 << 20); };
+  const double grad_ms = median_ms([&] { tape.backward(record()); }, run.reps);
+  const double grad_mb = tape_mb();
+  if (kind == Kind::grad) {
+    std::cout << fmt::format("{} composed {:.3f} {:.0f} peak_rss_mb={:.0f} tape_mb={:.1f} threads={}",
+                             name, grad_ms, tokens / grad_ms * 1e3, peak_rss_mb(), grad_mb,
+                             Eigen::nbThreads())
+              << std::endl;
+    return;
+  }
+  // hvp-: H·v with respect to every parameter along a fixed random direction, recording
+  // included; and on an existing recording (a power iteration's loop: jvp + second-order sweep).
+  for (Parameter<float>* p : params) p->tangent = Matrix<float>::Random(p->value.rows(), p->value.cols());
+  const double hvp_ms = median_ms([&] { tape.hvp(record()); }, run.reps);
+  const double hvp_mb = tape_mb();
+  const Var<float> loss = record();
+  const double again_ms = median_ms([&] { tape.hvp(loss); }, run.reps);
+  std::cout << fmt::format(
+                   "{} composed {:.3f} {:.0f} ratio={:.2f} on_recording_ms={:.3f} "
+                   "on_recording_ratio={:.2f} grad_ms={:.3f} tape_mb={:.1f} grad_tape_mb={:.1f} "
+                   "memory_ratio={:.2f} peak_rss_mb={:.0f} threads={}",
+                   name, hvp_ms, tokens / hvp_ms * 1e3, hvp_ms / grad_ms, again_ms,
+                   again_ms / grad_ms, grad_ms, hvp_mb, grad_mb, hvp_mb / grad_mb, peak_rss_mb(),
+                   Eigen::nbThreads())
             << std::endl;
 }
 
@@ -209,18 +253,24 @@ int main(int argc, char** argv) {
   for (Index h : {128, 512}) {
     Run r = run;
     if (r.reps == 0) r.reps = h == 128 ? 15 : 5;
-    const auto want = [&](const char* cell) {
-      return only.empty() || only == fmt::format("train-{}-{}", cell, h);
-    };
-    if (want("lstm"))
-      train_workload(fmt::format("train-lstm-{}", h),
-                     layers::Lstm<float>({.input = 64, .hidden = h}, rng), 4, h, r, rng);
-    if (want("gru"))
-      train_workload(fmt::format("train-gru-{}", h),
-                     layers::Gru<float>({.input = 64, .hidden = h}, rng), 3, h, r, rng);
-    if (want("rnn"))
-      train_workload(fmt::format("train-rnn-{}", h),
-                     layers::Rnn<float>({.input = 64, .hidden = h}, rng), 1, h, r, rng);
+    // train- workloads run by default; grad- and hvp- only when asked for (--workload).
+    for (const auto& [prefix, kind] : {std::pair{"train", Kind::train},
+                                       std::pair{"grad", Kind::grad}, std::pair{"hvp", Kind::hvp}}) {
+      const auto want = [&](const char* cell) {
+        const std::string w = fmt::format("{}-{}-{}", prefix, cell, h);
+        return only == w || (only.empty() && kind == Kind::train) ||
+               (only == fmt::format("{}-all", prefix));
+      };
+      if (want("lstm"))
+        train_workload(fmt::format("{}-lstm-{}", prefix, h),
+                       layers::Lstm<float>({.input = 64, .hidden = h}, rng), 4, h, r, rng, kind);
+      if (want("gru"))
+        train_workload(fmt::format("{}-gru-{}", prefix, h),
+                       layers::Gru<float>({.input = 64, .hidden = h}, rng), 3, h, r, rng, kind);
+      if (want("rnn"))
+        train_workload(fmt::format("{}-rnn-{}", prefix, h),
+                       layers::Rnn<float>({.input = 64, .hidden = h}, rng), 1, h, r, rng, kind);
+    }
   }
   if (run.memory_steps > 0) return 0;
   if (only.empty() || only == "tiny-ops") tiny_ops();

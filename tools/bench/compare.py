@@ -3,6 +3,7 @@
 
     python3 tools/bench/compare.py [--build build] [--omp-build build-omp]
                                    [--configs "1 1,1 2,2 2"] [--quick] [--scaling] [--memory N]
+                                   [--hvp]
 
 rewind: build/tools/bench/bench_train, one process per workload (so peak RSS is per workload),
 one thread; with --omp-build, also two threads from a -DREWIND_OPENMP=ON build. PyTorch: ../shared/peers/torch_rnn_bench.py under Debian's /usr/bin/python3 with
@@ -18,6 +19,9 @@ Eigen's 1024^3 sgemm, OpenBLAS's 1024^3 sgemm (through torch.mm, native kernels,
 the FMA peak of one core (bench_train's fma-peak probe).
 --scaling: train-lstm-128 at sequence lengths 50, 500 and 5000 (one process each): time and
 peak RSS, and both per time step. --memory N: RSS and tape storage after 10, 100 and N steps.
+--hvp: the second-order workloads instead: rewind's hvp-<cell>-<H> (H·v with respect to every
+parameter, its ratio to the gradient, on an existing recording, tape storage against the
+gradient's) and the peer's `hvp` mode (double backward, fused and composed) in the same run.
 """
 import argparse
 import os
@@ -133,6 +137,43 @@ def openblas_sgemm(threads):
     return float(proc.stdout.strip()) if proc.returncode == 0 else None
 
 
+HVP_WORKLOADS = [f"hvp-{c}-{h}" for h in (128, 512) for c in ("lstm", "gru", "rnn")]
+
+
+def hvp_main(args, configs, have_torch):
+    rewind = {}
+    for w in HVP_WORKLOADS:
+        line = bench_train(args.build, ["--workload", w] + (["--reps", "5"] if args.quick else [])).strip()
+        rewind[w] = fields(line)
+        print("rewind (1 thread):", line, flush=True)
+    torch = {}
+    if have_torch:
+        for c in configs:
+            r = torch_side(c, "hvp")
+            if r:
+                torch[c] = r[0]
+    print()
+    print("| workload | rewind grad ms | rewind H·v ms | rewind H·v / grad | on a recording / grad | tape H·v / grad | PyTorch H·v / grad (fused, composed; '1 1') | PyTorch best H·v ms (config, variant) | rewind H·v / PyTorch best |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for w in HVP_WORKLOADS:
+        r = rewind[w]
+        g = w.replace("hvp-", "grad-")
+        pinned = torch.get("1 1", {})
+        ratios = []
+        for variant in ("fused", "composed"):
+            h, gm = pinned.get(w, {}).get(variant), pinned.get(g, {}).get(variant)
+            ratios.append(f"{h / gm:.2f}" if h and gm else "-")
+        best = None
+        for c, rows in torch.items():
+            for variant, ms in rows.get(w, {}).items():
+                if best is None or ms < best[0]:
+                    best = (ms, c, variant)
+        cells = [w, r["grad_ms"], f"{r['ms']:.1f}", r["ratio"], r["on_recording_ratio"], r["memory_ratio"],
+                 ", ".join(ratios), f"{best[0]:.1f} ({best[1]}, {best[2]})" if best else "-",
+                 f"{r['ms'] / best[0]:.2f}" if best else "-"]
+        print("| " + " | ".join(str(c) for c in cells) + " |")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
@@ -141,8 +182,14 @@ def main():
     ap.add_argument("--quick", action="store_true", help="PyTorch at '1 1' only, fewer rewind repetitions")
     ap.add_argument("--scaling", action="store_true", help="also train-lstm-128 at lengths 50, 500, 5000")
     ap.add_argument("--memory", type=int, metavar="N", help="also RSS over N training steps per workload")
+    ap.add_argument("--hvp", action="store_true", help="the second-order workloads (H·v) instead")
     args = ap.parse_args()
     configs = ["1 1"] if args.quick else [c.strip() for c in args.configs.split(",")]
+    if args.hvp:
+        have_torch = subprocess.run(["/usr/bin/python3", "-c", "import torch"], capture_output=True).returncode == 0
+        if not have_torch:
+            print("PyTorch columns skipped: Debian's python3-torch is not installed (apt-get install python3-torch).")
+        return hvp_main(args, configs, have_torch)
     rewind = rewind_side(args.build, 5 if args.quick else 0)
     rewind2 = rewind_side(args.omp_build, 5 if args.quick else 0, 2) if args.omp_build else None
     have_torch = subprocess.run(["/usr/bin/python3", "-c", "import torch"], capture_output=True).returncode == 0

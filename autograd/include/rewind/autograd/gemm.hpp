@@ -47,6 +47,19 @@ void weight_product(MutMap<T> y, bool add, const ConstMap<T>& l, const ConstMap<
 template <class T>
 void gradient_product(MutMap<T> y, bool add, const ConstMap<T>& a, const ConstMap<T>& b);
 
+/// y = a₁ᵀ·b₁ + a₂ᵀ·b₂, assigned or added: the gradient tangent of a weight (ġyᵀ·x + gyᵀ·ẋ) as
+/// one product of the stacked [a₁; a₂]ᵀ·[b₁; b₂], so y (the weight's size) is read and written
+/// once instead of twice.
+template <class T>
+void gradient_product_sum(MutMap<T> y, bool add, const ConstMap<T>& a1, const ConstMap<T>& b1,
+                          const ConstMap<T>& a2, const ConstMap<T>& b2);
+
+extern template void gradient_product_sum<float>(MutMap<float>, bool, const ConstMap<float>&,
+                                                 const ConstMap<float>&, const ConstMap<float>&,
+                                                 const ConstMap<float>&);
+extern template void gradient_product_sum<double>(MutMap<double>, bool, const ConstMap<double>&,
+                                                  const ConstMap<double>&, const ConstMap<double>&,
+                                                  const ConstMap<double>&);
 extern template void gradient_product<float>(MutMap<float>, bool, const ConstMap<float>&,
                                              const ConstMap<float>&);
 extern template void gradient_product<double>(MutMap<double>, bool, const ConstMap<double>&,

@@ -38,6 +38,8 @@
 //                                          const Inputs<T>& dx, ConstMap<T> dy,
 //                                          Grads<T>& g) const;           // g[k] = S_k, as backward
 // In tangent and second_order, `dx.has(k)` is false where input k has no tangent (it is zero).
+// Optional, for speed: `second_order_sweep(x, y, gy, gdot, dx, dy, g)` writes backward(ġy) + S
+// in one call (gdot null when ġy = 0); the tape then calls it instead of the two.
 #pragma once
 
 #include <span>

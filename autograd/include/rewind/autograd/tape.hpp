@@ -255,6 +255,7 @@ class Tape {
   // The tangent rule and the second-order term of node n (second-order sweep).
   void call_tangent(std::size_t i);
   void call_second_order(const Node& n, std::size_t i);
+  bool call_second_order_sweep(const Node& n, std::size_t i);  // false: the op has no fused one
   // refs_ for n's inputs' tangents (null data where none); true if any has one.
   bool gather_tangents(const Node& n);
   const T* zeros(std::size_t size);  // `size` zeros, valid until the next call
@@ -297,6 +298,7 @@ class Tape {
   std::vector<std::pair<std::uint32_t, T*>> seeds_;
   std::vector<TensorRef<T>> trefs_;  // the tangents of an op's inputs
   std::vector<T> zeros_;
+  std::vector<std::unique_ptr<detail::PackedWeight<T>>> tpacks_;  // per parameter: its tangent
   std::vector<T> tscratch_;
   std::size_t tangent_nodes_ = 0;       // nodes covered by the latest jvp, 0 if none
   std::uint32_t second_order_epoch_ = 0;  // epoch of the latest second-order backward

@@ -101,7 +101,7 @@ struct Affine {
       written = true;
     }
     if (dx.has(1)) {
-      detail::weight_product<T>(dy, written, x[0], dx[1], true, nullptr);
+      detail::weight_product<T>(dy, written, x[0], dx[1], true, dx.packed(1));
       written = true;
     }
     if (!written) dy.setZero();
@@ -111,7 +111,7 @@ struct Affine {
                     ConstMap<T>, Grads<T>& g) const {
     if (g.wants(0)) {
       if (dx.has(1)) {
-        detail::weight_product<T>(g[0], g.adds(0), gy, dx[1], false, nullptr);
+        detail::weight_product<T>(g[0], g.adds(0), gy, dx[1], false, dx.packed(1));
       } else if (!g.adds(0)) {
         g[0].setZero();
       }
@@ -124,6 +124,28 @@ struct Affine {
       }
     }
     if (g.wants(2) && !g.adds(2)) g[2].setZero();
+  }
+  /// The second-order sweep's whole contribution, backward(ġy) + S, in one call (gdot null:
+  /// ġy = 0): ġx = ġy·W + gy·Ẇ, ġW = ġyᵀ·x + gyᵀ·ẋ, ġb = Σ_rows ġy.
+  // NOTE: for speed. ġW as one product of stacked operands reads and writes the weight-sized
+  // result once instead of twice (hvp-lstm-512: see docs/benchmarks.md).
+  template <class T>
+  void second_order_sweep(const Inputs<T>& x, ConstMap<T> y, ConstMap<T> gy, const T* gdot,
+                          const Inputs<T>& dx, ConstMap<T> dy, Grads<T>& g) const {
+    if (gdot == nullptr) return second_order(x, y, gy, dx, dy, g);
+    const ConstMap<T> gd(gdot, gy.rows(), gy.cols());
+    if (g.wants(0)) {
+      detail::weight_product<T>(g[0], g.adds(0), gd, x[1], false, x.packed(1));
+      if (dx.has(1)) detail::weight_product<T>(g[0], true, gy, dx[1], false, dx.packed(1));
+    }
+    if (g.wants(1)) {
+      if (dx.has(0)) {
+        detail::gradient_product_sum<T>(g[1], g.adds(1), gd, x[0], gy, dx[0]);
+      } else {
+        detail::gradient_product<T>(g[1], g.adds(1), gd, x[0]);
+      }
+    }
+    if (g.wants(2)) g.put(2, gd.colwise().sum());
   }
 };
 
