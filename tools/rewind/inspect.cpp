@@ -100,7 +100,7 @@ DotSummary graph(const ModelOptions& m, const GraphOptions& g, std::ostream& out
   return s;
 }
 
-bool check(const ModelOptions& m, bool fast, std::ostream& out) {
+bool check(const ModelOptions& m, bool fast, std::ostream& out, int order) {
   layers::Rng rng(m.seed);
   bool passed = false;
   with_model<double>(m, rng, [&](auto& net) {
@@ -135,24 +135,33 @@ bool check(const ModelOptions& m, bool fast, std::ostream& out) {
     };
     GradcheckOptions o;
     o.fast = fast;
-    const GradcheckReport report = gradcheck(f, inputs, net.named_parameters(), o);
     out << fmt::format("{}: {} layer{}{}, hidden {}, {} steps, batch {}\n", m.cell, m.layers,
                        m.layers > 1 ? "s" : "", m.bidirectional ? ", bidirectional" : "", m.hidden,
-                       m.steps, m.batch)
-        << report;
-    passed = report.passed();
+                       m.steps, m.batch);
+    if (order == 2) {
+      const GradgradcheckReport report = gradgradcheck(f, inputs, net.named_parameters(), o);
+      out << report;
+      passed = report.passed();
+    } else {
+      const GradcheckReport report = gradcheck(f, inputs, net.named_parameters(), o);
+      out << report;
+      passed = report.passed();
+    }
     if (!passed) {
       Tape<double> tape;
       std::vector<Var<double>> vars;
       for (const NamedTensor& t : inputs) vars.push_back(tape.input(t.value, t.name));
       (void)f(tape, vars);
       std::size_t shown = 0;
-      out << "blame: ops whose own backward disagrees with finite differences:\n";
-      for (const OpCheck& c : blame(tape)) {
+      out << (order == 2 ? "blame: ops whose own rules (backward, tangent, second-order) "
+                           "disagree with finite differences:\n"
+                         : "blame: ops whose own backward disagrees with finite differences:\n");
+      for (const OpCheck& c : blame(tape, {}, order)) {
         if (c.passed) continue;
         if (shown++ < 20) {
-          out << fmt::format("  node {:>5}  {:<16} at {:<28} max abs error {:.3e}\n", c.node, c.op,
-                             c.scope.empty() ? "(top level)" : c.scope, c.max_abs_error);
+          out << fmt::format("  node {:>5}  {:<16} at {:<28} {:<13} max abs error {:.3e}\n",
+                             c.node, c.op, c.scope.empty() ? "(top level)" : c.scope, c.rule,
+                             c.max_abs_error);
         }
       }
       if (shown == 0)

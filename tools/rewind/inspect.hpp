@@ -34,8 +34,9 @@ struct GraphOptions {
 DotSummary graph(const ModelOptions& m, const GraphOptions& g, std::ostream& out);
 
 /// Gradient check in double over inputs, initial states and parameters; on failure, blame.
-/// Returns true when every tensor passes.
-bool check(const ModelOptions& m, bool fast, std::ostream& out);
+/// order 2: gradgradcheck instead (H·v, J·v and the transpose identity), and blame of every
+/// op's backward, tangent and second-order rules. Returns true when every check passes.
+bool check(const ModelOptions& m, bool fast, std::ostream& out, int order = 1);
 
 struct DiagnoseOptions {
   std::string output = "diagnose";  ///< writes <output>.csv, .json, .svg

@@ -134,6 +134,12 @@ int main(int argc, char** argv) {
       "check", "Gradient-check a recurrent model in double, with blame on failure");
   model_options(check, 4);
   check->add_flag("--fast", fast, "Random directions instead of every element");
+  int order = 1;
+  check->add_option("--order", order,
+                    "1: gradients (gradcheck); 2: second order (gradgradcheck: H·v, J·v, the "
+                    "transpose identity)")
+      ->check(CLI::IsMember({1, 2}))
+      ->capture_default_str();
   cli::DiagnoseOptions d;
   CLI::App* diagnose =
       app.add_subcommand("diagnose", "Show how gradients vanish or explode through time");
@@ -177,7 +183,7 @@ int main(int argc, char** argv) {
     } else if (graph->parsed()) {
       cli::graph(m, g, std::cout);
     } else if (check->parsed()) {
-      return cli::check(m, fast, std::cout) ? 0 : 1;
+      return cli::check(m, fast, std::cout, order) ? 0 : 1;
     } else if (diagnose->parsed()) {
       if (diagnose->count("--hidden") == 0) m.hidden = 32;
       if (diagnose->count("--batch") == 0) m.batch = 16;
