@@ -622,7 +622,7 @@ void Tape<T>::call_second_order(const Node& n, std::size_t i) {
             prepare_slots(n, true);
             Grads<T> g(slots_.data(), modes_.data(), count);
             if constexpr (kind == Rules::elementwise) {
-              if (g.wants(0)) o.template curvature<T>(x, y, gy, dx[0], g[0]);
+              if (g.wants(0)) o.template curvature<T>(x, y, gy, dx[0], g[0], g.adds(0));
             } else {
               o.template second_order<T>(x, y, gy, dx, dy, g);
             }
@@ -638,7 +638,25 @@ bool Tape<T>::call_second_order_sweep(const Node& n, std::size_t i) {
   return std::visit(
       [&](const auto& o) -> bool {
         using O = std::decay_t<decltype(o)>;
-        if constexpr (requires { &O::template second_order_sweep<T>; }) {
+        if constexpr (rules<O>() == Rules::elementwise) {
+          // ġx = f'(x) ⊙ ġy + f''(x) ⊙ ẋ ⊙ gy: the backward on ġy, then the curvature added
+          // into the same slot (one pass each, no scratch).
+          const bool tangents = gather_tangents(n);
+          if (!tangents && gtan_[i] == nullptr) return true;
+          prepare_slots(n, true);
+          Grads<T> g(slots_.data(), modes_.data(), 1);
+          if (g.wants(0)) {
+            if (gtan_[i] != nullptr) call_backward(n, gtan_[i], g);
+            if (tangents) {
+              o.template curvature<T>(Inputs<T>(refs_.data(), 1),
+                                      ConstMap<T>(n.value, n.rows, n.cols),
+                                      ConstMap<T>(n.grad, n.rows, n.cols), ConstMap<T>(trefs_[0].data, n.rows, n.cols),
+                                      g[0], gtan_[i] != nullptr || g.adds(0));
+            }
+          }
+          finish_slots(n, true);
+          return true;
+        } else if constexpr (requires { &O::template second_order_sweep<T>; }) {
           const bool tangents = gather_tangents(n);
           if (!tangents && gtan_[i] == nullptr) return true;  // nothing to add
           const int count = static_cast<int>(n.num_inputs);

@@ -28,7 +28,8 @@
 //   Rules::bilinear          y = B(a, b): ẏ = B(ȧ, b) + B(a, ḃ); S_a = backward_a with b := ḃ,
 //                            S_b = backward_b with a := ȧ (the op's own forward and backward)
 //   Rules::elementwise       y = f(x) elementwise: ẏ = backward with gy := ẋ, and the op writes
-//                            `curvature(x, y, gy, dx, out)`: out = f''(x) ⊙ ẋ ⊙ gy
+//                            `curvature(x, y, gy, dx, out, add)`: out (+)= f''(x) ⊙ ẋ ⊙ gy, with
+//                            detail::put(out, add, expr)
 //   Rules::piecewise_linear  the same with f'' = 0 (relu, abs, add_scalar)
 //   Rules::symmetric         J is symmetric: ẏ = backward with gy := ẋ; `second_order` by hand
 //   Rules::hand              the op writes both:

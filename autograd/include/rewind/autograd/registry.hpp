@@ -127,7 +127,7 @@ constexpr bool has_second_order_rules() {
     };
   } else if constexpr (rules<O>() == Rules::elementwise) {
     return requires(const O& o, const Inputs<double>& x, ConstMap<double> y, MutMap<double> m) {
-      o.curvature(x, y, y, y, m);
+      o.curvature(x, y, y, y, m, true);
     };
   } else if constexpr (rules<O>() == Rules::bilinear) {
     return O::arity == 2;

@@ -43,6 +43,15 @@ void assign_or_add(Dst&& dst, bool add, const E& e) {
     dst.noalias() = e;
   }
 }
+/// out = e, or out += e when `add`, for an array expression e (elementwise rules).
+template <class Out, class E>
+void put(Out&& out, bool add, const E& e) {
+  if (add) {
+    out.array() += e;
+  } else {
+    out.array() = e;
+  }
+}
 }  // namespace detail
 
 /// "3x4", the form every error message uses.

@@ -19,9 +19,9 @@ struct Sigmoid : UnaryShape {
   }
   template <class T>
   void curvature(const Inputs<T>&, ConstMap<T> y, ConstMap<T> gy, ConstMap<T> dx,
-                 MutMap<T> out) const {
-    out.array() = y.array() * (T(1) - y.array()) * (T(1) - T(2) * y.array()) * dx.array() *
-                  gy.array();
+                 MutMap<T> out, bool add) const {
+    detail::put(out, add, y.array() * (T(1) - y.array()) * (T(1) - T(2) * y.array()) * dx.array() *
+                  gy.array());
   }
 };
 
@@ -38,8 +38,8 @@ struct Tanh : UnaryShape {
   }
   template <class T>
   void curvature(const Inputs<T>&, ConstMap<T> y, ConstMap<T> gy, ConstMap<T> dx,
-                 MutMap<T> out) const {
-    out.array() = T(-2) * y.array() * (T(1) - y.array().square()) * dx.array() * gy.array();
+                 MutMap<T> out, bool add) const {
+    detail::put(out, add, T(-2) * y.array() * (T(1) - y.array().square()) * dx.array() * gy.array());
   }
 };
 
@@ -72,9 +72,9 @@ struct Softplus : UnaryShape {
   }
   template <class T>
   void curvature(const Inputs<T>& x, ConstMap<T>, ConstMap<T> gy, ConstMap<T> dx,
-                 MutMap<T> out) const {
+                 MutMap<T> out, bool add) const {
     // σ(x)σ(-x) rather than σ(1 - σ): 1 - σ(x) cancels to 0 for large x where σ(-x) is tiny.
-    out.array() = x[0].array().logistic() * (-x[0].array()).logistic() * dx.array() * gy.array();
+    detail::put(out, add, x[0].array().logistic() * (-x[0].array()).logistic() * dx.array() * gy.array());
   }
 };
 
@@ -93,8 +93,8 @@ struct LogSigmoid : UnaryShape {
   }
   template <class T>
   void curvature(const Inputs<T>& x, ConstMap<T>, ConstMap<T> gy, ConstMap<T> dx,
-                 MutMap<T> out) const {
-    out.array() = -x[0].array().logistic() * (-x[0].array()).logistic() * dx.array() * gy.array();
+                 MutMap<T> out, bool add) const {
+    detail::put(out, add, -x[0].array().logistic() * (-x[0].array()).logistic() * dx.array() * gy.array());
   }
 };
 
