@@ -1,10 +1,10 @@
 // One-step MAML with a GRU on sine-wave sequence regression: the exact meta-gradient with one
 // Hessian-vector product, checked against central differences of the adapted loss, then a few
 // meta-training steps over random tasks.
+#include "maml.hpp"
+
 #include <cmath>
 #include <iostream>
-
-#include "maml.hpp"
 
 using namespace rwd;
 
@@ -34,8 +34,8 @@ int main() {
     w.value(r, c) = w0 - eps;
     const double down = adapted_loss(model, train, val, alpha);
     w.value(r, c) = w0;
-    std::cout << "meta-gradient " << w.name << "(" << r << "," << c << "): with H·v " << meta[1](r, c)
-              << ", central difference " << (up - down) / (2 * eps) << "\n";
+    std::cout << "meta-gradient " << w.name << "(" << r << "," << c << "): with H·v "
+              << meta[1](r, c) << ", central difference " << (up - down) / (2 * eps) << "\n";
   }
 
   // Meta-training: each step draws a task, adapts on its training half, and moves θ along the

@@ -1,9 +1,9 @@
 // WGAN-GP's gradient penalty for an LSTM critic, with rewind's mixed second-order sweep: the
 // penalty's gradient with respect to the critic's parameters, checked against central
 // differences of the penalty itself, and a few steps that push ‖∇ₓD‖ towards 1.
-#include <iostream>
-
 #include "wgan_gp.hpp"
+
+#include <iostream>
 
 using namespace rwd;
 

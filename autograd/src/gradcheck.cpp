@@ -449,10 +449,11 @@ std::string GradgradcheckReport::to_string() const {
   for (const TensorCheck& c : tensors) line(c);
   s += "  J·v (tangent) of:\n";
   line(output);
-  s += fmt::format("  transpose identity <R, J·v> = <Jᵀ·R, v>: {:.12e} vs {:.12e}, relative gap "
-                   "{:.2e} (tolerance {:.0e})  {}\n",
-                   transpose_lhs, transpose_rhs, transpose_error, transpose_tolerance,
-                   transpose_passed() ? "ok" : "FAIL");
+  s += fmt::format(
+      "  transpose identity <R, J·v> = <Jᵀ·R, v>: {:.12e} vs {:.12e}, relative gap "
+      "{:.2e} (tolerance {:.0e})  {}\n",
+      transpose_lhs, transpose_rhs, transpose_error, transpose_tolerance,
+      transpose_passed() ? "ok" : "FAIL");
   return s;
 }
 

@@ -444,10 +444,10 @@ template <class T>
 void Tape<T>::set_tangent(const Var<T>& input, const Eigen::Ref<const Matrix<T>>& v) {
   const Node& n = checked(input, "set_tangent");
   if (!std::holds_alternative<ops::Input>(n.op)) {
-    throw UsageError(fmt::format(
-        "set_tangent: node {} is {} {}, not an input: tangents are seeded on inputs "
-        "(Tape::input) and on parameters (Parameter::tangent)",
-        input.index_, n.num_inputs == 0 ? "a" : "an op", op_name(input.index_)));
+    throw UsageError(
+        fmt::format("set_tangent: node {} is {} {}, not an input: tangents are seeded on inputs "
+                    "(Tape::input) and on parameters (Parameter::tangent)",
+                    input.index_, n.num_inputs == 0 ? "a" : "an op", op_name(input.index_)));
   }
   if (v.rows() != n.rows || v.cols() != n.cols) {
     throw ShapeError(fmt::format("set_tangent: shapes differ: tangent is {}, input is {}",
@@ -496,7 +496,8 @@ void Tape<T>::jvp() {
   tangents_.reset();
   tan_.assign(nodes_.size(), nullptr);
   tangent_nodes_ = 0;
-  while (tpacks_.size() < params_.size()) tpacks_.push_back(std::make_unique<detail::PackedWeight<T>>());
+  while (tpacks_.size() < params_.size())
+    tpacks_.push_back(std::make_unique<detail::PackedWeight<T>>());
   for (auto& p : tpacks_) p->invalidate();  // the tangents may have changed
   for (const auto& [node, data] : seeds_) tan_[node] = data;
   for (const ParamSlot& s : params_) {
@@ -600,7 +601,8 @@ void Tape<T>::call_second_order(const Node& n, std::size_t i) {
           const ConstMap<T> gy(n.grad, n.rows, n.cols);
           const Inputs<T> x(refs_.data(), count);
           const Inputs<T> dx(trefs_.data(), count);
-          const T* dy_data = tan_[i] != nullptr ? tan_[i] : zeros(static_cast<std::size_t>(n.rows * n.cols));
+          const T* dy_data =
+              tan_[i] != nullptr ? tan_[i] : zeros(static_cast<std::size_t>(n.rows * n.cols));
           const ConstMap<T> dy(dy_data, n.rows, n.cols);
           if constexpr (kind == Rules::bilinear) {
             // S_a = backward_a with b := ḃ, S_b = backward_b with a := ȧ: input k's term comes
@@ -648,10 +650,10 @@ bool Tape<T>::call_second_order_sweep(const Node& n, std::size_t i) {
           if (g.wants(0)) {
             if (gtan_[i] != nullptr) call_backward(n, gtan_[i], g);
             if (tangents) {
-              o.template curvature<T>(Inputs<T>(refs_.data(), 1),
-                                      ConstMap<T>(n.value, n.rows, n.cols),
-                                      ConstMap<T>(n.grad, n.rows, n.cols), ConstMap<T>(trefs_[0].data, n.rows, n.cols),
-                                      g[0], gtan_[i] != nullptr || g.adds(0));
+              o.template curvature<T>(
+                  Inputs<T>(refs_.data(), 1), ConstMap<T>(n.value, n.rows, n.cols),
+                  ConstMap<T>(n.grad, n.rows, n.cols), ConstMap<T>(trefs_[0].data, n.rows, n.cols),
+                  g[0], gtan_[i] != nullptr || g.adds(0));
             }
           }
           finish_slots(n, true);
@@ -695,8 +697,8 @@ const T* Tape<T>::tangent_of(std::uint32_t i, std::string_view who) {
     throw UsageError(fmt::format("{}: no tangents yet: call jvp() on this recording first", who));
   }
   if (i >= tangent_nodes_) {
-    throw UsageError(fmt::format(
-        "{}: node {} was recorded after the latest jvp(): call jvp() again", who, i));
+    throw UsageError(
+        fmt::format("{}: node {} was recorded after the latest jvp(): call jvp() again", who, i));
   }
   if (tan_[i] == nullptr) return zeros(static_cast<std::size_t>(nodes_[i].rows * nodes_[i].cols));
   return tan_[i];
@@ -885,8 +887,8 @@ std::size_t Tape<T>::capacity_bytes() const {
          (tangents_.capacity() + grad_tangents_.capacity() + seed_values_.capacity() +
           zeros_.capacity() + tscratch_.capacity()) *
              sizeof(T) +
-         (tan_.capacity() + gtan_.capacity()) * sizeof(T*) +
-         seeds_.capacity() * sizeof(seeds_[0]) + trefs_.capacity() * sizeof(TensorRef<T>);
+         (tan_.capacity() + gtan_.capacity()) * sizeof(T*) + seeds_.capacity() * sizeof(seeds_[0]) +
+         trefs_.capacity() * sizeof(TensorRef<T>);
 }
 
 template <class T>

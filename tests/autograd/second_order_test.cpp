@@ -216,7 +216,7 @@ BOOST_AUTO_TEST_CASE(api_errors_are_clear) {
       [&] { tape.backward(loss, {.second_order = true}); },
       "backward: second_order needs the tangents of this recording: call jvp() first");
   test::expect_message<UsageError>([&] { (void)y.tangent(); },
-                                  "tangent: no tangents yet: call jvp() on this recording first");
+                                   "tangent: no tangents yet: call jvp() on this recording first");
   test::expect_message<UsageError>(
       [&] { tape.set_tangent(y, M::Ones(2, 3)); },
       "set_tangent: node 2 is an op tanh, not an input: tangents are seeded on inputs "
@@ -226,12 +226,12 @@ BOOST_AUTO_TEST_CASE(api_errors_are_clear) {
       "set_tangent: node 1 is a constant, not an input: tangents are seeded on inputs "
       "(Tape::input) and on parameters (Parameter::tangent)");
   test::expect_message<ShapeError>([&] { tape.set_tangent(x, M::Ones(3, 2)); },
-                                  "set_tangent: shapes differ: tangent is 3x2, input is 2x3");
+                                   "set_tangent: shapes differ: tangent is 3x2, input is 2x3");
   Parameter<double> w("w", M::Ones(3, 3));
   w.tangent = M::Ones(2, 2);
   Var<double> z = sum(matmul(x, tape.param(w)));
-  test::expect_message<ShapeError>(
-      [&] { tape.jvp(); }, "jvp: parameter 'w': tangent is 2x2, parameter is 3x3");
+  test::expect_message<ShapeError>([&] { tape.jvp(); },
+                                   "jvp: parameter 'w': tangent is 2x2, parameter is 3x3");
   w.tangent.resize(0, 0);
   tape.jvp();
   Var<double> later = sum(square(x));
@@ -243,17 +243,18 @@ BOOST_AUTO_TEST_CASE(api_errors_are_clear) {
       "tangent: node 8 was recorded after the latest jvp(): call jvp() again");
   tape.backward(z);
   test::expect_message<UsageError>([&] { (void)x.grad_tangent(); },
-                                  "grad_tangent: no gradient tangents: run backward(loss, "
-                                  "{.second_order = true}) or hvp(loss) on this recording first");
+                                   "grad_tangent: no gradient tangents: run backward(loss, "
+                                   "{.second_order = true}) or hvp(loss) on this recording first");
   tape.hvp(z);
   BOOST_TEST(test::same(x.grad_tangent(), M::Zero(2, 3)));  // no tangent anywhere: H·0 = 0
   tape.clear();
   test::expect_message<UsageError>([&] { (void)x.tangent(); },
-                                  "tangent: stale Var: node 0 was recorded before the tape's "
-                                  "last clear()");
+                                   "tangent: stale Var: node 0 was recorded before the tape's "
+                                   "last clear()");
 }
 
-// ---- custom ops and blame ------------------------------------------------------------------------
+// ---- custom ops and blame
+// ------------------------------------------------------------------------
 
 namespace {
 
@@ -294,14 +295,16 @@ class Cube : public CustomOp<double> {
 
 BOOST_AUTO_TEST_CASE(custom_op_with_rules_passes_gradgradcheck) {
   const std::shared_ptr<const CustomOp<double>> op = std::make_shared<Cube>(6.0);
-  const GradgradcheckReport r = gradgradcheck(
-      [&](Tape<double>&, std::span<const Var<double>> in) { return sum(tanh(custom(op, {in[0]}))); },
-      {{"x", (M(2, 2) << 0.3, -0.7, 0.9, 0.1).finished()}});
+  const GradgradcheckReport r =
+      gradgradcheck([&](Tape<double>&,
+                        std::span<const Var<double>> in) { return sum(tanh(custom(op, {in[0]}))); },
+                    {{"x", (M(2, 2) << 0.3, -0.7, 0.9, 0.1).finished()}});
   BOOST_TEST(r.passed(), r.to_string());
 }
 
 BOOST_AUTO_TEST_CASE(planted_wrong_curvature_is_caught_and_blamed_by_name) {
-  const std::shared_ptr<const CustomOp<double>> op = std::make_shared<Cube>(5.0);  // f'' written as 5x instead of 6x
+  const std::shared_ptr<const CustomOp<double>> op =
+      std::make_shared<Cube>(5.0);  // f'' written as 5x instead of 6x
   const auto f = [&](Tape<double>& t, std::span<const Var<double>> in) {
     auto s = t.scope("t1");
     return sum(sigmoid(custom(op, {tanh(in[0])})));
@@ -309,8 +312,8 @@ BOOST_AUTO_TEST_CASE(planted_wrong_curvature_is_caught_and_blamed_by_name) {
   const M x0 = (M(2, 3) << 0.3, -0.7, 0.9, 0.1, 0.5, -0.2).finished();
   const GradgradcheckReport r = gradgradcheck(f, {{"x", x0}});
   BOOST_TEST(!r.passed());
-  BOOST_TEST(r.output.passed);        // the tangent rule is right...
-  BOOST_TEST(r.transpose_passed());   // ...so the transpose identity holds
+  BOOST_TEST(r.output.passed);       // the tangent rule is right...
+  BOOST_TEST(r.transpose_passed());  // ...so the transpose identity holds
   BOOST_TEST(!r.at("x").passed, r.to_string());
   // First-order blame finds nothing wrong; second-order blame names the op, scope and rule.
   Tape<double> tape;

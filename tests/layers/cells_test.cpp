@@ -200,8 +200,8 @@ BOOST_AUTO_TEST_CASE(two_layer_bidirectional_variable_length_gradgradchecks) {
   layers::Lstm<double> lstm({.input = 3, .hidden = 4, .num_layers = 2, .bidirectional = true}, rng);
   const auto b = check_sequence<decltype(lstm), R>(lstm, 3, 4);
   BOOST_TEST(b.passed(), b.to_string());
-  BOOST_TEST_MESSAGE("gradgradcheck Lstm 2-layer bidirectional variable-length: "
-                     << b.directions << " directions");
+  BOOST_TEST_MESSAGE("gradgradcheck Lstm 2-layer bidirectional variable-length: " << b.directions
+                                                                                  << " directions");
   layers::Gru<double> gru({.input = 3, .hidden = 4, .num_layers = 2, .bidirectional = true}, rng);
   const auto c = check_sequence<decltype(gru), R>(gru, 3, 4);
   BOOST_TEST(c.passed(), c.to_string());

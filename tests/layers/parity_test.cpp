@@ -177,7 +177,7 @@ void run_case(const std::string& name) {
     check(d, net, worst, worst_hvp);
   }
   BOOST_TEST_MESSAGE("parity " << name << ": worst relative error " << worst
-                                << ", H·v worst relative error " << worst_hvp);
+                               << ", H·v worst relative error " << worst_hvp);
 }
 
 }  // namespace

@@ -134,15 +134,16 @@ void train_workload(const std::string& name, Layer layer, Index gates, Index hid
   const double grad_ms = median_ms([&] { tape.backward(record()); }, run.reps);
   const double grad_mb = tape_mb();
   if (kind == Kind::grad) {
-    std::cout << fmt::format("{} composed {:.3f} {:.0f} peak_rss_mb={:.0f} tape_mb={:.1f} threads={}",
-                             name, grad_ms, tokens / grad_ms * 1e3, peak_rss_mb(), grad_mb,
-                             Eigen::nbThreads())
+    std::cout << fmt::format(
+                     "{} composed {:.3f} {:.0f} peak_rss_mb={:.0f} tape_mb={:.1f} threads={}", name,
+                     grad_ms, tokens / grad_ms * 1e3, peak_rss_mb(), grad_mb, Eigen::nbThreads())
               << std::endl;
     return;
   }
   // hvp-: H·v with respect to every parameter along a fixed random direction, recording
   // included; and on an existing recording (a power iteration's loop: jvp + second-order sweep).
-  for (Parameter<float>* p : params) p->tangent = Matrix<float>::Random(p->value.rows(), p->value.cols());
+  for (Parameter<float>* p : params)
+    p->tangent = Matrix<float>::Random(p->value.rows(), p->value.cols());
   const double hvp_ms = median_ms([&] { tape.hvp(record()); }, run.reps);
   const double hvp_mb = tape_mb();
   const Var<float> loss = record();
@@ -254,8 +255,9 @@ int main(int argc, char** argv) {
     Run r = run;
     if (r.reps == 0) r.reps = h == 128 ? 15 : 5;
     // train- workloads run by default; grad- and hvp- only when asked for (--workload).
-    for (const auto& [prefix, kind] : {std::pair{"train", Kind::train},
-                                       std::pair{"grad", Kind::grad}, std::pair{"hvp", Kind::hvp}}) {
+    for (const auto& [prefix, kind] :
+         {std::pair{"train", Kind::train}, std::pair{"grad", Kind::grad},
+          std::pair{"hvp", Kind::hvp}}) {
       const auto want = [&](const char* cell) {
         const std::string w = fmt::format("{}-{}-{}", prefix, cell, h);
         return only == w || (only.empty() && kind == Kind::train) ||

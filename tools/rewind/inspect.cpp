@@ -159,8 +159,8 @@ bool check(const ModelOptions& m, bool fast, std::ostream& out, int order) {
       for (const OpCheck& c : blame(tape, {}, order)) {
         if (c.passed) continue;
         if (shown++ < 20) {
-          out << fmt::format("  node {:>5}  {:<16} at {:<28} {:<13} max abs error {:.3e}\n",
-                             c.node, c.op, c.scope.empty() ? "(top level)" : c.scope, c.rule,
+          out << fmt::format("  node {:>5}  {:<16} at {:<28} {:<13} max abs error {:.3e}\n", c.node,
+                             c.op, c.scope.empty() ? "(top level)" : c.scope, c.rule,
                              c.max_abs_error);
         }
       }

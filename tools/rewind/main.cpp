@@ -135,9 +135,10 @@ int main(int argc, char** argv) {
   model_options(check, 4);
   check->add_flag("--fast", fast, "Random directions instead of every element");
   int order = 1;
-  check->add_option("--order", order,
-                    "1: gradients (gradcheck); 2: second order (gradgradcheck: H·v, J·v, the "
-                    "transpose identity)")
+  check
+      ->add_option("--order", order,
+                   "1: gradients (gradcheck); 2: second order (gradgradcheck: H·v, J·v, the "
+                   "transpose identity)")
       ->check(CLI::IsMember({1, 2}))
       ->capture_default_str();
   cli::DiagnoseOptions d;

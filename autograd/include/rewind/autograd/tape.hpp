@@ -300,7 +300,7 @@ class Tape {
   std::vector<T> zeros_;
   std::vector<std::unique_ptr<detail::PackedWeight<T>>> tpacks_;  // per parameter: its tangent
   std::vector<T> tscratch_;
-  std::size_t tangent_nodes_ = 0;       // nodes covered by the latest jvp, 0 if none
+  std::size_t tangent_nodes_ = 0;         // nodes covered by the latest jvp, 0 if none
   std::uint32_t second_order_epoch_ = 0;  // epoch of the latest second-order backward
   std::uint32_t generation_ = 1;
   std::uint32_t epoch_ = 0;

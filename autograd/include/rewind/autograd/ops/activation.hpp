@@ -18,10 +18,11 @@ struct Sigmoid : UnaryShape {
     g[0].array() = y.array() * (T(1) - y.array()) * gy.array();
   }
   template <class T>
-  void curvature(const Inputs<T>&, ConstMap<T> y, ConstMap<T> gy, ConstMap<T> dx,
-                 MutMap<T> out, bool add) const {
-    detail::put(out, add, y.array() * (T(1) - y.array()) * (T(1) - T(2) * y.array()) * dx.array() *
-                  gy.array());
+  void curvature(const Inputs<T>&, ConstMap<T> y, ConstMap<T> gy, ConstMap<T> dx, MutMap<T> out,
+                 bool add) const {
+    detail::put(
+        out, add,
+        y.array() * (T(1) - y.array()) * (T(1) - T(2) * y.array()) * dx.array() * gy.array());
   }
 };
 
@@ -37,9 +38,10 @@ struct Tanh : UnaryShape {
     g[0].array() = (T(1) - y.array().square()) * gy.array();
   }
   template <class T>
-  void curvature(const Inputs<T>&, ConstMap<T> y, ConstMap<T> gy, ConstMap<T> dx,
-                 MutMap<T> out, bool add) const {
-    detail::put(out, add, T(-2) * y.array() * (T(1) - y.array().square()) * dx.array() * gy.array());
+  void curvature(const Inputs<T>&, ConstMap<T> y, ConstMap<T> gy, ConstMap<T> dx, MutMap<T> out,
+                 bool add) const {
+    detail::put(out, add,
+                T(-2) * y.array() * (T(1) - y.array().square()) * dx.array() * gy.array());
   }
 };
 
@@ -71,10 +73,11 @@ struct Softplus : UnaryShape {
     g[0].array() = x[0].array().logistic() * gy.array();
   }
   template <class T>
-  void curvature(const Inputs<T>& x, ConstMap<T>, ConstMap<T> gy, ConstMap<T> dx,
-                 MutMap<T> out, bool add) const {
+  void curvature(const Inputs<T>& x, ConstMap<T>, ConstMap<T> gy, ConstMap<T> dx, MutMap<T> out,
+                 bool add) const {
     // σ(x)σ(-x) rather than σ(1 - σ): 1 - σ(x) cancels to 0 for large x where σ(-x) is tiny.
-    detail::put(out, add, x[0].array().logistic() * (-x[0].array()).logistic() * dx.array() * gy.array());
+    detail::put(out, add,
+                x[0].array().logistic() * (-x[0].array()).logistic() * dx.array() * gy.array());
   }
 };
 
@@ -92,9 +95,10 @@ struct LogSigmoid : UnaryShape {
     g[0].array() = (-x[0].array()).logistic() * gy.array();
   }
   template <class T>
-  void curvature(const Inputs<T>& x, ConstMap<T>, ConstMap<T> gy, ConstMap<T> dx,
-                 MutMap<T> out, bool add) const {
-    detail::put(out, add, -x[0].array().logistic() * (-x[0].array()).logistic() * dx.array() * gy.array());
+  void curvature(const Inputs<T>& x, ConstMap<T>, ConstMap<T> gy, ConstMap<T> dx, MutMap<T> out,
+                 bool add) const {
+    detail::put(out, add,
+                -x[0].array().logistic() * (-x[0].array()).logistic() * dx.array() * gy.array());
   }
 };
 

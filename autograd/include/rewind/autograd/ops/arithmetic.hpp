@@ -57,7 +57,7 @@ struct Mul : BinaryShape<Mul> {
   // NOTE: for speed: three products per gate and step in an LSTM; one pass instead of three.
   template <class T>
   void second_order_sweep(const Inputs<T>& x, ConstMap<T> y, ConstMap<T> gy, const T* gdot,
-                          const Inputs<T>& dx, ConstMap<T> dy, Grads<T>& g) const {
+                          const Inputs<T>& dx, ConstMap<T>, Grads<T>& g) const {
     if (gdot == nullptr || !dx.has(0) || !dx.has(1)) {
       if (gdot != nullptr) backward(x, y, ConstMap<T>(gdot, gy.rows(), gy.cols()), g);
       for (int k = 0; k < 2; ++k) {  // S_k = gy ⊙ (the other operand's tangent)
@@ -73,7 +73,8 @@ struct Mul : BinaryShape<Mul> {
     const ConstMap<T> gd(gdot, gy.rows(), gy.cols());
     for (int k = 0; k < 2; ++k) {
       if (g.wants(k)) {
-        detail::put(g[k], g.adds(k), gd.array() * x[1 - k].array() + gy.array() * dx[1 - k].array());
+        detail::put(g[k], g.adds(k),
+                    gd.array() * x[1 - k].array() + gy.array() * dx[1 - k].array());
       }
     }
   }
@@ -195,13 +196,14 @@ struct Pow {  // no UnaryShape base, so that Pow{c} builds it
     }
   }
   template <class T>
-  void curvature(const Inputs<T>& x, ConstMap<T>, ConstMap<T> gy, ConstMap<T> dx,
-                 MutMap<T> out, bool add) const {
+  void curvature(const Inputs<T>& x, ConstMap<T>, ConstMap<T> gy, ConstMap<T> dx, MutMap<T> out,
+                 bool add) const {
     if (p == 0 || p == 1) {  // x^(p-2) would be 0·x⁻² = NaN at x = 0
       if (!add) out.setZero();
     } else {
-      detail::put(out, add, static_cast<T>(p * (p - 1)) * x[0].array().pow(static_cast<T>(p - 2)) *
-                    dx.array() * gy.array());
+      detail::put(out, add,
+                  static_cast<T>(p * (p - 1)) * x[0].array().pow(static_cast<T>(p - 2)) *
+                      dx.array() * gy.array());
     }
   }
 };
@@ -218,8 +220,8 @@ struct Square : UnaryShape {
     g[0].array() = T(2) * x[0].array() * gy.array();
   }
   template <class T>
-  void curvature(const Inputs<T>&, ConstMap<T>, ConstMap<T> gy, ConstMap<T> dx,
-                 MutMap<T> out, bool add) const {
+  void curvature(const Inputs<T>&, ConstMap<T>, ConstMap<T> gy, ConstMap<T> dx, MutMap<T> out,
+                 bool add) const {
     detail::put(out, add, T(2) * dx.array() * gy.array());
   }
 };
@@ -236,8 +238,8 @@ struct Sqrt : UnaryShape {
     g[0].array() = gy.array() / (T(2) * y.array());
   }
   template <class T>
-  void curvature(const Inputs<T>&, ConstMap<T> y, ConstMap<T> gy, ConstMap<T> dx,
-                 MutMap<T> out, bool add) const {
+  void curvature(const Inputs<T>&, ConstMap<T> y, ConstMap<T> gy, ConstMap<T> dx, MutMap<T> out,
+                 bool add) const {
     // Divided three times rather than by y³, which overflows in float for y > 7e12.
     detail::put(out, add, T(-0.25) * dx.array() * gy.array() / y.array() / y.array() / y.array());
   }
@@ -255,8 +257,8 @@ struct Exp : UnaryShape {
     g[0].array() = y.array() * gy.array();
   }
   template <class T>
-  void curvature(const Inputs<T>&, ConstMap<T> y, ConstMap<T> gy, ConstMap<T> dx,
-                 MutMap<T> out, bool add) const {
+  void curvature(const Inputs<T>&, ConstMap<T> y, ConstMap<T> gy, ConstMap<T> dx, MutMap<T> out,
+                 bool add) const {
     detail::put(out, add, y.array() * dx.array() * gy.array());
   }
 };
@@ -273,8 +275,8 @@ struct Log : UnaryShape {
     g[0].array() = gy.array() / x[0].array();
   }
   template <class T>
-  void curvature(const Inputs<T>& x, ConstMap<T>, ConstMap<T> gy, ConstMap<T> dx,
-                 MutMap<T> out, bool add) const {
+  void curvature(const Inputs<T>& x, ConstMap<T>, ConstMap<T> gy, ConstMap<T> dx, MutMap<T> out,
+                 bool add) const {
     detail::put(out, add, -dx.array() * gy.array() / x[0].array() / x[0].array());
   }
 };

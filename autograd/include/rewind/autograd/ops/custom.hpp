@@ -32,8 +32,7 @@ class CustomOp : public CustomOpBase {
   /// Forward mode: dy = J·dx, every element assigned; `dx.has(k)` is false where input k has no
   /// tangent (zero). Optional: the default throws UsageError naming the op, so a tangent sweep
   /// (jvp, hvp) that reaches an op without the rule stops there.
-  virtual void tangent(const Inputs<T>& x, ConstMap<T> y, const Inputs<T>& dx,
-                       MutMap<T> dy) const {
+  virtual void tangent(const Inputs<T>& x, ConstMap<T> y, const Inputs<T>& dx, MutMap<T> dy) const {
     (void)x, (void)y, (void)dx, (void)dy;
     throw UsageError(fmt::format(
         "{}: custom op has no tangent rule: override CustomOp::tangent to use it in jvp or hvp",

@@ -107,8 +107,8 @@ struct Affine {
     if (!written) dy.setZero();
   }
   template <class T>
-  void second_order(const Inputs<T>&, ConstMap<T>, ConstMap<T> gy, const Inputs<T>& dx,
-                    ConstMap<T>, Grads<T>& g) const {
+  void second_order(const Inputs<T>&, ConstMap<T>, ConstMap<T> gy, const Inputs<T>& dx, ConstMap<T>,
+                    Grads<T>& g) const {
     if (g.wants(0)) {
       if (dx.has(1)) {
         detail::weight_product<T>(g[0], g.adds(0), gy, dx[1], false, dx.packed(1));

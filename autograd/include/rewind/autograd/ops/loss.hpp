@@ -133,8 +133,8 @@ struct CrossEntropy {
     T total = 0;
     for (Index r = 0; r < count; ++r) {
       const T lse = detail::log_sum_exp(x[0].row(r));
-      total += ((x[0].row(r).array() - lse).exp() * dx[0].row(r).array()).sum() -
-               dx[0](r, targets[r]);
+      total +=
+          ((x[0].row(r).array() - lse).exp() * dx[0].row(r).array()).sum() - dx[0](r, targets[r]);
     }
     dy(0, 0) = total / static_cast<T>(count);
   }
@@ -233,8 +233,7 @@ struct BceWithLogits {
     const T s = gy(0, 0) / static_cast<T>(x[0].size());
     if (g.wants(0)) {
       if (dx.has(0)) {
-        g[0].array() =
-            x[0].array().logistic() * (-x[0].array()).logistic() * dx[0].array() * s;
+        g[0].array() = x[0].array().logistic() * (-x[0].array()).logistic() * dx[0].array() * s;
       } else {
         g[0].setZero();
       }
