@@ -261,8 +261,8 @@ namespace {
 /// y = x³ with a correct backward and tangent, and a second-order rule that may be planted wrong.
 class Cube : public CustomOp<double> {
  public:
-  explicit Cube(double curvature_factor, bool with_rules = true)
-      : factor_(curvature_factor), rules_(with_rules) {}
+  explicit Cube(double curvature_factor, bool with_rules = true, double tangent_factor = 3)
+      : factor_(curvature_factor), tangent_factor_(tangent_factor), rules_(with_rules) {}
   std::string_view name() const override { return rules_ ? "cube" : "cube_first_order_only"; }
   int arity() const override { return 1; }
   Shape shape(std::span<const Shape> x) const override { return x[0]; }
@@ -276,7 +276,7 @@ class Cube : public CustomOp<double> {
   void tangent(const Inputs<double>& x, ConstMap<double> y, const Inputs<double>& dx,
                MutMap<double> dy) const override {
     if (!rules_) return CustomOp<double>::tangent(x, y, dx, dy);
-    dy.array() = 3 * x[0].array().square() * dx[0].array();
+    dy.array() = tangent_factor_ * x[0].array().square() * dx[0].array();
   }
   void second_order(const Inputs<double>& x, ConstMap<double> y, ConstMap<double> gy,
                     const Inputs<double>& dx, ConstMap<double> dy,
@@ -288,6 +288,7 @@ class Cube : public CustomOp<double> {
 
  private:
   double factor_;
+  double tangent_factor_;
   bool rules_;
 };
 
@@ -327,6 +328,28 @@ BOOST_AUTO_TEST_CASE(planted_wrong_curvature_is_caught_and_blamed_by_name) {
   }
   BOOST_TEST_REQUIRE(failed.size() == 1u);
   BOOST_TEST(failed[0] == "cube at t1: second-order");
+}
+
+BOOST_AUTO_TEST_CASE(planted_wrong_tangent_is_blamed_as_the_tangent_rule) {
+  // f' written as 2x² instead of 3x² in the tangent only: backward and curvature are right.
+  const std::shared_ptr<const CustomOp<double>> op = std::make_shared<Cube>(6.0, true, 2.0);
+  const auto f = [&](Tape<double>& t, std::span<const Var<double>> in) {
+    auto s = t.scope("t4");
+    return sum(tanh(custom(op, {in[0]})));
+  };
+  const M x0 = (M(1, 3) << 0.3, -0.7, 0.9).finished();
+  const GradgradcheckReport r = gradgradcheck(f, {{"x", x0}});
+  BOOST_TEST(!r.output.passed, r.to_string());  // J·v is wrong...
+  BOOST_TEST(!r.transpose_passed());           // ...and disagrees with Jᵀ·u
+  Tape<double> tape;
+  Var<double> x = tape.input(x0);
+  (void)f(tape, std::span<const Var<double>>(&x, 1));
+  std::vector<std::string> failed;
+  for (const OpCheck& c : blame(tape, {}, 2)) {
+    if (!c.passed) failed.push_back(fmt::format("{} at {}: {}", c.op, c.scope, c.rule));
+  }
+  BOOST_TEST_REQUIRE(failed.size() == 1u);
+  BOOST_TEST(failed[0] == "cube at t4: tangent");
 }
 
 BOOST_AUTO_TEST_CASE(custom_op_without_rules_fails_naming_it) {
