@@ -14,6 +14,26 @@ using Traits = ei::gebp_traits<T, T>;
 
 inline Index round_up(Index x, Index to) { return (x + to - 1) / to * to; }
 
+/// Column-major C (rows×cols, leading dimension ldc) += A·B on the calling thread only, with
+/// Eigen's own GEMM. In a REWIND_OPENMP build Eigen would split any product above 50 000
+/// multiply-adds between the threads; for the small per-step products that costs more than it
+/// saves (waking the second core), so those run here, whole, on one core.
+template <class T, int LhsOrder, int RhsOrder>
+void serial_gemm(Index rows, Index cols, Index depth, const T* a, Index lda, const T* b, Index ldb,
+                 T* c, Index ldc) {
+  if (rows == 0 || cols == 0 || depth == 0) return;
+  ei::gemm_blocking_space<Eigen::ColMajor, T, T, Eigen::Dynamic, Eigen::Dynamic, Eigen::Dynamic>
+      blocking(rows, cols, depth, 1, true);
+  ei::general_matrix_matrix_product<Index, T, LhsOrder, false, T, RhsOrder, false, Eigen::ColMajor,
+                                    1>::run(rows, cols, depth, a, lda, b, ldb, c, 1, ldc, T(1),
+                                            blocking, nullptr);
+}
+
+/// Whether a product is split between two threads: a REWIND_OPENMP build with two threads, and a
+/// product big enough to pay for the second core.
+bool split_product(double madds) { return two_threads() && worth_two_threads(madds); }
+
+
 /// Packs the m×k matrix at `data` (leading dimension `stride`, storage `Order` as seen
 /// column-major) into `v`'s panels: row blocks of mc, depth blocks of kc, in that loop order.
 template <class T, int Order>
@@ -76,7 +96,8 @@ void run_packed(const typename PackedWeight<T>::View& v, const T* b, Index n, T*
     }
   };
 #ifdef _OPENMP
-  if (blocks > 1 && two_threads()) {
+  if (blocks > 1 &&
+      split_product(static_cast<double>(v.m) * static_cast<double>(v.k) * static_cast<double>(n))) {
 #pragma omp parallel for num_threads(Eigen::nbThreads()) schedule(static)
     for (Index ib = 0; ib < blocks; ++ib) block(ib);
     return;
@@ -97,10 +118,23 @@ void weight_product(MutMap<T> y, bool add, const ConstMap<T>& l, const ConstMap<
   const bool pays =
       packed != nullptr && n >= Traits<T>::nr && m >= 16 && k >= 16 && k * n <= (Index{1} << 20);
   if (!pays) {
+    if (split_product(static_cast<double>(m) * static_cast<double>(k) * static_cast<double>(n))) {
+      if (transpose_w) {
+        assign_or_add(y, add, l * w.transpose());
+      } else {
+        assign_or_add(y, add, l * w);
+      }
+      return;
+    }
+    // Column-major yᵀ (m×n) = op(W)ᵀ·lᵀ: W's buffer is m×k row-major (y = l·Wᵀ) or, read
+    // column-major, m×k (y = l·W); lᵀ is l's buffer read column-major (k×n).
+    if (!add) y.setZero();
     if (transpose_w) {
-      assign_or_add(y, add, l * w.transpose());
+      serial_gemm<T, Eigen::RowMajor, Eigen::ColMajor>(m, n, k, w.data(), k, l.data(), k,
+                                                        y.data(), m);
     } else {
-      assign_or_add(y, add, l * w);
+      serial_gemm<T, Eigen::ColMajor, Eigen::ColMajor>(m, n, k, w.data(), m, l.data(), k,
+                                                        y.data(), m);
     }
     return;
   }
@@ -122,8 +156,17 @@ void gradient_product(MutMap<T> y, bool add, const ConstMap<T>& a, const ConstMa
     assign_or_add(y.middleRows(r0, r1 - r0), add, a.middleCols(r0, r1 - r0).transpose() * b);
   };
   const Index m = y.rows();
-  if (m >= 2 * Traits<T>::LhsProgress && m * y.cols() * a.rows() >= (Index{1} << 18) &&
-      two_threads()) {
+  const double madds =
+      static_cast<double>(m) * static_cast<double>(y.cols()) * static_cast<double>(a.rows());
+  if (!split_product(madds)) {
+    // Column-major yᵀ (n×m) = bᵀ·a: b's buffer read column-major is bᵀ (n×k), a's is k×m
+    // row-major.
+    if (!add) y.setZero();
+    serial_gemm<T, Eigen::ColMajor, Eigen::RowMajor>(y.cols(), m, a.rows(), b.data(), y.cols(),
+                                                      a.data(), m, y.data(), y.cols());
+    return;
+  }
+  if (m >= 2 * Traits<T>::LhsProgress) {
     const Index half = round_up((m + 1) / 2, Index{Traits<T>::LhsProgress});
     // Inside a parallel region Eigen's products run on the calling thread only.
     on_two_threads([&](int t) { t == 0 ? rows(0, half) : rows(half, m); });

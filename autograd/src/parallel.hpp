@@ -21,6 +21,12 @@ inline bool two_threads() {
 #endif
 }
 
+/// Whether a product of this many multiply-adds is worth two threads. Waking the second core
+/// costs several microseconds when it has gone to sleep between products; below 4·10⁶
+/// multiply-adds (about 40 µs on one core) the halves do not finish sooner. Measured with
+/// bench_train at two threads: train-rnn-128 4.1 -> 2.6 ms, H=512 unchanged (docs/benchmarks.md).
+inline bool worth_two_threads(double madds) { return madds >= 4e6; }
+
 /// f(0) and f(1), on two threads when built with OpenMP (one after the other otherwise).
 template <class F>
 void on_two_threads(F&& f) {

@@ -24,8 +24,9 @@ template <class F>
 bool Tape<T>::split_rows(Index rows, Index cols, const TensorRef<T>* in, const TensorRef<T>* slots,
                          int count, F&& f) {
   // Below this many elements an elementwise op takes a few microseconds: waking the second
-  // thread would cost about as much as it saves.
-  constexpr Index kMinElements = 16384;
+  // thread would cost about as much as it saves (16 384 made two threads slower than one at
+  // hidden 128, where a step's gate tensors are 32x512).
+  constexpr Index kMinElements = 65536;
   if (rows < 2 || rows * cols < kMinElements || !detail::two_threads()) return false;
   const auto n = static_cast<std::size_t>(count);
   split_.resize(4 * n);  // per half: the inputs' rows, then the gradient slots' rows
