@@ -549,9 +549,17 @@ void Tape<T>::call_tangent(std::size_t i) {
             constexpr Rules kind = rules<O>();
             if constexpr (kind == Rules::linear) {
               // The op is linear: its tangent is its forward on the tangents (zeros where none).
-              for (TensorRef<T>& t : trefs_) {
+              // One zeros() call for all of them: a later, larger one may move the buffer.
+              std::size_t largest = 0;
+              for (const TensorRef<T>& t : trefs_) {
                 if (t.data == nullptr)
-                  t.data = const_cast<T*>(zeros(static_cast<std::size_t>(t.rows * t.cols)));
+                  largest = std::max(largest, static_cast<std::size_t>(t.rows * t.cols));
+              }
+              if (largest > 0) {
+                T* z = const_cast<T*>(zeros(largest));
+                for (TensorRef<T>& t : trefs_) {
+                  if (t.data == nullptr) t.data = z;
+                }
               }
               o.template forward<T>(dx, dy);
             } else if constexpr (kind == Rules::bilinear) {
@@ -701,7 +709,12 @@ const T* Tape<T>::tangent_of(std::uint32_t i, std::string_view who) {
     throw UsageError(
         fmt::format("{}: node {} was recorded after the latest jvp(): call jvp() again", who, i));
   }
-  if (tan_[i] == nullptr) return zeros(static_cast<std::size_t>(nodes_[i].rows * nodes_[i].cols));
+  if (tan_[i] == nullptr) {  // no tangent reached it: zeros, kept so the view stays valid
+    const auto size = static_cast<std::size_t>(nodes_[i].rows * nodes_[i].cols);
+    T* z = tangents_.allocate(size);
+    std::fill(z, z + size, T(0));
+    tan_[i] = z;
+  }
   return tan_[i];
 }
 
@@ -713,8 +726,12 @@ const T* Tape<T>::grad_tangent_of(std::uint32_t i, std::string_view who) {
         "this recording first",
         who));
   }
-  if (i >= gtan_.size() || gtan_[i] == nullptr)
-    return zeros(static_cast<std::size_t>(nodes_[i].rows * nodes_[i].cols));
+  if (i >= gtan_.size()) gtan_.resize(nodes_.size(), nullptr);  // recorded after the sweep
+  if (gtan_[i] == nullptr) {  // none reached it: zeros, kept so the view stays valid
+    const auto size = static_cast<std::size_t>(nodes_[i].rows * nodes_[i].cols);
+    gtan_[i] = grad_tangents_.allocate(size);
+    std::fill(gtan_[i], gtan_[i] + size, T(0));
+  }
   return gtan_[i];
 }
 
