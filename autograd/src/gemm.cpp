@@ -33,7 +33,6 @@ void serial_gemm(Index rows, Index cols, Index depth, const T* a, Index lda, con
 /// product big enough to pay for the second core.
 bool split_product(double madds) { return two_threads() && worth_two_threads(madds); }
 
-
 /// Packs the m×k matrix at `data` (leading dimension `stride`, storage `Order` as seen
 /// column-major) into `v`'s panels: row blocks of mc, depth blocks of kc, in that loop order.
 template <class T, int Order>
@@ -130,11 +129,11 @@ void weight_product(MutMap<T> y, bool add, const ConstMap<T>& l, const ConstMap<
     // column-major, m×k (y = l·W); lᵀ is l's buffer read column-major (k×n).
     if (!add) y.setZero();
     if (transpose_w) {
-      serial_gemm<T, Eigen::RowMajor, Eigen::ColMajor>(m, n, k, w.data(), k, l.data(), k,
-                                                        y.data(), m);
+      serial_gemm<T, Eigen::RowMajor, Eigen::ColMajor>(m, n, k, w.data(), k, l.data(), k, y.data(),
+                                                       m);
     } else {
-      serial_gemm<T, Eigen::ColMajor, Eigen::ColMajor>(m, n, k, w.data(), m, l.data(), k,
-                                                        y.data(), m);
+      serial_gemm<T, Eigen::ColMajor, Eigen::ColMajor>(m, n, k, w.data(), m, l.data(), k, y.data(),
+                                                       m);
     }
     return;
   }
@@ -163,7 +162,7 @@ void gradient_product(MutMap<T> y, bool add, const ConstMap<T>& a, const ConstMa
     // row-major.
     if (!add) y.setZero();
     serial_gemm<T, Eigen::ColMajor, Eigen::RowMajor>(y.cols(), m, a.rows(), b.data(), y.cols(),
-                                                      a.data(), m, y.data(), y.cols());
+                                                     a.data(), m, y.data(), y.cols());
     return;
   }
   if (m >= 2 * Traits<T>::LhsProgress) {

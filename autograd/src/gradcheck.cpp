@@ -121,18 +121,24 @@ TensorCheck check_tensor(std::string name, Mat& value, const Mat& grad, Eval&& e
   return c;
 }
 
+// The checks gradcheck and gradgradcheck make of their arguments; `who` names the caller.
+void check_arguments(std::string_view who, const std::vector<Parameter<double>*>& params,
+                     const GradcheckOptions& options) {
+  if (!(options.eps > 0)) throw UsageError(fmt::format("{}: eps must be positive", who));
+  if (options.fast && options.directions < 1) {
+    throw UsageError(fmt::format("{}: fast mode needs at least one direction", who));
+  }
+  for (const Parameter<double>* p : params) {
+    if (p == nullptr) throw UsageError(fmt::format("{}: null parameter", who));
+  }
+}
+
 }  // namespace
 
 GradcheckReport gradcheck(const GradcheckFunction& f, const std::vector<NamedTensor>& inputs,
                           const std::vector<Parameter<double>*>& params,
                           const GradcheckOptions& options) {
-  if (!(options.eps > 0)) throw UsageError("gradcheck: eps must be positive");
-  if (options.fast && options.directions < 1) {
-    throw UsageError("gradcheck: fast mode needs at least one direction");
-  }
-  for (const Parameter<double>* p : params) {
-    if (p == nullptr) throw UsageError("gradcheck: null parameter");
-  }
+  check_arguments("gradcheck", params, options);
   GradcheckReport report;
   report.options = options;
   Evaluator eval(f, inputs, options.seed);
@@ -191,13 +197,7 @@ GradgradcheckReport gradgradcheck(const GradcheckFunction& f,
                                   const std::vector<NamedTensor>& inputs,
                                   const std::vector<Parameter<double>*>& params,
                                   const GradcheckOptions& options) {
-  if (!(options.eps > 0)) throw UsageError("gradgradcheck: eps must be positive");
-  if (options.fast && options.directions < 1) {
-    throw UsageError("gradgradcheck: fast mode needs at least one direction");
-  }
-  for (const Parameter<double>* p : params) {
-    if (p == nullptr) throw UsageError("gradgradcheck: null parameter");
-  }
+  check_arguments("gradgradcheck", params, options);
   SavedParams saved(params);
   GradgradcheckReport report;
   report.options = options;

@@ -603,7 +603,10 @@ void Tape<T>::call_second_order(const Node& n, std::size_t i) {
       [&](const auto& o) {
         using O = std::decay_t<decltype(o)>;
         constexpr Rules kind = rules<O>();
-        if constexpr (!kIsLeaf<O> && kind != Rules::linear && kind != Rules::piecewise_linear) {
+        // Linear and piecewise-linear ops have no term; elementwise ones add theirs in
+        // call_second_order_sweep, together with the backward of ġy.
+        if constexpr (!kIsLeaf<O> && kind != Rules::linear && kind != Rules::piecewise_linear &&
+                      kind != Rules::elementwise) {
           if (!gather_tangents(n)) return;  // no tangent reaches the op: its term is zero
           const int count = static_cast<int>(n.num_inputs);
           const ConstMap<T> y(n.value, n.rows, n.cols);
@@ -632,11 +635,7 @@ void Tape<T>::call_second_order(const Node& n, std::size_t i) {
           } else {
             prepare_slots(n, true);
             Grads<T> g(slots_.data(), modes_.data(), count);
-            if constexpr (kind == Rules::elementwise) {
-              if (g.wants(0)) o.template curvature<T>(x, y, gy, dx[0], g[0], g.adds(0));
-            } else {
-              o.template second_order<T>(x, y, gy, dx, dy, g);
-            }
+            o.template second_order<T>(x, y, gy, dx, dy, g);
             finish_slots(n, true);
           }
         }

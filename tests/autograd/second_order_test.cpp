@@ -320,6 +320,19 @@ class Cube : public CustomOp<double> {
   bool rules_;
 };
 
+// Records f at x0 and returns "op at scope: rule" for every op that blame of this order finds
+// wrong.
+std::vector<std::string> culprits(const GradcheckFunction& f, const M& x0, int order) {
+  Tape<double> tape;
+  Var<double> x = tape.input(x0);
+  (void)f(tape, std::span<const Var<double>>(&x, 1));
+  std::vector<std::string> failed;
+  for (const OpCheck& c : blame(tape, {}, order)) {
+    if (!c.passed) failed.push_back(fmt::format("{} at {}: {}", c.op, c.scope, c.rule));
+  }
+  return failed;
+}
+
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(custom_op_with_rules_passes_gradgradcheck) {
@@ -345,15 +358,8 @@ BOOST_AUTO_TEST_CASE(planted_wrong_curvature_is_caught_and_blamed_by_name) {
   BOOST_TEST(r.transpose_passed());  // ...so the transpose identity holds
   BOOST_TEST(!r.at("x").passed, r.to_string());
   // First-order blame finds nothing wrong; second-order blame names the op, scope and rule.
-  Tape<double> tape;
-  Var<double> x = tape.input(x0);
-  Var<double> loss = f(tape, std::span<const Var<double>>(&x, 1));
-  (void)loss;
-  for (const OpCheck& c : blame(tape)) BOOST_TEST(c.passed, c.op);
-  std::vector<std::string> failed;
-  for (const OpCheck& c : blame(tape, {}, 2)) {
-    if (!c.passed) failed.push_back(fmt::format("{} at {}: {}", c.op, c.scope, c.rule));
-  }
+  BOOST_TEST(culprits(f, x0, 1).empty());
+  const std::vector<std::string> failed = culprits(f, x0, 2);
   BOOST_TEST_REQUIRE(failed.size() == 1u);
   BOOST_TEST(failed[0] == "cube at t1: second-order");
 }
@@ -369,13 +375,7 @@ BOOST_AUTO_TEST_CASE(planted_wrong_tangent_is_blamed_as_the_tangent_rule) {
   const GradgradcheckReport r = gradgradcheck(f, {{"x", x0}});
   BOOST_TEST(!r.output.passed, r.to_string());  // J·v is wrong...
   BOOST_TEST(!r.transpose_passed());            // ...and disagrees with Jᵀ·u
-  Tape<double> tape;
-  Var<double> x = tape.input(x0);
-  (void)f(tape, std::span<const Var<double>>(&x, 1));
-  std::vector<std::string> failed;
-  for (const OpCheck& c : blame(tape, {}, 2)) {
-    if (!c.passed) failed.push_back(fmt::format("{} at {}: {}", c.op, c.scope, c.rule));
-  }
+  const std::vector<std::string> failed = culprits(f, x0, 2);
   BOOST_TEST_REQUIRE(failed.size() == 1u);
   BOOST_TEST(failed[0] == "cube at t4: tangent");
 }
