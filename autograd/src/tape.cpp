@@ -250,7 +250,7 @@ void Tape<T>::call_backward(const Node& n, const T* gy, Grads<T>& g) {
 }
 
 template <class T>
-void Tape<T>::prepare_slots(const Node& n, bool second, const bool* skip) {
+void Tape<T>::prepare_slots(const Node& n, Sweep sweep, const bool* skip) {
   const int count = static_cast<int>(n.num_inputs);
   slots_.clear();
   modes_.clear();
@@ -260,29 +260,33 @@ void Tape<T>::prepare_slots(const Node& n, bool second, const bool* skip) {
   // finish_slots adds them, so such an op only ever assigns. An input used twice by one op
   // (mul(x, x)) gets its buffer from the first use: the second goes to scratch, so no op has to
   // care in which order it writes its slots.
+  const Index blocks = sweep == Sweep::block ? block_rev_k_ : 1;
   std::size_t scratch = 0;
   const std::uint32_t* in = edges_.data() + n.first_input;
   for (int k = 0; k < count; ++k) {
     const std::uint32_t xi = in[k];
     Node& x = nodes_[xi];
-    TensorRef<T> slot{nullptr, x.rows, x.cols};
+    TensorRef<T> slot{nullptr, x.rows * blocks, x.cols};
     GradMode mode = GradMode::none;
-    if (x.requires_grad && (skip == nullptr || !skip[k])) {
-      const auto size = static_cast<std::size_t>(x.rows * x.cols);
+    const bool wanted = x.requires_grad && (skip == nullptr || !skip[k]) &&
+                        !(sweep == Sweep::block && std::holds_alternative<ops::Param>(x.op));
+    if (wanted) {
+      const auto size = static_cast<std::size_t>(x.rows * x.cols * blocks);
+      T*& buffer = sweep == Sweep::grad           ? x.grad
+                   : sweep == Sweep::grad_tangent ? gtan_[xi]
+                                                  : bgrad_[xi];
       mode = GradMode::assign;
-      const bool fresh = second ? gtan_[xi] == nullptr : x.grad_epoch != epoch_;
+      const bool fresh = sweep == Sweep::grad ? x.grad_epoch != epoch_ : buffer == nullptr;
       if (fresh) {
-        if (second) {
-          gtan_[xi] = grad_tangents_.allocate(size);
-          slot.data = gtan_[xi];
-        } else {
-          x.grad = grads_.allocate(size);
-          x.grad_epoch = epoch_;
-          slot.data = x.grad;
-        }
+        buffer = (sweep == Sweep::grad           ? grads_
+                  : sweep == Sweep::grad_tangent ? grad_tangents_
+                                                 : block_grads_)
+                     .allocate(size);
+        if (sweep == Sweep::grad) x.grad_epoch = epoch_;
+        slot.data = buffer;
       } else if (n.accumulates && std::find(in, in + k, xi) == in + k) {
         mode = GradMode::add;
-        slot.data = second ? gtan_[xi] : x.grad;
+        slot.data = buffer;
       } else {
         accumulate_.push_back({static_cast<std::uint32_t>(k), scratch});
         scratch += size;
@@ -296,12 +300,16 @@ void Tape<T>::prepare_slots(const Node& n, bool second, const bool* skip) {
 }
 
 template <class T>
-void Tape<T>::finish_slots(const Node& n, bool second) {
+void Tape<T>::finish_slots(const Node& n, Sweep sweep) {
+  const Index blocks = sweep == Sweep::block ? block_rev_k_ : 1;
   for (const auto& [k, offset] : accumulate_) {
     const std::uint32_t xi = edges_[n.first_input + k];
     const Node& x = nodes_[xi];
-    MutMap<T>(second ? gtan_[xi] : x.grad, x.rows, x.cols) +=
-        ConstMap<T>(slots_[k].data, x.rows, x.cols);
+    T* buffer = sweep == Sweep::grad           ? x.grad
+                : sweep == Sweep::grad_tangent ? gtan_[xi]
+                                               : bgrad_[xi];
+    MutMap<T>(buffer, x.rows * blocks, x.cols) +=
+        ConstMap<T>(scratch_.data() + offset, x.rows * blocks, x.cols);
   }
 }
 
@@ -378,7 +386,7 @@ void Tape<T>::backward(const Var<T>& loss, const BackwardOptions& options) {
     if (n.grad_epoch != epoch_ || n.num_inputs == 0) continue;
     const int count = static_cast<int>(n.num_inputs);
     gather_inputs(n);
-    prepare_slots(n, false);
+    prepare_slots(n, Sweep::grad);
     Grads<T> g(slots_.data(), modes_.data(), count);
     call_backward(n, n.grad, g);
     if (anomaly_) {
@@ -396,16 +404,16 @@ void Tape<T>::backward(const Var<T>& loss, const BackwardOptions& options) {
                      slots_[static_cast<std::size_t>(k)]);
       }
     }
-    finish_slots(n, false);
+    finish_slots(n, Sweep::grad);
     if (second) {
       // The gradient's tangent: backward applied to ġy, plus the derivative of the backward
       // along the tangents with gy fixed (the op's second-order term).
       if (!call_second_order_sweep(n, i)) {
         if (gtan_[i] != nullptr) {
-          prepare_slots(n, true);
+          prepare_slots(n, Sweep::grad_tangent);
           Grads<T> gt(slots_.data(), modes_.data(), count);
           call_backward(n, gtan_[i], gt);
-          finish_slots(n, true);
+          finish_slots(n, Sweep::grad_tangent);
         }
         call_second_order(n, i);
       }
@@ -538,63 +546,68 @@ void Tape<T>::call_tangent(std::size_t i) {
             if (trefs_[0].data != nullptr) tan_[i] = trefs_[0].data + (n.value - x.value);
             return;
           } else {
-            const int count = static_cast<int>(n.num_inputs);
             gather_inputs(n);
-            T* dy_data = tangents_.allocate(static_cast<std::size_t>(n.rows * n.cols));
-            tan_[i] = dy_data;
-            MutMap<T> dy(dy_data, n.rows, n.cols);
-            const ConstMap<T> y(n.value, n.rows, n.cols);
-            const Inputs<T> x(refs_.data(), count);
-            const Inputs<T> dx(trefs_.data(), count);
-            constexpr Rules kind = rules<O>();
-            if constexpr (kind == Rules::linear) {
-              // The op is linear: its tangent is its forward on the tangents (zeros where none).
-              // One zeros() call for all of them: a later, larger one may move the buffer.
-              std::size_t largest = 0;
-              for (const TensorRef<T>& t : trefs_) {
-                if (t.data == nullptr)
-                  largest = std::max(largest, static_cast<std::size_t>(t.rows * t.cols));
-              }
-              if (largest > 0) {
-                T* z = const_cast<T*>(zeros(largest));
-                for (TensorRef<T>& t : trefs_) {
-                  if (t.data == nullptr) t.data = z;
-                }
-              }
-              o.template forward<T>(dx, dy);
-            } else if constexpr (kind == Rules::bilinear) {
-              // ẏ = B(ȧ, b) + B(a, ḃ): the forward with one operand replaced by its tangent; b
-              // keeps its packing in the first product.
-              bool written = false;
-              for (int k = 0; k < 2; ++k) {
-                if (!dx.has(k)) continue;
-                TensorRef<T> in[2] = {refs_[0], refs_[1]};
-                in[k] = trefs_[static_cast<std::size_t>(k)];
-                if (!written) {
-                  o.template forward<T>(Inputs<T>(in, 2), dy);
-                  written = true;
-                } else {
-                  const auto size = static_cast<std::size_t>(n.rows * n.cols);
-                  if (tscratch_.size() < size) tscratch_.resize(size);
-                  MutMap<T> part(tscratch_.data(), n.rows, n.cols);
-                  o.template forward<T>(Inputs<T>(in, 2), part);
-                  dy += part;
-                }
-              }
-            } else if constexpr (kind == Rules::elementwise || kind == Rules::piecewise_linear ||
-                                 kind == Rules::symmetric) {
-              // A symmetric Jacobian: J·ẋ = Jᵀ·ẋ, the backward with gy := ẋ.
-              const TensorRef<T> slot{dy_data, n.rows, n.cols};
-              const GradMode mode = GradMode::assign;
-              Grads<T> g(&slot, &mode, 1);
-              o.template backward<T>(x, y, ConstMap<T>(trefs_[0].data, n.rows, n.cols), g);
-            } else {
-              o.template tangent<T>(x, y, dx, dy);
-            }
+            T* dy = tangents_.allocate(static_cast<std::size_t>(n.rows * n.cols));
+            tan_[i] = dy;
+            tangent_rule(o, n, dy);
           }
         }
       },
       n.op);
+}
+
+template <class T>
+template <class O>
+void Tape<T>::tangent_rule(const O& o, const Node& n, T* dy_data) {
+  const int count = static_cast<int>(n.num_inputs);
+  MutMap<T> dy(dy_data, n.rows, n.cols);
+  const ConstMap<T> y(n.value, n.rows, n.cols);
+  const Inputs<T> x(refs_.data(), count);
+  const Inputs<T> dx(trefs_.data(), count);
+  constexpr Rules kind = rules<O>();
+  if constexpr (kind == Rules::linear) {
+    // The op is linear: its tangent is its forward on the tangents (zeros where none).
+    // One zeros() call for all of them: a later, larger one may move the buffer.
+    std::size_t largest = 0;
+    for (const TensorRef<T>& t : trefs_) {
+      if (t.data == nullptr) largest = std::max(largest, static_cast<std::size_t>(t.rows * t.cols));
+    }
+    if (largest > 0) {
+      T* z = const_cast<T*>(zeros(largest));
+      for (TensorRef<T>& t : trefs_) {
+        if (t.data == nullptr) t.data = z;
+      }
+    }
+    o.template forward<T>(dx, dy);
+  } else if constexpr (kind == Rules::bilinear) {
+    // ẏ = B(ȧ, b) + B(a, ḃ): the forward with one operand replaced by its tangent; b
+    // keeps its packing in the first product.
+    bool written = false;
+    for (int k = 0; k < 2; ++k) {
+      if (!dx.has(k)) continue;
+      TensorRef<T> in[2] = {refs_[0], refs_[1]};
+      in[k] = trefs_[static_cast<std::size_t>(k)];
+      if (!written) {
+        o.template forward<T>(Inputs<T>(in, 2), dy);
+        written = true;
+      } else {
+        const auto size = static_cast<std::size_t>(n.rows * n.cols);
+        if (tscratch_.size() < size) tscratch_.resize(size);
+        MutMap<T> part(tscratch_.data(), n.rows, n.cols);
+        o.template forward<T>(Inputs<T>(in, 2), part);
+        dy += part;
+      }
+    }
+  } else if constexpr (kind == Rules::elementwise || kind == Rules::piecewise_linear ||
+                       kind == Rules::symmetric) {
+    // A symmetric Jacobian: J·ẋ = Jᵀ·ẋ, the backward with gy := ẋ.
+    const TensorRef<T> slot{dy_data, n.rows, n.cols};
+    const GradMode mode = GradMode::assign;
+    Grads<T> g(&slot, &mode, 1);
+    o.template backward<T>(x, y, ConstMap<T>(trefs_[0].data, n.rows, n.cols), g);
+  } else {
+    o.template tangent<T>(x, y, dx, dy);
+  }
 }
 
 template <class T>
@@ -624,19 +637,19 @@ void Tape<T>::call_second_order(const Node& n, std::size_t i) {
               if (!dx.has(other)) continue;
               bool skip[2] = {true, true};
               skip[k] = false;
-              prepare_slots(n, true, skip);
+              prepare_slots(n, Sweep::grad_tangent, skip);
               if (modes_[static_cast<std::size_t>(k)] == GradMode::none) continue;
               TensorRef<T> in[2] = {refs_[0], refs_[1]};
               in[other] = trefs_[static_cast<std::size_t>(other)];
               Grads<T> g(slots_.data(), modes_.data(), 2);
               o.template backward<T>(Inputs<T>(in, 2), y, gy, g);
-              finish_slots(n, true);
+              finish_slots(n, Sweep::grad_tangent);
             }
           } else {
-            prepare_slots(n, true);
+            prepare_slots(n, Sweep::grad_tangent);
             Grads<T> g(slots_.data(), modes_.data(), count);
             o.template second_order<T>(x, y, gy, dx, dy, g);
-            finish_slots(n, true);
+            finish_slots(n, Sweep::grad_tangent);
           }
         }
       },
@@ -653,7 +666,7 @@ bool Tape<T>::call_second_order_sweep(const Node& n, std::size_t i) {
           // into the same slot (one pass each, no scratch).
           const bool tangents = gather_tangents(n);
           if (!tangents && gtan_[i] == nullptr) return true;
-          prepare_slots(n, true);
+          prepare_slots(n, Sweep::grad_tangent);
           Grads<T> g(slots_.data(), modes_.data(), 1);
           if (g.wants(0)) {
             if (gtan_[i] != nullptr) call_backward(n, gtan_[i], g);
@@ -664,7 +677,7 @@ bool Tape<T>::call_second_order_sweep(const Node& n, std::size_t i) {
                   g[0], gtan_[i] != nullptr || g.adds(0));
             }
           }
-          finish_slots(n, true);
+          finish_slots(n, Sweep::grad_tangent);
           return true;
         } else if constexpr (requires { &O::template second_order_sweep<T>; }) {
           const bool tangents = gather_tangents(n);
@@ -672,7 +685,7 @@ bool Tape<T>::call_second_order_sweep(const Node& n, std::size_t i) {
           const int count = static_cast<int>(n.num_inputs);
           const T* dy_data =
               tan_[i] != nullptr ? tan_[i] : zeros(static_cast<std::size_t>(n.rows * n.cols));
-          prepare_slots(n, true);
+          prepare_slots(n, Sweep::grad_tangent);
           Grads<T> g(slots_.data(), modes_.data(), count);
           if (tangents) {
             o.template second_order_sweep<T>(
@@ -682,13 +695,214 @@ bool Tape<T>::call_second_order_sweep(const Node& n, std::size_t i) {
           } else {
             call_backward(n, gtan_[i], g);
           }
-          finish_slots(n, true);
+          finish_slots(n, Sweep::grad_tangent);
           return true;
         } else {
           return false;
         }
       },
       n.op);
+}
+
+// ---- many directions at once ------------------------------------------------------------------
+
+template <class T>
+void Tape<T>::set_block_tangent(const Var<T>& input, const Eigen::Ref<const Matrix<T>>& v) {
+  const Node& n = checked(input, "set_block_tangent");
+  if (!std::holds_alternative<ops::Input>(n.op)) {
+    throw UsageError(fmt::format(
+        "set_block_tangent: node {} is {} {}, not an input: block tangents are seeded on inputs "
+        "(Tape::input)",
+        input.index_, n.num_inputs == 0 ? "a" : "an op", op_name(input.index_)));
+  }
+  if (v.cols() != n.cols || n.rows == 0 || v.rows() == 0 || v.rows() % n.rows != 0) {
+    throw ShapeError(fmt::format(
+        "set_block_tangent: tangents are {}, expected k·{} rows and {} columns for a {} input",
+        Shape{v.rows(), v.cols()}, n.rows, n.cols, Shape{n.rows, n.cols}));
+  }
+  for (auto& [node, m] : block_seeds_) {
+    if (node == input.index_) {
+      m = v;
+      return;
+    }
+  }
+  block_seeds_.push_back({input.index_, Matrix<T>(v)});
+}
+
+template <class T>
+void Tape<T>::jvp_block(Index k) {
+  if (k < 1) throw UsageError(fmt::format("jvp_block: {} directions: need at least one", k));
+  for (const auto& [node, m] : block_seeds_) {
+    if (m.rows() != k * nodes_[node].rows) {
+      throw ShapeError(fmt::format(
+          "jvp_block: the block tangent of node {} ({}) holds {} directions, expected {}", node,
+          label(node).empty() ? "input" : label(node), m.rows() / nodes_[node].rows, k));
+    }
+  }
+  block_k_ = k;
+  block_nodes_ = 0;
+  block_tangents_.reset();
+  btan_.assign(nodes_.size(), nullptr);
+  bstride_.assign(nodes_.size(), 0);
+  for (const auto& [node, m] : block_seeds_) {
+    btan_[node] = m.data();
+    bstride_[node] = static_cast<std::size_t>(nodes_[node].rows * nodes_[node].cols);
+  }
+  for (std::size_t i = 0; i < nodes_.size(); ++i) {
+    if (nodes_[i].num_inputs != 0) block_tangent_node(i);
+  }
+  block_nodes_ = nodes_.size();
+}
+
+template <class T>
+void Tape<T>::block_tangent_node(std::size_t i) {
+  const Node& n = nodes_[i];
+  const std::uint32_t* in = edges_.data() + n.first_input;
+  bool any = false;
+  for (std::uint32_t k = 0; k < n.num_inputs; ++k) any = any || btan_[in[k]] != nullptr;
+  if (!any) return;
+  std::visit(
+      [&](const auto& o) {
+        using O = std::decay_t<decltype(o)>;
+        if constexpr (!kIsLeaf<O> && !stops_gradient<O>()) {
+          if constexpr (aliases_input<O>()) {
+            // The same view of each of the input's tangents: same stride, shifted start.
+            const Node& x = nodes_[in[0]];
+            btan_[i] = btan_[in[0]] + (n.value - x.value);
+            bstride_[i] = bstride_[in[0]];
+          } else {
+            const auto size = static_cast<std::size_t>(n.rows * n.cols);
+            T* dy = block_tangents_.allocate(size * static_cast<std::size_t>(block_k_));
+            btan_[i] = dy;
+            bstride_[i] = size;
+            gather_inputs(n);
+            const Node& x0 = nodes_[in[0]];
+            bool lhs_only = btan_[in[0]] != nullptr &&
+                            bstride_[in[0]] == static_cast<std::size_t>(x0.rows * x0.cols);
+            for (std::uint32_t k = 1; k < n.num_inputs; ++k)
+              lhs_only = lhs_only && btan_[in[k]] == nullptr;
+            if constexpr (requires { &O::template tangent_lhs<T>; }) {
+              if (lhs_only) {  // all k directions in one product
+                o.template tangent_lhs<T>(Inputs<T>(refs_.data(), static_cast<int>(n.num_inputs)),
+                                          ConstMap<T>(btan_[in[0]], x0.rows * block_k_, x0.cols),
+                                          MutMap<T>(dy, n.rows * block_k_, n.cols));
+                return;
+              }
+            }
+            for (Index b = 0; b < block_k_; ++b) {
+              trefs_.clear();
+              for (std::uint32_t k = 0; k < n.num_inputs; ++k) {
+                const Node& x = nodes_[in[k]];
+                T* t = btan_[in[k]] == nullptr ? nullptr
+                                               : const_cast<T*>(btan_[in[k]]) +
+                                                     static_cast<std::size_t>(b) * bstride_[in[k]];
+                trefs_.push_back({t, x.rows, x.cols});
+              }
+              tangent_rule(o, n, dy + static_cast<std::size_t>(b) * size);
+            }
+          }
+        }
+      },
+      n.op);
+}
+
+template <class T>
+Matrix<T> Tape<T>::block_tangent(const Var<T>& v) const {
+  const Node& n = checked(v, "block_tangent");
+  if (block_nodes_ == 0) {
+    throw UsageError("block_tangent: no block tangents yet: call jvp_block(k) on this recording");
+  }
+  if (v.index_ >= block_nodes_) {
+    throw UsageError(fmt::format(
+        "block_tangent: node {} was recorded after the latest jvp_block: call it again", v.index_));
+  }
+  Matrix<T> out = Matrix<T>::Zero(n.rows * block_k_, n.cols);
+  if (btan_[v.index_] == nullptr) return out;
+  const auto size = n.rows * n.cols;
+  for (Index b = 0; b < block_k_; ++b) {
+    out.middleRows(b * n.rows, n.rows) = ConstMap<T>(
+        btan_[v.index_] + static_cast<std::size_t>(b) * bstride_[v.index_], n.rows, n.cols);
+  }
+  (void)size;
+  return out;
+}
+
+template <class T>
+void Tape<T>::vjp_block(const Var<T>& output, const Eigen::Ref<const Matrix<T>>& seeds) {
+  const Node& out = checked(output, "vjp_block");
+  if (seeds.cols() != out.cols || out.rows == 0 || seeds.rows() == 0 ||
+      seeds.rows() % out.rows != 0) {
+    throw ShapeError(fmt::format(
+        "vjp_block: cotangents are {}, expected k·{} rows and {} columns for a {} output",
+        Shape{seeds.rows(), seeds.cols()}, out.rows, out.cols, Shape{out.rows, out.cols}));
+  }
+  block_rev_k_ = seeds.rows() / out.rows;
+  block_rev_nodes_ = output.index_ + 1;
+  block_grads_.reset();
+  bgrad_.assign(nodes_.size(), nullptr);
+  if (!out.requires_grad) return;
+  T* seed = block_grads_.allocate(static_cast<std::size_t>(seeds.size()));
+  MutMap<T>(seed, seeds.rows(), seeds.cols()) = seeds;
+  bgrad_[output.index_] = seed;
+  for (std::size_t i = std::size_t{output.index_} + 1; i-- > 0;) {
+    if (bgrad_[i] != nullptr && nodes_[i].num_inputs != 0) block_backward_node(i);
+  }
+}
+
+template <class T>
+void Tape<T>::block_backward_node(std::size_t i) {
+  const Node& n = nodes_[i];
+  const int count = static_cast<int>(n.num_inputs);
+  gather_inputs(n);
+  prepare_slots(n, Sweep::block);
+  bool wanted = false, lhs_only = modes_[0] != GradMode::none;
+  for (int k = 0; k < count; ++k) {
+    wanted = wanted || modes_[static_cast<std::size_t>(k)] != GradMode::none;
+    if (k > 0) lhs_only = lhs_only && modes_[static_cast<std::size_t>(k)] == GradMode::none;
+  }
+  if (!wanted) return;
+  const T* gy = bgrad_[i];
+  const bool stacked = std::visit(
+      [&](const auto& o) -> bool {
+        using O = std::decay_t<decltype(o)>;
+        if constexpr (requires { &O::template backward_lhs<T>; }) {
+          if (lhs_only) {  // all k cotangents in one product
+            const TensorRef<T>& s0 = slots_[0];
+            o.template backward_lhs<T>(
+                Inputs<T>(refs_.data(), count), ConstMap<T>(gy, n.rows * block_rev_k_, n.cols),
+                MutMap<T>(s0.data, s0.rows, s0.cols), modes_[0] == GradMode::add);
+            return true;
+          }
+        }
+        return false;
+      },
+      n.op);
+  if (!stacked) {
+    bslots_ = slots_;
+    const auto size = static_cast<std::size_t>(n.rows * n.cols);
+    for (Index b = 0; b < block_rev_k_; ++b) {
+      for (int k = 0; k < count; ++k) {
+        const TensorRef<T>& s = bslots_[static_cast<std::size_t>(k)];
+        const Index rows = s.rows / block_rev_k_;
+        slots_[static_cast<std::size_t>(k)] = {
+            s.data == nullptr ? nullptr : s.data + b * rows * s.cols, rows, s.cols};
+      }
+      Grads<T> g(slots_.data(), modes_.data(), count);
+      call_backward(n, gy + static_cast<std::size_t>(b) * size, g);
+    }
+  }
+  finish_slots(n, Sweep::block);
+}
+
+template <class T>
+Matrix<T> Tape<T>::block_grad(const Var<T>& v) const {
+  const Node& n = checked(v, "block_grad");
+  if (block_rev_nodes_ == 0) {
+    throw UsageError("block_grad: no block cotangents yet: call vjp_block on this recording");
+  }
+  if (v.index_ >= bgrad_.size() || bgrad_[v.index_] == nullptr)
+    return Matrix<T>::Zero(n.rows * block_rev_k_, n.cols);
+  return ConstMap<T>(bgrad_[v.index_], n.rows * block_rev_k_, n.cols);
 }
 
 template <class T>
@@ -784,6 +998,14 @@ void Tape<T>::clear() {
   tan_.clear();
   gtan_.clear();
   tangent_nodes_ = 0;
+  block_tangents_.reset();
+  block_grads_.reset();
+  block_seeds_.clear();
+  btan_.clear();
+  bstride_.clear();
+  bgrad_.clear();
+  block_nodes_ = block_rev_nodes_ = 0;
+  block_k_ = block_rev_k_ = 0;
   // Keep the open scopes (guards still alive) as the new chain from the root.
   std::vector<std::string> open;
   for (std::uint32_t s = current_scope_; s != 0; s = scopes_[s].parent) {
@@ -902,7 +1124,8 @@ std::size_t Tape<T>::capacity_bytes() const {
          labels_.capacity() * sizeof(std::string) + params_.capacity() * sizeof(ParamSlot) +
          customs_.capacity() * sizeof(std::shared_ptr<const CustomOpBase>) + packed_bytes() +
          (tangents_.capacity() + grad_tangents_.capacity() + seed_values_.capacity() +
-          zeros_.capacity() + tscratch_.capacity()) *
+          zeros_.capacity() + tscratch_.capacity() + block_tangents_.capacity() +
+          block_grads_.capacity()) *
              sizeof(T) +
          (tan_.capacity() + gtan_.capacity()) * sizeof(T*) + seeds_.capacity() * sizeof(seeds_[0]) +
          trefs_.capacity() * sizeof(TensorRef<T>);

@@ -41,6 +41,13 @@
 // In tangent and second_order, `dx.has(k)` is false where input k has no tangent (it is zero).
 // Optional, for speed: `second_order_sweep(x, y, gy, gdot, dx, dy, g)` writes backward(ġy) + S
 // in one call (gdot null when ġy = 0); the tape then calls it instead of the two.
+// Optional, for many directions at once (Tape::jvp_block, Tape::vjp_block), on products:
+//   template <class T> void tangent_lhs(const Inputs<T>& x, ConstMap<T> dx0, MutMap<T> dy) const;
+//   template <class T> void backward_lhs(const Inputs<T>& x, ConstMap<T> gy, MutMap<T> g0,
+//                                        bool add) const;
+// ẏ for a tangent on input 0 alone, and input 0's gradient, where dx0 / gy hold k directions
+// stacked by rows (k times the rows of x[0] / y): one product for all k instead of k products.
+// Without them the tape runs the op's single-direction rules once per direction.
 #pragma once
 
 #include <span>

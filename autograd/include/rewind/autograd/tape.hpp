@@ -163,6 +163,27 @@ class Tape {
   /// Node i's gradient tangent from the latest second-order backward, if any reached it.
   std::optional<ConstMap<T>> grad_tangent(std::size_t i) const;
 
+  // ---- many directions at once (Jacobian-matrix products) -----------------------------------
+  /// Seeds k tangent directions of an input leaf for the next jvp_block(k): `v` is
+  /// (k·rows)×cols, direction j in rows [j·rows, (j+1)·rows). Replaces an earlier block seed of
+  /// the leaf; block seeds stay until clear().
+  void set_block_tangent(const Var<T>& input, const Eigen::Ref<const Matrix<T>>& v);
+  /// k tangent sweeps in one: J·V for the k seeded directions (unseeded inputs and parameters
+  /// have zero tangent). Each node holds its k tangents as one block; a product whose weight has
+  /// no tangent multiplies all k at once (one GEMM with k times the rows, not k GEMMs), other
+  /// ops run their tangent rule once per direction. Independent of jvp(): neither overwrites
+  /// the other's tangents. Throws UsageError when a block seed is not k times its leaf's rows.
+  void jvp_block(Index k);
+  /// Node v's k tangents from the latest jvp_block, stacked: (k·rows)×cols, zeros where none.
+  Matrix<T> block_tangent(const Var<T>& v) const;
+  /// k reverse sweeps in one: from `output` (any shape) with k cotangents U stacked in
+  /// `seeds` ((k·rows)×cols), every node before it gets Uᵀ·∂output/∂node, k blocks stacked
+  /// (block_grad). Parameters get none (their k gradients are k ordinary backwards) and
+  /// nothing is added into Parameter::grad; backward()'s gradients are left as they are.
+  void vjp_block(const Var<T>& output, const Eigen::Ref<const Matrix<T>>& seeds);
+  /// Node v's k cotangents from the latest vjp_block, stacked: (k·rows)×cols, zeros where none.
+  Matrix<T> block_grad(const Var<T>& v) const;
+
   /// Anomaly mode: every value an op records and every gradient it returns is checked as it is
   /// made; the first NaN or Inf throws NumericalError naming the op, its scope, its input shapes
   /// and their ranges. Off by default; it costs one pass over each tensor (see the README).
@@ -246,14 +267,22 @@ class Tape {
                   int count, F&& f);
   // n's backward with incoming gradient gy (n.grad, or its tangent in a second-order sweep).
   void call_backward(const Node& n, const T* gy, Grads<T>& g);
-  // Fills slots_/modes_ for n's inputs in the gradient buffers (or, `second`, the gradient
-  // tangents): an input's first contribution goes straight into its buffer; later ones are added
-  // by ops with kAccumulates, or go to scratch that finish_slots adds. Inputs k with
-  // skip[k] get no slot (mode none); skip may be null.
-  void prepare_slots(const Node& n, bool second, const bool* skip = nullptr);
-  void finish_slots(const Node& n, bool second);
+  // Which per-node buffers a reverse sweep writes: gradients, gradient tangents (second order),
+  // or the k stacked cotangents of vjp_block.
+  enum class Sweep : unsigned char { grad, grad_tangent, block };
+  // Fills slots_/modes_ for n's inputs in the sweep's buffers: an input's first contribution
+  // goes straight into its buffer; later ones are added by ops with kAccumulates, or go to
+  // scratch that finish_slots adds. Inputs k with skip[k] get no slot (mode none); skip may be
+  // null. A block sweep's slots are k stacked blocks and skip parameter leaves.
+  void prepare_slots(const Node& n, Sweep sweep, const bool* skip = nullptr);
+  void finish_slots(const Node& n, Sweep sweep);
   // The tangent rule and the second-order term of node n (second-order sweep).
   void call_tangent(std::size_t i);
+  // o's single-direction tangent rule into dy, from refs_ (inputs) and trefs_ (their tangents).
+  template <class O>
+  void tangent_rule(const O& o, const Node& n, T* dy);
+  void block_tangent_node(std::size_t i);
+  void block_backward_node(std::size_t i);
   void call_second_order(const Node& n, std::size_t i);
   bool call_second_order_sweep(const Node& n, std::size_t i);  // false: the op has no fused one
   // refs_ for n's inputs' tangents (null data where none); true if any has one.
@@ -300,6 +329,19 @@ class Tape {
   std::vector<T> zeros_;
   std::vector<std::unique_ptr<detail::PackedWeight<T>>> tpacks_;  // per parameter: its tangent
   std::vector<T> tscratch_;
+  // Many directions: per node its k tangents (btan_, block j at btan_[i] + j·bstride_[i]; a view
+  // keeps its input's stride) and its k cotangents (bgrad_, contiguous), their arenas and seeds.
+  std::vector<const T*> btan_;
+  std::vector<std::size_t> bstride_;
+  std::vector<T*> bgrad_;
+  detail::Arena<T> block_tangents_;
+  detail::Arena<T> block_grads_;
+  std::vector<std::pair<std::uint32_t, Matrix<T>>> block_seeds_;
+  std::vector<TensorRef<T>> bslots_;      // a block sweep's slots, all k blocks
+  Index block_k_ = 0;                     // directions of the latest jvp_block, 0 if none
+  Index block_rev_k_ = 0;                 // cotangents of the latest vjp_block, 0 if none
+  std::size_t block_nodes_ = 0;           // nodes covered by the latest jvp_block
+  std::size_t block_rev_nodes_ = 0;       // nodes covered by the latest vjp_block
   std::size_t tangent_nodes_ = 0;         // nodes covered by the latest jvp, 0 if none
   std::uint32_t second_order_epoch_ = 0;  // epoch of the latest second-order backward
   std::uint32_t generation_ = 1;

@@ -27,6 +27,15 @@ struct Matmul {
     if (g.wants(0)) detail::weight_product(g[0], g.adds(0), gy, x[1], true, x.packed(1));
     if (g.wants(1)) detail::gradient_product(g[1], g.adds(1), x[0], gy);
   }
+  /// Stacked directions: ẏ = ẋ·b for k lhs tangents stacked by rows; ġa = ġy·bᵀ likewise.
+  template <class T>
+  void tangent_lhs(const Inputs<T>& x, ConstMap<T> da, MutMap<T> dy) const {
+    detail::weight_product(dy, false, da, x[1], false, x.packed(1));
+  }
+  template <class T>
+  void backward_lhs(const Inputs<T>& x, ConstMap<T> gy, MutMap<T> ga, bool add) const {
+    detail::weight_product(ga, add, gy, x[1], true, x.packed(1));
+  }
 };
 
 /// y = a·bᵀ (m×k times (n×k)ᵀ);  ga = gy·b, gb = gyᵀ·a
@@ -56,6 +65,15 @@ struct MatmulNt {
     // products with it reuse its packing (gemm.hpp).
     if (g.wants(0)) detail::weight_product(g[0], g.adds(0), gy, x[1], false, x.packed(1));
     if (g.wants(1)) detail::gradient_product(g[1], g.adds(1), gy, x[0]);
+  }
+  /// Stacked directions: ẏ = ẋ·bᵀ for k lhs tangents stacked by rows; ġa = ġy·b likewise.
+  template <class T>
+  void tangent_lhs(const Inputs<T>& x, ConstMap<T> da, MutMap<T> dy) const {
+    detail::weight_product(dy, false, da, x[1], true, x.packed(1));
+  }
+  template <class T>
+  void backward_lhs(const Inputs<T>& x, ConstMap<T> gy, MutMap<T> ga, bool add) const {
+    detail::weight_product(ga, add, gy, x[1], false, x.packed(1));
   }
 };
 
@@ -90,6 +108,15 @@ struct Affine {
   void backward(const Inputs<T>& x, ConstMap<T> y, ConstMap<T> gy, Grads<T>& g) const {
     MatmulNt{}.backward(x, y, gy, g);  // gx and gW are matmul_nt's
     if (g.wants(2)) g.put(2, gy.colwise().sum());
+  }
+  /// Stacked directions, as matmul_nt's (the bias's tangent is not involved).
+  template <class T>
+  void tangent_lhs(const Inputs<T>& x, ConstMap<T> dx0, MutMap<T> dy) const {
+    MatmulNt{}.tangent_lhs(x, dx0, dy);
+  }
+  template <class T>
+  void backward_lhs(const Inputs<T>& x, ConstMap<T> gy, MutMap<T> gx, bool add) const {
+    MatmulNt{}.backward_lhs(x, gy, gx, add);
   }
   template <class T>
   void tangent(const Inputs<T>& x, ConstMap<T>, const Inputs<T>& dx, MutMap<T> dy) const {
