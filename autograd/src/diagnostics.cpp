@@ -1,5 +1,6 @@
 #include "rewind/autograd/diagnostics.hpp"
 
+#include <Eigen/SVD>
 #include <algorithm>
 #include <cmath>
 #include <random>
@@ -189,6 +190,155 @@ std::string BpttReport::summary() const {
   return out;
 }
 
+template <class T>
+JacobianReport jacobians_through_time(Tape<T>& tape, const std::vector<HiddenSeries<T>>& hidden,
+                                      const JacobianOptions& options) {
+  JacobianReport report;
+  report.sample = options.sample;
+  report.probes = options.probes;
+  std::mt19937_64 rng(options.seed);
+  std::normal_distribution<double> normal;
+  for (const HiddenSeries<T>& h : hidden) {
+    JacobianSeries s;
+    s.name = h.name;
+    s.reverse = h.reverse;
+    if (h.states.empty()) {
+      report.series.push_back(std::move(s));
+      continue;
+    }
+    const Var<T>& last = h.reverse ? h.states.front() : h.states.back();
+    const Index batch = last.rows(), n = last.cols();
+    if (options.sample < 0 || options.sample >= batch) {
+      throw UsageError(fmt::format("jacobians_through_time: sample {} is outside the batch of {}",
+                                   options.sample, batch));
+    }
+    for (const Var<T>& v : h.states) {
+      if (v.shape() != last.shape()) {
+        throw ShapeError(fmt::format(
+            "jacobians_through_time: series '{}': states are {} and {}: ∂h_T/∂h_t needs one "
+            "shape",
+            h.name, v.shape(), last.shape()));
+      }
+    }
+    // Cotangent j is e_j on the sample's row: block j of node h_t's cotangents holds row j of
+    // ∂h_T/∂h_t in that row.
+    Matrix<T> seeds = Matrix<T>::Zero(n * batch, n);
+    for (Index j = 0; j < n; ++j) seeds(j * batch + options.sample, j) = T(1);
+    tape.vjp_block(last, seeds);
+    Eigen::MatrixXd jac(n, n);
+    for (const Var<T>& v : h.states) {
+      const Matrix<T> g = tape.block_grad(v);
+      for (Index j = 0; j < n; ++j)
+        jac.row(j) = g.row(j * batch + options.sample).template cast<double>();
+      Eigen::BDCSVD<Eigen::MatrixXd> svd(jac);  // values only
+      const Eigen::VectorXd& sv = svd.singularValues();
+      s.singular_values.emplace_back(sv.data(), sv.data() + sv.size());
+      s.frobenius.push_back(jac.norm());
+    }
+    // Hutchinson, as bptt_diagnostics: E‖uᵀJ‖² = ‖J‖²_F for u ~ N(0, I), all probes in one sweep.
+    if (options.probes > 0) {
+      const Index k = options.probes;
+      Matrix<T> probes = Matrix<T>::Zero(k * batch, n);
+      for (Index p = 0; p < k; ++p) {
+        for (Index j = 0; j < n; ++j)
+          probes(p * batch + options.sample, j) = static_cast<T>(normal(rng));
+      }
+      tape.vjp_block(last, probes);
+      for (const Var<T>& v : h.states) {
+        const Matrix<T> g = tape.block_grad(v);
+        double mean = 0, m2 = 0;
+        for (Index p = 0; p < k; ++p) {
+          const double x = g.row(p * batch + options.sample).template cast<double>().squaredNorm();
+          const double delta = x - mean;
+          mean += delta / static_cast<double>(p + 1);
+          m2 += delta * (x - mean);
+        }
+        const double norm = std::sqrt(mean);
+        const double se_sq =
+            k > 1 ? std::sqrt(m2 / static_cast<double>(k - 1) / static_cast<double>(k)) : 0;
+        s.estimate.push_back(norm);
+        s.estimate_error.push_back(norm > 0 ? se_sq / (2 * norm) : 0.0);  // d√x = dx / 2√x
+      }
+    }
+    report.series.push_back(std::move(s));
+  }
+  return report;
+}
+
+std::string JacobianReport::csv() const {
+  std::size_t width = 0;
+  for (const JacobianSeries& s : series) {
+    for (const auto& sv : s.singular_values) width = std::max(width, sv.size());
+  }
+  std::string out = "series,t,frobenius,estimate,estimate_error";
+  for (std::size_t i = 1; i <= width; ++i) out += fmt::format(",sigma_{}", i);
+  out += "\n";
+  for (const JacobianSeries& s : series) {
+    for (std::size_t t = 0; t < s.frobenius.size(); ++t) {
+      out += fmt::format("{},{},{:.9g},{},{}", s.name, t, s.frobenius[t],
+                         s.estimate.empty() ? "" : fmt::format("{:.6g}", s.estimate[t]),
+                         s.estimate.empty() ? "" : fmt::format("{:.3g}", s.estimate_error[t]));
+      for (double v : s.singular_values[t]) out += fmt::format(",{:.9g}", v);
+      out += "\n";
+    }
+  }
+  return out;
+}
+
+std::string JacobianReport::json() const {
+  const auto list = [](const std::vector<double>& v) {
+    std::string s = "[";
+    for (std::size_t i = 0; i < v.size(); ++i) s += fmt::format("{}{:.9g}", i ? "," : "", v[i]);
+    return s + "]";
+  };
+  std::string out = fmt::format("{{\"sample\": {}, \"probes\": {}, \"series\": [", sample, probes);
+  for (std::size_t k = 0; k < series.size(); ++k) {
+    const JacobianSeries& s = series[k];
+    out += fmt::format(
+        "{}\n  {{\"name\": \"{}\", \"reverse\": {}, \"frobenius\": {}, \"estimate\": {}, "
+        "\"estimate_error\": {}, \"singular_values\": [",
+        k ? "," : "", s.name, s.reverse ? "true" : "false", list(s.frobenius), list(s.estimate),
+        list(s.estimate_error));
+    for (std::size_t t = 0; t < s.singular_values.size(); ++t)
+      out += (t ? ",\n    " : "\n    ") + list(s.singular_values[t]);
+    out += "]}";
+  }
+  return out + "\n]}\n";
+}
+
+std::string JacobianReport::svg(const std::string& title) const {
+  std::vector<PlotSeries> lines;
+  for (const JacobianSeries& s : series) {
+    const auto pick = [&](auto f) {
+      std::vector<double> y;
+      for (const auto& sv : s.singular_values) y.push_back(sv.empty() ? 0.0 : f(sv));
+      return y;
+    };
+    const std::string name = s.name.empty() ? std::string() : " " + s.name;
+    lines.push_back({"σ_max" + name, pick([](const auto& sv) { return sv.front(); }), false});
+    lines.push_back(
+        {"σ_median" + name, pick([](const auto& sv) { return sv[sv.size() / 2]; }), true});
+    lines.push_back({"σ_min" + name, pick([](const auto& sv) { return sv.back(); }), true});
+  }
+  return line_plot_svg(title, "time step t", "singular value of ∂h_T/∂h_t (log scale)", lines,
+                       true);
+}
+
+std::string JacobianReport::summary() const {
+  std::string out;
+  for (const JacobianSeries& s : series) {
+    if (s.singular_values.empty()) continue;
+    const std::size_t far = s.reverse ? s.singular_values.size() - 1 : 0;
+    const auto& sv = s.singular_values[far];
+    out += fmt::format("{:<12} ∂h_T/∂h_t at the far end: σ from {:.3g} to {:.3g}, ‖·‖_F {:.3g}",
+                       s.name.empty() ? "(top)" : s.name, sv.back(), sv.front(), s.frobenius[far]);
+    if (!s.estimate.empty())
+      out += fmt::format(" (estimate {:.3g} ± {:.2g})", s.estimate[far], s.estimate_error[far]);
+    out += "\n";
+  }
+  return out;
+}
+
 std::string line_plot_svg(const std::string& title, const std::string& x_label,
                           const std::string& y_label, const std::vector<PlotSeries>& series,
                           bool log_y) {
@@ -196,9 +346,7 @@ std::string line_plot_svg(const std::string& title, const std::string& x_label,
   static constexpr const char* kColours[] = {"#1f77b4", "#d62728", "#2ca02c",
                                              "#9467bd", "#ff7f0e", "#8c564b"};
   double ymin = std::numeric_limits<double>::infinity(), ymax = -ymin;
-  std::size_t n = 1;
   for (const PlotSeries& s : series) {
-    n = std::max(n, s.y.size());
     for (double v : s.y) {
       if (!std::isfinite(v) || (log_y && v <= 0)) continue;
       const double y = log_y ? std::log10(v) : v;
@@ -209,8 +357,23 @@ std::string line_plot_svg(const std::string& title, const std::string& x_label,
   if (!(ymax >= ymin)) ymin = 0, ymax = 1;
   if (log_y) ymin = std::floor(ymin), ymax = std::ceil(ymax);
   if (ymax == ymin) ymax = ymin + 1;
+  // The x axis: the given abscissae, or the indices 0 … n−1.
+  double xmin = std::numeric_limits<double>::infinity(), xmax = -xmin;
+  for (const PlotSeries& s : series) {
+    if (s.x.empty()) {
+      xmin = std::min(xmin, 0.0);
+      xmax = std::max(xmax, static_cast<double>(std::max<std::size_t>(s.y.size(), 1) - 1));
+    } else {
+      xmin = std::min(xmin, s.x.front());
+      xmax = std::max(xmax, s.x.back());
+    }
+  }
+  if (!(xmax >= xmin)) xmin = 0, xmax = 0;
   const auto px = [&](double x) {
-    return L + (W - L - R) * (n > 1 ? x / static_cast<double>(n - 1) : 0.5);
+    return L + (W - L - R) * (xmax > xmin ? (x - xmin) / (xmax - xmin) : 0.5);
+  };
+  const auto x_of = [](const PlotSeries& s, std::size_t i) {
+    return s.x.empty() ? static_cast<double>(i) : s.x[i];
   };
   const auto py = [&](double y) { return Tm + (H - Tm - B) * (1 - (y - ymin) / (ymax - ymin)); };
   std::string out = fmt::format(
@@ -233,8 +396,8 @@ std::string line_plot_svg(const std::string& title, const std::string& x_label,
                     log_y ? fmt::format("1e{}", static_cast<int>(y)) : fmt::format("{:.3g}", y));
   }
   for (int k = 0; k <= 5; ++k) {
-    const double x = static_cast<double>(n - 1) * k / 5;
-    out += fmt::format("<text x=\"{:.1f}\" y=\"{}\" text-anchor=\"middle\">{:.0f}</text>\n", px(x),
+    const double x = xmin + (xmax - xmin) * k / 5;
+    out += fmt::format("<text x=\"{:.1f}\" y=\"{}\" text-anchor=\"middle\">{:.4g}</text>\n", px(x),
                        H - B + 18, x);
   }
   out += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", (W - R + L) / 2,
@@ -248,8 +411,8 @@ std::string line_plot_svg(const std::string& title, const std::string& x_label,
     std::string points;
     for (std::size_t i = 0; i < s.y.size(); ++i) {
       if (!std::isfinite(s.y[i]) || (log_y && s.y[i] <= 0)) continue;
-      points += fmt::format("{:.1f},{:.1f} ", px(static_cast<double>(i)),
-                            py(log_y ? std::log10(s.y[i]) : s.y[i]));
+      points +=
+          fmt::format("{:.1f},{:.1f} ", px(x_of(s, i)), py(log_y ? std::log10(s.y[i]) : s.y[i]));
     }
     out += fmt::format(
         "<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"1.8\"{} points=\"{}\"/>\n", colour,
@@ -263,6 +426,12 @@ std::string line_plot_svg(const std::string& title, const std::string& x_label,
   return out + "</svg>\n";
 }
 
+template JacobianReport jacobians_through_time<float>(Tape<float>&,
+                                                      const std::vector<HiddenSeries<float>>&,
+                                                      const JacobianOptions&);
+template JacobianReport jacobians_through_time<double>(Tape<double>&,
+                                                       const std::vector<HiddenSeries<double>>&,
+                                                       const JacobianOptions&);
 template BpttReport bptt_diagnostics<float>(Tape<float>&, const std::vector<HiddenSeries<float>>&,
                                             const std::vector<Parameter<float>*>&,
                                             const BpttOptions&);

@@ -59,12 +59,51 @@ BpttReport bptt_diagnostics(Tape<T>& tape, const std::vector<HiddenSeries<T>>& h
                             const std::vector<Parameter<T>*>& weights,
                             const BpttOptions& options = {});
 
+/// Exact Jacobians through time: every singular value of ∂h_T/∂h_t for every step t of a
+/// recorded sequence, for one sample of the batch (the Jacobian of a batch is block diagonal,
+/// one block per sample). One reverse sweep with N cotangents at h_T (Tape::vjp_block, N = the
+/// state's width) gives ∂h_T/∂h_t for every t at once; each is then an N×N SVD. Next to each
+/// exact Frobenius norm: the Hutchinson estimate bptt_diagnostics reports, with its standard
+/// error. The gradients are those of the node h_t (other state tensors held as recorded, e.g. an
+/// LSTM's c_t): what reaches h_t in backpropagation through time.
+struct JacobianSeries {
+  std::string name;
+  bool reverse = false;
+  std::vector<std::vector<double>> singular_values;  ///< [t], largest first
+  std::vector<double> frobenius;                     ///< ‖∂h_T/∂h_t‖_F, exact, per t
+  std::vector<double> estimate;                      ///< Hutchinson estimate of the same
+  std::vector<double> estimate_error;                ///< its standard error (delta method)
+};
+
+struct JacobianReport {
+  Index sample = 0;
+  int probes = 0;
+  std::vector<JacobianSeries> series;
+  std::string csv() const;  ///< series,t,frobenius,estimate,estimate_error,sigma_1,…,sigma_N
+  std::string json() const;
+  /// σ_1, σ_N (and the median) against t, log scale, one colour per series.
+  std::string svg(const std::string& title) const;
+  std::string summary() const;
+};
+
+struct JacobianOptions {
+  Index sample = 0;  ///< the batch row
+  int probes = 8;    ///< random directions for the Hutchinson estimate (0: none)
+  std::uint64_t seed = 1;
+};
+
+/// Needs no backward; leaves the tape's gradients and the parameters as they are.
+template <class T>
+JacobianReport jacobians_through_time(Tape<T>& tape, const std::vector<HiddenSeries<T>>& hidden,
+                                      const JacobianOptions& options = {});
+
 /// A minimal SVG line plot (log or linear y), written in-house: Debian's gnuplot would be an
 /// external program to run, and this is all the plotting rewind needs.
 struct PlotSeries {
   std::string name;
-  std::vector<double> y;  ///< at x = 0, 1, 2, ...
+  std::vector<double> y;  ///< at x = 0, 1, 2, ... unless `x` is given
   bool dashed = false;
+  std::vector<double> x;  ///< the abscissae, increasing (empty: 0, 1, 2, ...)
 };
 std::string line_plot_svg(const std::string& title, const std::string& x_label,
                           const std::string& y_label, const std::vector<PlotSeries>& series,
