@@ -328,6 +328,7 @@ BOOST_AUTO_TEST_CASE(lyapunov_sum_is_the_mean_log_determinant) {
     if (t >= warmup)
       log_det += std::log(std::abs(Eigen::PartialPivLU<Eigen::MatrixXd>(j).determinant()));
   }
+  BOOST_TEST_MESSAGE(fmt::format("Σλ − mean log|det J_t| = {:.3g}", r.sum() - log_det / steps));
   BOOST_TEST(r.exponents.size() == static_cast<std::size_t>(2 * hidden));
   BOOST_TEST(std::abs(r.sum() - log_det / steps) <= 1e-10,
              fmt::format("{:.17g} vs {:.17g}", r.sum(), log_det / steps));
