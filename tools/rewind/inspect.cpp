@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "mgu.hpp"
+#include "model.hpp"
 #include "peephole_lstm.hpp"
 
 namespace rwd::cli {
@@ -199,6 +200,191 @@ BpttReport diagnose(const ModelOptions& m, const DiagnoseOptions& d, std::ostrea
   out << title << "\n"
       << report.summary() << fmt::format("wrote {0}.csv, {0}.json, {0}.svg\n", d.output);
   return report;
+}
+
+namespace {
+
+void write_file(const std::string& path, const std::string& text, std::vector<std::string>& wrote) {
+  std::ofstream file(path);
+  if (!file) throw FileError(fmt::format("cannot write '{}'", path));
+  file << text;
+  wrote.push_back(path);
+}
+
+// "\r<what> <done>/<total>" on a terminal; on anything else a line at each quarter.
+class Progress {
+ public:
+  Progress(std::ostream* out, std::string what) : out_(out), what_(std::move(what)) {}
+  void operator()(long done, long total) {
+    if (out_ == nullptr || total <= 0) return;
+    const int quarter = static_cast<int>(4 * done / total);
+    if (done == total || quarter != last_quarter_) {
+      *out_ << fmt::format("{}: {}/{}\n", what_, done, total) << std::flush;
+      last_quarter_ = quarter;
+    }
+  }
+
+ private:
+  std::ostream* out_;
+  std::string what_;
+  int last_quarter_ = 0;
+};
+
+}  // namespace
+
+SpectrumResult spectrum(const ModelOptions& mo, const SpectrumOptions& s, std::ostream& out,
+                        std::ostream* progress) {
+  if (s.hessian.empty() && !s.jacobian && s.lyapunov == 0) {
+    throw UsageError("spectrum: nothing to do: ask for --hessian, --jacobian or --lyapunov");
+  }
+  if (!s.hessian.empty() && s.hessian != "top-k" && s.hessian != "trace" &&
+      s.hessian != "density") {
+    throw UsageError(
+        fmt::format("spectrum: --hessian {}: expected top-k, trace or density", s.hessian));
+  }
+  ModelOptions m = mo;
+  std::unique_ptr<Task> task;
+  if (!s.task.empty()) {
+    task = make_task(s.task);
+    if (task->embeds()) {
+      throw UsageError(fmt::format("spectrum: --task {} embeds its inputs: not supported", s.task));
+    }
+    m.input = task->input_size();
+  }
+  layers::Rng rng(m.seed);
+  SpectrumResult result;
+  std::vector<std::string> wrote;
+  std::string json = "{";
+  with_model<double>(m, rng, [&](auto& net) {
+    using Net = std::decay_t<decltype(net)>;
+    // The loss: the task's (through Model, as `rewind train` forms it) or the last output's.
+    TrainOptions to;
+    to.hidden = m.hidden;
+    to.bidirectional = m.bidirectional;
+    std::optional<Model<Net>> model;
+    Batch batch;
+    if (task) {
+      batch = task->sample(m.batch, m.steps, rng);
+      model.emplace(*task, to, std::move(net), rng);
+    }
+    Net& layer = model ? model->layer() : net;
+    std::vector<Parameter<double>*> params = model ? model->parameters() : layer.named_parameters();
+    if (!s.weights.empty()) layers::load_parameters(s.weights, params, {.convert_dtype = true});
+    Index count = 0;
+    for (const Parameter<double>* p : params) count += p->size();
+    result.parameters = count;
+    std::vector<Matrix<double>> xs;
+    for (long t = 0; t < m.steps; ++t) {
+      xs.push_back(task ? Matrix<double>(batch.xs[static_cast<std::size_t>(t)].cast<double>())
+                        : layers::uniform<double>(m.batch, m.input, 1.0, rng));
+    }
+    out << fmt::format("{}{}: {} layer{}{}, hidden {}, {} steps, batch {}, {} parameters\n", m.cell,
+                       task ? " on " + s.task : "", m.layers, m.layers > 1 ? "s" : "",
+                       m.bidirectional ? ", bidirectional" : "", m.hidden, m.steps, m.batch, count);
+    if (!s.hessian.empty()) {
+      Tape<double> tape;
+      Var<double> loss;
+      if (model) {
+        Var<double> logits;
+        loss = model->loss(tape, batch, m.batch, &logits);
+      } else {
+        std::vector<Var<double>> in;
+        for (const auto& x : xs) in.push_back(tape.constant(x));
+        loss = mean(square(layer(tape, in).outputs.back()));
+      }
+      HessianOperator<double> h(tape, loss, params);
+      Progress p(progress, "hessian-vector products");
+      const long planned = s.hessian == "top-k"   ? std::min<long>(count, 300)
+                           : s.hessian == "trace" ? s.samples
+                                                  : s.iterations;
+      SymmetricOperator op{h.size(), [&](const Eigen::VectorXd& v) {
+                             Eigen::VectorXd r = h.apply(v);
+                             p(std::min<long>(h.products(), planned), planned);
+                             return r;
+                           }};
+      if (s.hessian == "top-k") {
+        result.top = lanczos(op, {.top = std::min<int>(s.top, static_cast<int>(count)),
+                                  .max_iterations = 300,
+                                  .tolerance = 1e-10,
+                                  .seed = m.seed});
+        std::string csv = "i,eigenvalue,residual\n";
+        std::string list;
+        for (std::size_t i = 0; i < result.top.values.size(); ++i) {
+          csv += fmt::format("{},{:.12g},{:.3g}\n", i + 1, result.top.values[i],
+                             result.top.residuals[i]);
+          list += fmt::format("{}{:.12g}", i ? "," : "", result.top.values[i]);
+        }
+        write_file(s.output + "-hessian.csv", csv, wrote);
+        json += fmt::format(
+            "\n\"hessian_top\": {{\"values\": [{}], \"products\": {}, "
+            "\"converged\": {}}},",
+            list, result.top.products, result.top.converged);
+        out << "Hessian, Lanczos: " << result.top.to_string() << "\n";
+      } else if (s.hessian == "trace") {
+        result.trace = hutchinson_trace(op, s.samples, m.seed);
+        json += fmt::format(
+            "\n\"hessian_trace\": {{\"estimate\": {:.12g}, "
+            "\"standard_error\": {:.6g}, \"samples\": {}}},",
+            result.trace.estimate, result.trace.standard_error, s.samples);
+        out << fmt::format("Hessian trace (Hutchinson, {} samples): {:.6g} ± {:.3g}\n", s.samples,
+                           result.trace.estimate, result.trace.standard_error);
+      } else {
+        result.density = slq_density(op, {.iterations = s.iterations, .seed = m.seed});
+        write_file(s.output + "-density.csv", result.density.csv(), wrote);
+        write_file(s.output + "-density.svg",
+                   result.density.svg(fmt::format("{}: Hessian spectral density (SLQ, {} steps)",
+                                                  m.cell, s.iterations)),
+                   wrote);
+        json += fmt::format(
+            "\n\"hessian_density\": {{\"min\": {:.12g}, \"max\": {:.12g}, "
+            "\"iterations\": {}}},",
+            result.density.min_node(), result.density.max_node(), s.iterations);
+        out << fmt::format(
+            "Hessian spectral density (SLQ, {} Lanczos steps): eigenvalues in "
+            "[{:.6g}, {:.6g}]\n",
+            s.iterations, result.density.min_node(), result.density.max_node());
+      }
+    }
+    if (s.jacobian) {
+      Tape<double> tape;
+      std::vector<Var<double>> in;
+      for (const auto& x : xs) in.push_back(tape.constant(x));
+      const auto run = layer(tape, in);
+      result.jacobian = jacobians_through_time(tape, run.hidden,
+                                               {.sample = 0, .probes = s.probes, .seed = m.seed});
+      write_file(s.output + "-jacobian.csv", result.jacobian.csv(), wrote);
+      write_file(s.output + "-jacobian.svg",
+                 result.jacobian.svg(fmt::format("{}: singular values of ∂h_T/∂h_t", m.cell)),
+                 wrote);
+      json += "\n\"jacobian\": " + result.jacobian.json() + ",";
+      out << result.jacobian.summary();
+    }
+    if (s.lyapunov > 0) {
+      Progress p(progress, "lyapunov steps");
+      auto& cell = layer.cell(0);
+      result.lyapunov =
+          layers::lyapunov_spectrum(cell, {}, {},
+                                    {.exponents = s.lyapunov,
+                                     .steps = s.lyapunov_steps,
+                                     .warmup = s.warmup,
+                                     .qr_every = s.qr_every,
+                                     .input_std = s.input_std,
+                                     .seed = m.seed,
+                                     .progress = [&](int done, int total) { p(done, total); }});
+      write_file(s.output + "-lyapunov.csv", result.lyapunov.csv(), wrote);
+      write_file(s.output + "-lyapunov.svg",
+                 result.lyapunov.svg(fmt::format("{}: Lyapunov spectrum of layer 0", m.cell)),
+                 wrote);
+      json += "\n\"lyapunov\": " + result.lyapunov.json() + ",";
+      out << result.lyapunov.summary();
+    }
+  });
+  json.back() = '\n';
+  write_file(s.output + ".json", json + "}\n", wrote);
+  std::string list;
+  for (const std::string& w : wrote) list += (list.empty() ? "" : ", ") + w;
+  out << "wrote " << list << "\n";
+  return result;
 }
 
 }  // namespace rwd::cli

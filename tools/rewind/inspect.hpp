@@ -45,4 +45,37 @@ struct DiagnoseOptions {
 /// ‖dL/dh_t‖, per-step shares of dL/dW_hh and ‖∂h_T/∂h_t‖ for a loss at the last step.
 BpttReport diagnose(const ModelOptions& m, const DiagnoseOptions& d, std::ostream& out);
 
+struct SpectrumOptions {
+  std::string output = "spectrum";  ///< prefix of the files written
+  /// A task of `rewind train` (adding, copy, reber, sine): its loss on one batch, with a linear
+  /// head. Empty: the mean square of the last step's output, as `diagnose`.
+  std::string task;
+  std::string weights;   ///< parameters to load first (a `rewind train --save` file with --task)
+  std::string hessian;   ///< "", "top-k", "trace" or "density"
+  int top = 5;           ///< top-k eigenvalues
+  int iterations = 100;  ///< Lanczos steps of the density (PyHessian: 100)
+  int samples = 100;     ///< Hutchinson samples
+  bool jacobian = false;
+  int probes = 8;    ///< Hutchinson probes next to the exact ‖∂h_T/∂h_t‖_F
+  int lyapunov = 0;  ///< exponents wanted (0: none)
+  int lyapunov_steps = 1000;
+  int warmup = 200;
+  int qr_every = 1;
+  double input_std = 1;  ///< the Lyapunov trajectory's inputs, N(0, input_std²)
+};
+struct SpectrumResult {
+  EigenResult top;
+  TraceEstimate trace;
+  SpectralDensity density;
+  JacobianReport jacobian;
+  layers::LyapunovReport lyapunov;
+  Index parameters = 0;
+};
+/// Hessian spectra of the loss over all parameters (top-k by Lanczos, Hutchinson's trace, SLQ
+/// density), exact Jacobians through time of every layer and direction for batch row 0, and the
+/// Lyapunov spectrum of layer 0's cell; writes <output>.json and CSV/SVG per analysis, a
+/// progress line on `progress` (null: none).
+SpectrumResult spectrum(const ModelOptions& m, const SpectrumOptions& s, std::ostream& out,
+                        std::ostream* progress = nullptr);
+
 }  // namespace rwd::cli

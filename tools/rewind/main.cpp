@@ -1,4 +1,4 @@
-// The `rewind` command: train, summary, graph, check, diagnose.
+// The `rewind` command: train, summary, graph, check, diagnose, spectrum.
 #include <CLI/CLI.hpp>
 #include <iostream>
 
@@ -151,6 +151,53 @@ int main(int argc, char** argv) {
       ->check(kCount)
       ->capture_default_str();
 
+  cli::SpectrumOptions sp;
+  CLI::App* spectrum = app.add_subcommand(
+      "spectrum",
+      "Curvature and stability spectra: Hessian eigenvalues, trace and density; singular values "
+      "of ∂h_T/∂h_t; Lyapunov exponents");
+  model_options(spectrum, 20);
+  spectrum
+      ->add_option("--task", sp.task,
+                   "Loss of this `rewind train` task (default: mean square of the last output)")
+      ->check(CLI::IsMember({"adding", "copy", "reber", "sine"}));
+  spectrum->add_option("--weights", sp.weights, "Load these parameters first (rewind train --save)")
+      ->check(CLI::ExistingFile);
+  spectrum
+      ->add_option("--hessian", sp.hessian,
+                   "top-k (Lanczos), trace (Hutchinson) or density (stochastic Lanczos quadrature)")
+      ->check(CLI::IsMember({"top-k", "trace", "density"}));
+  spectrum->add_option("--top", sp.top, "Eigenvalues for --hessian top-k")
+      ->check(kCount)
+      ->capture_default_str();
+  spectrum->add_option("--iterations", sp.iterations, "Lanczos steps for --hessian density")
+      ->check(kCount)
+      ->capture_default_str();
+  spectrum->add_option("--samples", sp.samples, "Hutchinson samples for --hessian trace")
+      ->check(number(true, 2, true, "an integer of at least 2"))
+      ->capture_default_str();
+  spectrum->add_flag("--jacobian", sp.jacobian,
+                     "Every singular value of ∂h_T/∂h_t for every t (batch row 0)");
+  spectrum->add_option("--probes", sp.probes, "Hutchinson probes next to the exact Jacobian norm")
+      ->check(kNonNegativeCount)
+      ->capture_default_str();
+  spectrum->add_option("--lyapunov", sp.lyapunov, "Lyapunov exponents of layer 0's cell (k)")
+      ->check(kCount);
+  spectrum->add_option("--lyapunov-steps", sp.lyapunov_steps, "Steps averaged")
+      ->check(kCount)
+      ->capture_default_str();
+  spectrum->add_option("--warmup", sp.warmup, "Steps run before averaging")
+      ->check(kNonNegativeCount)
+      ->capture_default_str();
+  spectrum->add_option("--qr-every", sp.qr_every, "Steps between re-orthonormalisations")
+      ->check(kCount)
+      ->capture_default_str();
+  spectrum->add_option("--input-std", sp.input_std, "Inputs of the Lyapunov trajectory: N(0, s²)")
+      ->check(kNonNegative)
+      ->capture_default_str();
+  spectrum->add_option("-o,--output", sp.output, "Prefix of the files written")
+      ->capture_default_str();
+
   if (argc > 1 && argv[1][0] != '-') {
     bool known = false;
     std::string names;
@@ -190,6 +237,10 @@ int main(int argc, char** argv) {
       if (diagnose->count("--batch") == 0) m.batch = 16;
       if (diagnose->count("--input") == 0) m.input = 8;
       cli::diagnose(m, d, std::cout);
+    } else if (spectrum->parsed()) {
+      if (spectrum->count("--hidden") == 0) m.hidden = 16;
+      if (spectrum->count("--batch") == 0) m.batch = 8;
+      cli::spectrum(m, sp, std::cout, &std::cerr);
     }
   } catch (const std::exception& e) {
     std::cerr << "rewind: " << e.what() << "\n";

@@ -9,6 +9,8 @@
 #include <iostream>
 #include <numeric>
 
+#include "model.hpp"
+
 namespace rwd::cli {
 namespace {
 
@@ -23,95 +25,6 @@ std::string duration(double s) {
   if (s < 3600) return fmt::format("{:.0f}m{:02.0f}s", std::floor(s / 60), std::fmod(s, 60));
   return fmt::format("{:.0f}h{:02.0f}m", std::floor(s / 3600), std::fmod(s / 60, 60));
 }
-
-// Embedding (text only) -> recurrent stack -> linear head, and the loss of one batch.
-template <class Layer>
-class Model {
- public:
-  using T = float;
-  Model(const Task& task, const TrainOptions& o, Layer layer, Rng& rng)
-      : task_(task),
-        layer_(std::move(layer)),
-        head_({.in = o.hidden * (o.bidirectional ? 2 : 1),
-               .out = task.output_size(),
-               .prefix = "head."},
-              rng) {
-    if (task.embeds())
-      embedding_.emplace(
-          typename layers::Embedding<T>::Options{task.input_size(), o.embed, "embedding."}, rng);
-  }
-
-  std::vector<Parameter<T>*> parameters() {
-    std::vector<Parameter<T>*> all;
-    if (embedding_) layers::append(all, embedding_->named_parameters());
-    layers::append(all, layer_.named_parameters());
-    layers::append(all, head_.named_parameters());
-    return all;
-  }
-
-  std::vector<Var<T>> inputs(Tape<T>& tape, const Batch& b, Index batch) {
-    std::vector<Var<T>> xs;
-    for (std::size_t t = 0; t < b.xs.size(); ++t) {
-      if (embedding_) {
-        xs.push_back(
-            (*embedding_)(tape, std::span(b.ids).subspan(t * static_cast<std::size_t>(batch),
-                                                         static_cast<std::size_t>(batch))));
-      } else {
-        xs.push_back(tape.constant(b.xs[t]));
-      }
-    }
-    return xs;
-  }
-
-  // Records the loss; `logits` receives the per-row outputs used for accuracy.
-  Var<T> loss(Tape<T>& tape, const Batch& b, Index batch, Var<T>* logits) {
-    const auto out = layer_(tape, inputs(tape, b, batch), {.lengths = b.lengths});
-    switch (task_.loss()) {
-      case LossKind::kMseLast:
-        return mse(head_(tape, out.outputs.back()), tape.constant(b.target));
-      case LossKind::kMseEvery:
-        return mse(head_(tape, concat_rows(out.outputs)), tape.constant(b.target));
-      case LossKind::kCrossEntropyEvery: {
-        *logits = head_(tape, concat_rows(out.outputs));
-        valid_rows_.clear();
-        valid_classes_.clear();
-        for (std::size_t r = 0; r < b.classes.size(); ++r) {
-          if (b.classes[r] >= 0) {
-            valid_rows_.push_back(static_cast<std::int32_t>(r));
-            valid_classes_.push_back(b.classes[r]);
-          }
-        }
-        if (valid_rows_.size() == b.classes.size()) return cross_entropy(*logits, b.classes);
-        // Padded steps take no part: gather the valid rows (embedding works on any table).
-        return cross_entropy(embedding(*logits, valid_rows_), valid_classes_);
-      }
-    }
-    throw UsageError("unknown loss");
-  }
-
-  layers::Summary summary(const TrainOptions& o) {
-    const bool every_step = task_.loss() != LossKind::kMseLast;
-    layers::Summary s(fmt::format("{} on {}", o.cell, task_.name()),
-                      embedding_
-                          ? std::vector<Index>{layers::kNone, o.seq_len}
-                          : std::vector<Index>{layers::kNone, o.seq_len, task_.input_size()});
-    if (embedding_) s.add("embedding", *embedding_);
-    s.add(o.cell, layer_, every_step);
-    s.add("head", head_);
-    return s;
-  }
-
-  Layer& layer() { return layer_; }
-  layers::Linear<T>& head() { return head_; }
-  std::optional<layers::Embedding<T>>& embedder() { return embedding_; }
-
- private:
-  const Task& task_;
-  Layer layer_;
-  layers::Linear<T> head_;
-  std::optional<layers::Embedding<T>> embedding_;
-  std::vector<std::int32_t> valid_rows_, valid_classes_;
-};
 
 double accuracy(const Batch& b, const ConstMap<float>& logits) {
   std::size_t right = 0, total = 0;

@@ -32,6 +32,7 @@ struct SequenceOptions {
 template <RecurrentCell C>
 class Sequence {
  public:
+  using Scalar = typename C::Scalar;
   using T = typename C::Scalar;
   using State = typename C::State;
   /// Builds the cell of one layer and direction, given that layer's input width.
