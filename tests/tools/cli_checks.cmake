@@ -31,7 +31,7 @@ expect(2 "rewind: .*steps" train --steps 0)
 expect(2 "rewind: .*text.*(does not exist|File does not exist)" train --task text --text ${WORK_DIR}/missing.txt)
 expect(1 "rewind: --task text needs --text FILE" train --task text)
 expect(2 "rewind: .*subcommand" )
-expect(2 "rewind: unknown command .frobnicate. \\(commands: train, summary, graph, check, diagnose\\)" frobnicate)
+expect(2 "rewind: unknown command .frobnicate. \\(commands: train, summary, graph, check, diagnose, spectrum\\)" frobnicate)
 expect(0 "final loss" train --task adding --steps 5 --batch 4 --seq-len 10 --hidden 8 --no-progress
        --save ${WORK_DIR}/w.safetensors --log ${WORK_DIR}/log.csv)
 # The progress bar (forced; on a terminal it is the default) and plain lines otherwise.
@@ -59,7 +59,34 @@ expect(0 "gradgradcheck PASSED: .* direction\\(s\\) \\(random\\)" check --cell m
 expect(2 "rewind: --order: .*3" check --order 3)
 expect(0 "per step away from the loss" diagnose --cell rnn --steps 30 -o ${WORK_DIR}/d)
 expect(1 "rewind: --forget-bias applies to the lstm cell only" diagnose --cell gru --forget-bias 1)
-foreach(f g.svg g.png g.dot d.csv d.json d.svg)
+# spectrum: of the weights trained above, on their task; of a custom cell; errors.
+expect(0 "lstm on adding: 1 layer, hidden 8, 10 steps, batch 4, 393 parameters.*Hessian, Lanczos: 3 eigenpairs.*layer0/fwd +∂h_T/∂h_t at the far end.*Lyapunov spectrum of a 16-dimensional state, 4 exponents over 300 steps.*wrote .*s.json"
+       spectrum --task adding --cell lstm --hidden 8 --steps 10 --batch 4 --weights ${WORK_DIR}/w.safetensors
+       --hessian top-k --top 3 --jacobian --lyapunov 4 --lyapunov-steps 300 --warmup 50 -o ${WORK_DIR}/s)
+expect(0 "Hessian spectral density \\(SLQ, 40 Lanczos steps\\): eigenvalues in \\[.*hessian-vector products: 40/40"
+       spectrum --cell peephole --steps 5 --hessian density --iterations 40 -o ${WORK_DIR}/p)
+expect(0 "Hessian trace \\(Hutchinson, 20 samples\\): .* ± " spectrum --cell gru --layers 2 --bidirectional --steps 4 --hessian trace --samples 20 -o ${WORK_DIR}/t)
+expect(1 "rewind: spectrum: nothing to do: ask for --hessian, --jacobian or --lyapunov" spectrum)
+expect(2 "rewind: --hessian: .*eigen" spectrum --hessian eigen)
+expect(1 "rewind: .*weight_hh_l0.*" spectrum --task adding --cell lstm --hidden 5 --weights ${WORK_DIR}/w.safetensors --jacobian)
+execute_process(
+  COMMAND ${PYTHON} -c "
+import json
+s = json.load(open('${WORK_DIR}/s.json'))
+top = s['hessian_top']['values']
+assert len(top) == 3 and top[0] >= top[1] >= top[2], top
+j = s['jacobian']['series'][0]
+assert len(j['singular_values']) == 10 and len(j['singular_values'][0]) == 8, j.keys()
+assert abs(j['frobenius'][-1] - 8 ** 0.5) < 1e-8, j['frobenius'][-1]
+assert len(s['lyapunov']['exponents']) == 4
+print('spectrum json ok')
+"
+  RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "spectrum JSON: ${out}${err}")
+endif()
+foreach(f g.svg g.png g.dot d.csv d.json d.svg s-hessian.csv s-jacobian.csv s-jacobian.svg
+          s-lyapunov.csv s-lyapunov.svg p-density.csv p-density.svg t.json)
   if(NOT EXISTS ${WORK_DIR}/${f})
     message(FATAL_ERROR "missing ${f}")
   endif()
