@@ -1,11 +1,11 @@
 #include "rewind/autograd/diagnostics.hpp"
 
-#include <Eigen/SVD>
 #include <algorithm>
 #include <cmath>
 #include <random>
 
 #include "rewind/autograd/functional.hpp"
+#include "rewind/autograd/spectra.hpp"
 
 namespace rwd {
 namespace {
@@ -230,8 +230,7 @@ JacobianReport jacobians_through_time(Tape<T>& tape, const std::vector<HiddenSer
       const Matrix<T> g = tape.block_grad(v);
       for (Index j = 0; j < n; ++j)
         jac.row(j) = g.row(j * batch + options.sample).template cast<double>();
-      Eigen::BDCSVD<Eigen::MatrixXd> svd(jac);  // values only
-      const Eigen::VectorXd& sv = svd.singularValues();
+      const Eigen::VectorXd sv = singular_values(jac);
       s.singular_values.emplace_back(sv.data(), sv.data() + sv.size());
       s.frobenius.push_back(jac.norm());
     }

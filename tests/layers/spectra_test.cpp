@@ -212,6 +212,27 @@ BOOST_AUTO_TEST_CASE(hessian_operator_errors_are_clear) {
   BOOST_TEST(m.cell.weight_hh.grad_tangent.size() == 0);
 }
 
+BOOST_AUTO_TEST_CASE(singular_values_match_jacobi_svd_on_a_graded_matrix) {
+  std::mt19937_64 rng(23);
+  std::normal_distribution<double> normal;
+  for (const auto& [rows, cols] : {std::pair<Index, Index>{128, 128}, {40, 17}, {17, 40}, {1, 1}}) {
+    const Index n = std::min(rows, cols);
+    const auto orthonormal = [&](Index m) {
+      const Eigen::MatrixXd g = Eigen::MatrixXd::NullaryExpr(m, m, [&] { return normal(rng); });
+      return Eigen::MatrixXd(Eigen::HouseholderQR<Eigen::MatrixXd>(g).householderQ());
+    };
+    Eigen::VectorXd s(n);  // from 1 down to 1e-10, as ∂h_T/∂h_t far from T
+    for (Index i = 0; i < n; ++i) s[i] = std::pow(10.0, n > 1 ? -10.0 * i / (n - 1) : 0.0);
+    Eigen::MatrixXd a =
+        orthonormal(rows).leftCols(n) * s.asDiagonal() * orthonormal(cols).leftCols(n).transpose();
+    const Eigen::VectorXd ours = singular_values(a);
+    const Eigen::VectorXd jacobi = Eigen::JacobiSVD<Eigen::MatrixXd>(a).singularValues();
+    BOOST_TEST(ours.size() == n);
+    BOOST_TEST((ours - jacobi).cwiseAbs().maxCoeff() <= 1e-13, rows << "x" << cols);
+    BOOST_TEST((ours - s).cwiseAbs().maxCoeff() <= 1e-13, rows << "x" << cols);
+  }
+}
+
 // ---- Jacobians through time ---------------------------------------------------------------------
 
 BOOST_AUTO_TEST_CASE(jacobians_through_time_match_finite_differences) {

@@ -14,7 +14,10 @@
 //   fixed random direction (Tape::hvp), with its ratio to grad-, the same on an existing
 //   recording (the loop of a power iteration), and the tape's storage against grad-'s.
 //
+// block-<cell>-128: k tangent directions in one block sweep against k single sweeps (k = 16,
+//   32, 64). jtt-lstm-128: exact Jacobians through time against one gradient.
 // Usage: bench_train [--workload train-lstm-128|grad-lstm-128|hvp-lstm-128|hvp-all|tiny-ops|
+//        block-lstm-128|block-all|jtt-lstm-128|
 //                                sgemm-1024|fma-peak] [--seq-len 50] [--reps 15]
 //                    [--memory N]
 //        (default: every train workload, then tiny-ops, sgemm-1024 and fma-peak)
@@ -22,6 +25,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <Eigen/SVD>
 #include <algorithm>
 #include <chrono>
 #include <cstring>
@@ -158,6 +162,75 @@ void train_workload(const std::string& name, Layer layer, Index gates, Index hid
             << std::endl;
 }
 
+/// block-<cell>-128: k tangent directions at once (Tape::jvp_block) against k single-direction
+/// sweeps (Tape::jvp), on one recording of the train workload's forward with its inputs as the
+/// seeded leaves; ratio = block / (k · single).
+template <class Layer>
+void block_workload_at(const std::string& name, Layer& layer, const Run& run, Index B) {
+  constexpr Index I = 64;
+  Tape<float> tape;
+  std::vector<Var<float>> in;
+  for (Index t = 0; t < run.steps; ++t) in.push_back(tape.input(Matrix<float>::Random(B, I)));
+  const auto out = layer(tape, in);
+  const Var<float> last = out.outputs.back();
+  for (const Var<float>& x : in) tape.set_tangent(x, Matrix<float>::Random(B, I));
+  const double single_ms = median_ms([&] { tape.jvp(); }, run.reps);
+  for (Index k : {16, 32, 64}) {
+    for (const Var<float>& x : in) tape.set_block_tangent(x, Matrix<float>::Random(k * B, I));
+    const double block_ms = median_ms([&] { tape.jvp_block(k); }, std::max(3, run.reps / 3));
+    std::cout << fmt::format(
+                     "{} batch={} k={} block_ms={:.3f} single_ms={:.3f} ratio={:.3f} threads={}",
+                     name, B, k, block_ms, single_ms,
+                     block_ms / (static_cast<double>(k) * single_ms), Eigen::nbThreads())
+              << std::endl;
+  }
+  (void)last;
+}
+
+template <class Layer>
+void block_workload(const std::string& name, Layer layer, const Run& run) {
+  for (Index batch : {1, 32}) block_workload_at(name, layer, run, batch);
+}
+
+/// jtt-lstm-128: every singular value of ∂h_T/∂h_t for every t (jacobians_through_time, with
+/// its 8 Hutchinson probes) for one sequence of 50 steps of a 128-unit LSTM in double, recording
+/// included, against one gradient of the same recording (record + backward of mean h_T²).
+void jtt_workload(const Run& run, layers::Rng& rng) {
+  constexpr Index I = 64, H = 128;
+  layers::Lstm<double> lstm({.input = I, .hidden = H}, rng);
+  std::vector<Matrix<double>> xs;
+  for (Index t = 0; t < run.steps; ++t) xs.push_back(Matrix<double>::Random(1, I));
+  Tape<double> tape;
+  const auto record = [&] {
+    tape.clear();
+    std::vector<Var<double>> in;
+    for (const auto& x : xs) in.push_back(tape.constant(x));
+    return lstm(tape, in);
+  };
+  const double grad_ms = median_ms(
+      [&] {
+        const auto run_ = record();
+        tape.backward(mean(square(run_.outputs.back())), {.accumulate_parameters = false});
+      },
+      run.reps);
+  JacobianReport report;
+  const double jtt_ms =
+      median_ms([&] { report = jacobians_through_time(tape, record().hidden); }, run.reps);
+  // Where the time goes: the block reverse sweep alone (128 cotangents) and the SVDs.
+  const auto once = record();
+  const Var<double> last = once.hidden[0].states.back();
+  const Matrix<double> seeds = Matrix<double>::Identity(H, H);
+  const double sweep_ms = median_ms([&] { tape.vjp_block(last, seeds); }, run.reps);
+  Eigen::MatrixXd j = Eigen::MatrixXd::Random(H, H);
+  const double svd_ms = median_ms([&] { j(0, 0) += singular_values(j)[0] * 1e-300; }, run.reps);
+  std::cout << fmt::format(
+                   "jtt-lstm-{} steps={} jtt_ms={:.3f} grad_ms={:.3f} ratio={:.1f} "
+                   "vjp_block_ms={:.3f} svd_ms_each={:.3f} threads={}",
+                   H, run.steps, jtt_ms, grad_ms, jtt_ms / grad_ms, sweep_ms, svd_ms,
+                   Eigen::nbThreads())
+            << std::endl;
+}
+
 /// Eigen's float product of two 1024×1024 matrices: the machine's GEMM rate in this run.
 void sgemm() {
   constexpr Index n = 1024;
@@ -273,6 +346,21 @@ int main(int argc, char** argv) {
         train_workload(fmt::format("{}-rnn-{}", prefix, h),
                        layers::Rnn<float>({.input = 64, .hidden = h}, rng), 1, h, r, rng, kind);
     }
+  }
+  if (only == "block-lstm-128" || only == "block-all") {
+    Run r = run;
+    if (r.reps == 0) r.reps = 9;
+    block_workload("block-lstm-128", layers::Lstm<float>({.input = 64, .hidden = 128}, rng), r);
+  }
+  if (only == "block-gru-128" || only == "block-all") {
+    Run r = run;
+    if (r.reps == 0) r.reps = 9;
+    block_workload("block-gru-128", layers::Gru<float>({.input = 64, .hidden = 128}, rng), r);
+  }
+  if (only == "jtt-lstm-128") {
+    Run r = run;
+    if (r.reps == 0) r.reps = 9;
+    jtt_workload(r, rng);
   }
   if (run.memory_steps > 0) return 0;
   if (only.empty() || only == "tiny-ops") tiny_ops();
