@@ -306,18 +306,35 @@ std::string JacobianReport::json() const {
 }
 
 std::string JacobianReport::svg(const std::string& title) const {
+  static constexpr const char* kGroup[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd"};
   std::vector<PlotSeries> lines;
-  for (const JacobianSeries& s : series) {
+  for (std::size_t g = 0; g < series.size(); ++g) {
+    const JacobianSeries& s = series[g];
     const auto pick = [&](auto f) {
       std::vector<double> y;
       for (const auto& sv : s.singular_values) y.push_back(sv.empty() ? 0.0 : f(sv));
       return y;
     };
     const std::string name = s.name.empty() ? std::string() : " " + s.name;
-    lines.push_back({"σ_max" + name, pick([](const auto& sv) { return sv.front(); }), false});
+    const std::string colour = kGroup[g % 4];
     lines.push_back(
-        {"σ_median" + name, pick([](const auto& sv) { return sv[sv.size() / 2]; }), true});
-    lines.push_back({"σ_min" + name, pick([](const auto& sv) { return sv.back(); }), true});
+        {"σ_max" + name, pick([](const auto& sv) { return sv.front(); }), false, {}, colour});
+    lines.push_back({"σ_median" + name,
+                     pick([](const auto& sv) { return sv[sv.size() / 2]; }),
+                     true,
+                     {},
+                     colour});
+    lines.push_back(
+        {"σ_min" + name, pick([](const auto& sv) { return sv.back(); }), true, {}, colour});
+  }
+  // Singular values are accurate to about n·ε·σ_max: below this line they are rounding.
+  if (!series.empty() && !series[0].singular_values.empty()) {
+    const JacobianSeries& s = series[0];
+    std::vector<double> y;
+    for (const auto& sv : s.singular_values)
+      y.push_back(static_cast<double>(sv.size()) * std::numeric_limits<double>::epsilon() *
+                  sv.front());
+    lines.push_back({"rounding (n·ε·σ_max)", y, true, {}, "#999999"});
   }
   return line_plot_svg(title, "time step t", "singular value of ∂h_T/∂h_t (log scale)", lines,
                        true);
@@ -384,18 +401,31 @@ std::string line_plot_svg(const std::string& title, const std::string& x_label,
   out += fmt::format(
       "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#333\"/>\n", L, Tm,
       W - L - R, H - Tm - B);
-  const int ticks = static_cast<int>(std::min(10.0, ymax - ymin));
-  for (int k = 0; k <= (log_y ? static_cast<int>(ymax - ymin) : 5); ++k) {
-    const double y = log_y ? ymin + k : ymin + (ymax - ymin) * k / 5;
-    if (log_y && ticks >= 10 && k % 2) continue;
+  // Linear axes get ticks at round numbers (1, 2 or 5 times a power of ten, about five of them);
+  // a log axis one per decade (every other one past ten decades).
+  const auto nice_ticks = [](double lo, double hi) {
+    std::vector<double> at;
+    const double raw = (hi - lo) / 5, mag = std::pow(10.0, std::floor(std::log10(raw)));
+    const double step = raw <= mag       ? mag
+                        : raw <= 2 * mag ? 2 * mag
+                        : raw <= 5 * mag ? 5 * mag
+                                         : 10 * mag;
+    for (double v = std::ceil(lo / step - 1e-9) * step; v <= hi + 1e-9 * step; v += step)
+      at.push_back(std::abs(v) < 1e-9 * step ? 0.0 : v);
+    return at;
+  };
+  const int decades = static_cast<int>(ymax - ymin);
+  const std::vector<double> y_ticks = log_y ? std::vector<double>{} : nice_ticks(ymin, ymax);
+  for (int k = 0; k <= (log_y ? decades : static_cast<int>(y_ticks.size()) - 1); ++k) {
+    const double y = log_y ? ymin + k : y_ticks[static_cast<std::size_t>(k)];
+    if (log_y && decades >= 10 && k % 2) continue;
     out += fmt::format("<line x1=\"{}\" x2=\"{}\" y1=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"#ddd\"/>\n",
                        L, W - R, py(y), py(y));
     out +=
         fmt::format("<text x=\"{}\" y=\"{:.1f}\" text-anchor=\"end\">{}</text>\n", L - 6, py(y) + 4,
                     log_y ? fmt::format("1e{}", static_cast<int>(y)) : fmt::format("{:.3g}", y));
   }
-  for (int k = 0; k <= 5; ++k) {
-    const double x = xmin + (xmax - xmin) * k / 5;
+  for (double x : xmax > xmin ? nice_ticks(xmin, xmax) : std::vector<double>{xmin}) {
     out += fmt::format("<text x=\"{:.1f}\" y=\"{}\" text-anchor=\"middle\">{:.4g}</text>\n", px(x),
                        H - B + 18, x);
   }
@@ -406,7 +436,9 @@ std::string line_plot_svg(const std::string& title, const std::string& x_label,
       (H - B + Tm) / 2, (H - B + Tm) / 2, y_label);
   for (std::size_t k = 0; k < series.size(); ++k) {
     const PlotSeries& s = series[k];
-    const char* colour = kColours[(k / (series.size() > 1 && series[1].dashed ? 2 : 1)) % 6];
+    const std::string colour =
+        s.colour.empty() ? kColours[(k / (series.size() > 1 && series[1].dashed ? 2 : 1)) % 6]
+                         : s.colour;
     std::string points;
     for (std::size_t i = 0; i < s.y.size(); ++i) {
       if (!std::isfinite(s.y[i]) || (log_y && s.y[i] <= 0)) continue;

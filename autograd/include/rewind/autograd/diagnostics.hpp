@@ -104,6 +104,7 @@ struct PlotSeries {
   std::vector<double> y;  ///< at x = 0, 1, 2, ... unless `x` is given
   bool dashed = false;
   std::vector<double> x;  ///< the abscissae, increasing (empty: 0, 1, 2, ...)
+  std::string colour;     ///< an SVG colour (empty: the palette's next)
 };
 std::string line_plot_svg(const std::string& title, const std::string& x_label,
                           const std::string& y_label, const std::vector<PlotSeries>& series,

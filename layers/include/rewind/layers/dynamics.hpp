@@ -79,6 +79,7 @@ struct LyapunovReport {
     std::vector<PlotSeries> lines{s};
     lines.push_back({"0", std::vector<double>(exponents.size(), 0.0), true});
     lines.back().x = s.x;
+    lines.back().colour = "#999999";
     return line_plot_svg(title, "index i", "Lyapunov exponent λ_i (per step)", lines, false);
   }
   std::string summary() const {
