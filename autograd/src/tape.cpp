@@ -127,6 +127,20 @@ std::span<const std::int32_t> Tape<T>::store_indices(std::span<const std::int32_
 
 template <class T>
 Var<T> Tape<T>::record(const Op& op, std::span<const Var<T>> inputs) {
+  // A recording error names where in the model it happened.
+  try {
+    return record_in_scope(op, inputs);
+  } catch (const ShapeError& e) {
+    if (current_scope_ == 0) throw;
+    throw ShapeError(with_scope(e.what(), scope_string(current_scope_)));
+  } catch (const UsageError& e) {
+    if (current_scope_ == 0) throw;
+    throw UsageError(with_scope(e.what(), scope_string(current_scope_)));
+  }
+}
+
+template <class T>
+Var<T> Tape<T>::record_in_scope(const Op& op, std::span<const Var<T>> inputs) {
   return std::visit(
       [&](const auto& o) -> Var<T> {
         using O = std::decay_t<decltype(o)>;

@@ -169,7 +169,7 @@ BOOST_AUTO_TEST_CASE(custom_cells_get_the_same_pictures) {
       "Mgu", {}, 2, [&](int, bool, Index in) { return MguCell<double>(in, 3, rng); });
   const std::string dot = dot_of(*record(mgu), {.rolled = true});
   BOOST_TEST(dot.find("subgraph \"cluster_layer0/fwd/t3/h~\"") != std::string::npos);
-  BOOST_TEST(dot.find("label=\"u_f\\n3x3\"") != std::string::npos);
+  BOOST_TEST(dot.find("label=\"u_f_l0\\n3x3\"") != std::string::npos);  // named per layer
 }
 
 BOOST_AUTO_TEST_CASE(nan_and_inf_are_marked_red) {

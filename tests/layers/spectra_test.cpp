@@ -371,6 +371,7 @@ struct LinearCell {
   }
   std::array<Index, 1> state_sizes() const { return {w.value.rows()}; }
   Index input_size() const { return 1; }
+  std::vector<Parameter<double>*> named_parameters() { return {&w}; }
 };
 
 }  // namespace

@@ -183,7 +183,8 @@ BpttReport diagnose(const ModelOptions& m, const DiagnoseOptions& d, std::ostrea
     tape.backward(mean(square(run.outputs.back())));  // the loss sits at the last step
     std::vector<Parameter<double>*> recurrent;
     for (Parameter<double>* p : net.named_parameters()) {
-      if (p->name.find("weight_hh") != std::string::npos || p->name == "u_f" || p->name == "u_h")
+      if (p->name.find("weight_hh") != std::string::npos || p->name.starts_with("u_f") ||
+          p->name.starts_with("u_h"))
         recurrent.push_back(p);
     }
     report = bptt_diagnostics(tape, run.hidden, recurrent, {.probes = d.probes, .seed = m.seed});

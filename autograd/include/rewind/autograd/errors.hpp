@@ -34,4 +34,18 @@ class FileError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// `<who> at <scope>: <rest>` from `<who>: <rest>`: where in the model a recording error
+/// happened (`matmul_nt at layer1/fwd/t0/f: inner dimensions differ: ...`). Unchanged when the
+/// scope is empty or the message already names one.
+inline std::string with_scope(const std::string& message, const std::string& scope) {
+  const auto colon = message.find(": ");
+  // Not twice, and not into a located message (`file:line:column: ...`).
+  if (scope.empty() || colon == std::string::npos ||
+      message.substr(0, colon).find(" at ") != std::string::npos ||
+      message.substr(0, colon).find(':') != std::string::npos) {
+    return message;
+  }
+  return message.substr(0, colon) + " at " + scope + message.substr(colon);
+}
+
 }  // namespace rwd

@@ -216,6 +216,8 @@ class Tape {
   std::string_view label(std::size_t i) const;
   /// "layer0/fwd/t3/f", or "" at the top level.
   std::string scope_path(std::size_t i) const;
+  /// The scope path nodes recorded now would get.
+  std::string current_scope() const { return scope_string(current_scope_); }
   /// Whether backward ran since the last clear().
   bool has_backward() const { return backward_epoch_ != 0; }
   /// The node the latest backward started from.
@@ -256,6 +258,7 @@ class Tape {
     std::uint32_t node = 0;
   };
 
+  Var<T> record_in_scope(const Op& op, std::span<const Var<T>> inputs);
   const Node& checked(const Var<T>& v, std::string_view who) const;
   void gather_inputs(const Node& n);  // fills refs_ with n's inputs
   TensorRef<T> ref_of(const Node& x);

@@ -4,7 +4,8 @@
 //   State step(Tape<T>& tape, const Var<T>& x, const State& state);
 // made of primitive ops (no hand-written backward). State is std::array<Var<T>, N>; state[0] is
 // the cell's output h (what the layer emits each step), the rest is private to the cell (an
-// LSTM's c). `state_sizes()` gives each state tensor's width, `input_size()` the width of x.
+// LSTM's c). `state_sizes()` gives each state tensor's width, `input_size()` the width of x,
+// `named_parameters()` every parameter it records.
 // Any type of that shape works with unroll, Sequence (stacked, bidirectional, variable-length),
 // gradcheck and the graphs: the built-in cells use nothing a user cannot.
 #pragma once
@@ -21,15 +22,33 @@
 
 namespace rwd::layers {
 
+// The concept in parts, so that a type that falls short fails on the part it lacks (the
+// compiler names the unsatisfied concept and the expression).
 template <class C>
-concept RecurrentCell = requires(C& cell, const C& ccell, Tape<typename C::Scalar>& tape,
-                                 const Var<typename C::Scalar>& x, const typename C::State& s) {
-  typename C::Scalar;
-  typename C::State;
-  { cell.step(tape, x, s) } -> std::same_as<typename C::State>;
-  { ccell.state_sizes() } -> std::same_as<std::array<Index, std::tuple_size_v<typename C::State>>>;
-  { ccell.input_size() } -> std::convertible_to<Index>;
+concept CellTypes = requires {
+  typename C::Scalar;  // float or double
+  typename C::State;   // std::array<Var<Scalar>, N>, state[0] = h
 };
+template <class C>
+concept CellStep = requires(C& cell, Tape<typename C::Scalar>& tape,
+                            const Var<typename C::Scalar>& x, const typename C::State& s) {
+  { cell.step(tape, x, s) } -> std::same_as<typename C::State>;
+};
+template <class C>
+concept CellSizes = requires(const C& cell) {
+  { cell.state_sizes() } -> std::same_as<std::array<Index, std::tuple_size_v<typename C::State>>>;
+  { cell.input_size() } -> std::convertible_to<Index>;
+};
+/// Every parameter the cell records, with its name (Sequence makes the names unique per layer
+/// and direction; weight files, optimizers and gradient checks use them).
+template <class C>
+concept CellParameters = requires(C& cell) {
+  { cell.named_parameters() } -> std::same_as<std::vector<Parameter<typename C::Scalar>*>>;
+};
+
+/// A recurrent cell: step, sizes and named parameters (see the file comment).
+template <class C>
+concept RecurrentCell = CellTypes<C> && CellStep<C> && CellSizes<C> && CellParameters<C>;
 
 /// The all-zero state for a batch (PyTorch's default h0, c0), recorded as constants.
 template <RecurrentCell C>

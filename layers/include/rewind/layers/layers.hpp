@@ -3,6 +3,7 @@
 #pragma once
 
 #include <rewind/layers/cell.hpp>
+#include <rewind/layers/cell_file.hpp>
 #include <rewind/layers/dynamics.hpp>
 #include <rewind/layers/gru_cell.hpp>
 #include <rewind/layers/init.hpp>

@@ -16,14 +16,23 @@ Index parameter_count(const std::vector<Parameter<T>*>& params) {
   return n;
 }
 
-/// The parameter with this name; UsageError naming the known ones if there is none.
+/// The parameter with this name; UsageError naming the known ones if there is none, and one
+/// if two parameters have the name (a stack of cells that were not given unique names).
 template <class T>
 Parameter<T>& find_parameter(const std::vector<Parameter<T>*>& params, std::string_view name) {
   std::string known;
+  Parameter<T>* found = nullptr;
   for (Parameter<T>* p : params) {
-    if (p->name == name) return *p;
+    if (p->name == name) {
+      if (found != nullptr) {
+        throw UsageError(fmt::format(
+            "find_parameter: two parameters are named '{}': give them unique names", name));
+      }
+      found = p;
+    }
     known += known.empty() ? p->name : ", " + p->name;
   }
+  if (found != nullptr) return *found;
   throw UsageError(fmt::format("find_parameter: no parameter named '{}' (have: {})", name, known));
 }
 

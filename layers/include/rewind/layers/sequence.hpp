@@ -8,6 +8,7 @@
 // [layer0 fwd, layer0 bwd, layer1 fwd, ...].
 #pragma once
 
+#include <algorithm>
 #include <functional>
 #include <optional>
 #include <rewind/autograd/diagnostics.hpp>
@@ -29,6 +30,18 @@ struct SequenceOptions {
   double dropout = 0.0;
 };
 
+namespace detail {
+/// PyTorch's parameter name suffix: `_l1`, `_l1_reverse`.
+inline std::string suffix(int layer, bool reverse) {
+  return fmt::format("_l{}{}", layer, reverse ? "_reverse" : "");
+}
+}  // namespace detail
+
+/// Layers of cells over a sequence. The factory builds the cell of one layer and direction for
+/// that layer's input width: `make(layer, reverse, input)`. Each cell's input_size() is checked
+/// against it, and every parameter gets the name suffix of its layer and direction (`_l0`,
+/// `_l1_reverse`, PyTorch's) unless its name already ends with it (the built-in cells name
+/// theirs so), so a stack of custom cells has unique, predictable names.
 template <RecurrentCell C>
 class Sequence {
  public:
@@ -64,8 +77,37 @@ class Sequence {
     }
     Index width = input;
     for (int layer = 0; layer < options.num_layers; ++layer) {
-      for (int d = 0; d < directions(); ++d) cells_.push_back(make(layer, d == 1, width));
+      for (int d = 0; d < directions(); ++d) {
+        cells_.push_back(make(layer, d == 1, width));
+        const Index takes = cells_.back().input_size();
+        if (takes != width) {
+          throw ShapeError(fmt::format(
+              "{}: the cell of layer {}{} takes {} input features, expected {} ({})", name_,
+              layer, d == 1 ? " (reverse)" : "", takes, width,
+              layer == 0 ? "the input's width"
+                         : fmt::format("layer {}'s output: {} directions x hidden {}", layer - 1,
+                                       directions(), width / directions())));
+        }
+      }
       width = cells_.back().state_sizes()[0] * directions();
+    }
+    for (int layer = 0; layer < options.num_layers; ++layer) {
+      for (int d = 0; d < directions(); ++d) {
+        const std::string tail = detail::suffix(layer, d == 1);
+        for (Parameter<T>* p : cell(layer, d == 1).named_parameters()) {
+          const bool named = p->name.size() >= tail.size() &&
+                             p->name.compare(p->name.size() - tail.size(), tail.size(), tail) == 0;
+          if (!named) p->name += tail;
+        }
+      }
+    }
+    std::vector<std::string> names;
+    for (Parameter<T>* p : named_parameters()) names.push_back(p->name);
+    std::sort(names.begin(), names.end());
+    const auto twice = std::adjacent_find(names.begin(), names.end());
+    if (twice != names.end()) {
+      throw UsageError(fmt::format("{}: two parameters are named '{}' within one cell", name_,
+                                   *twice));
     }
   }
 
@@ -125,13 +167,6 @@ class Sequence {
   SequenceOptions options_;
   std::vector<C> cells_;
 };
-
-namespace detail {
-/// PyTorch's parameter name suffix: `_l1`, `_l1_reverse`.
-inline std::string suffix(int layer, bool reverse) {
-  return fmt::format("_l{}{}", layer, reverse ? "_reverse" : "");
-}
-}  // namespace detail
 
 /// nn.RNN: a stack of RnnCell, tanh or relu.
 template <class T>

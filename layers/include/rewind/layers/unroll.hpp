@@ -56,7 +56,14 @@ Unrolled<C> unroll(C& cell, Tape<typename C::Scalar>& tape,
   for (Index k = 0; k < steps; ++k) {
     const Index t = options.reverse ? steps - 1 - k : k;
     auto scope = tape.scope(fmt::format("t{}", t));
-    typename C::State next = cell.step(tape, xs[static_cast<std::size_t>(t)], state);
+    typename C::State next;
+    try {
+      next = cell.step(tape, xs[static_cast<std::size_t>(t)], state);
+    } catch (const ShapeError& e) {  // a cell's own checks: say where (ops already do)
+      throw ShapeError(with_scope(e.what(), tape.current_scope()));
+    } catch (const UsageError& e) {
+      throw UsageError(with_scope(e.what(), tape.current_scope()));
+    }
     if (masked) {
       Matrix<T> m(batch, 1);
       bool all = true;

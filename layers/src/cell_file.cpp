@@ -1,0 +1,611 @@
+#include "rewind/layers/cell_file.hpp"
+
+#include <cctype>
+#include <cmath>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+namespace rwd::layers {
+namespace {
+
+using Expr = CellProgram::Expr;
+using Ref = CellProgram::Expr::Ref;
+
+struct Token {
+  enum class Kind : unsigned char { name, number, symbol, end };
+  Kind kind = Kind::end;
+  std::string text;
+  double number = 0;
+  int column = 0;  // 1-based
+};
+
+// The unary tensor functions and their ops; the others have fixed arities below.
+const std::set<std::string>& unary_functions() {
+  static const std::set<std::string> names{"sigmoid", "tanh",        "relu",   "exp",
+                                           "log",     "softplus",    "square", "sqrt",
+                                           "abs",     "log_sigmoid", "neg"};
+  return names;
+}
+
+bool is_function(const std::string& name) {
+  return unary_functions().count(name) != 0 || name == "affine" || name == "cols" ||
+         name == "concat";
+}
+
+const std::set<std::string>& keywords() {
+  static const std::set<std::string> k{"cell", "state", "param", "let",   "gate",
+                                       "next", "x",     "input", "hidden"};
+  return k;
+}
+
+class Parser {
+ public:
+  explicit Parser(CellProgram& p) : p_(p) {}
+
+  void run(const std::string& text) {
+    std::istringstream in(text);
+    std::string line;
+    while (std::getline(in, line)) {
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      p_.lines.push_back(line);
+    }
+    for (std::size_t i = 0; i < p_.lines.size(); ++i) {
+      line_ = static_cast<int>(i) + 1;
+      tokenize(p_.lines[i]);
+      if (tokens_[0].kind == Token::Kind::end) continue;
+      statement();
+    }
+    finish();
+  }
+
+ private:
+  [[noreturn]] void fail(int column, const std::string& message) const {
+    p_.fail(line_, column, message);
+  }
+  [[noreturn]] void fail_here(const std::string& message) const { fail(peek().column, message); }
+
+  void tokenize(const std::string& s) {
+    tokens_.clear();
+    at_ = 0;
+    std::size_t i = 0;
+    while (i < s.size()) {
+      const char c = s[i];
+      if (c == '#') break;
+      if (std::isspace(static_cast<unsigned char>(c))) {
+        ++i;
+        continue;
+      }
+      Token t;
+      t.column = static_cast<int>(i) + 1;
+      if (std::isalpha(static_cast<unsigned char>(c)) || c == '_') {
+        const std::size_t j = i;
+        while (i < s.size() && (std::isalnum(static_cast<unsigned char>(s[i])) || s[i] == '_')) ++i;
+        t.kind = Token::Kind::name;
+        t.text = s.substr(j, i - j);
+      } else if (std::isdigit(static_cast<unsigned char>(c)) || c == '.') {
+        const char* begin = s.c_str() + i;
+        char* end = nullptr;
+        t.number = std::strtod(begin, &end);
+        if (end == begin) fail(t.column, fmt::format("expected a number at '{}'", c));
+        i += static_cast<std::size_t>(end - begin);
+        t.kind = Token::Kind::number;
+        t.text =
+            s.substr(static_cast<std::size_t>(t.column - 1), static_cast<std::size_t>(end - begin));
+        if (!std::isfinite(t.number))
+          fail(t.column, fmt::format("number '{}' is out of range", t.text));
+      } else if (std::string("+-*/@'()[],=").find(c) != std::string::npos) {
+        t.kind = Token::Kind::symbol;
+        t.text = std::string(1, c);
+        ++i;
+      } else {
+        fail(t.column, fmt::format("unexpected character '{}'", c));
+      }
+      tokens_.push_back(t);
+    }
+    Token end;
+    end.column = static_cast<int>(s.size()) + 1;
+    tokens_.push_back(end);
+  }
+
+  const Token& peek() const { return tokens_[at_]; }
+  Token take() { return tokens_[at_ < tokens_.size() - 1 ? at_++ : at_]; }
+  bool accept(const char* symbol) {
+    if (peek().kind == Token::Kind::symbol && peek().text == symbol) {
+      ++at_;
+      return true;
+    }
+    return false;
+  }
+  void expect(const char* symbol, const char* what) {
+    if (!accept(symbol)) fail_here(fmt::format("expected '{}' {}", symbol, what));
+  }
+  std::string describe(const Token& t) const {
+    return t.kind == Token::Kind::end ? "the end of the line" : "'" + t.text + "'";
+  }
+  Token name(const char* what) {
+    if (peek().kind != Token::Kind::name) {
+      fail_here(fmt::format("expected {}, found {}", what, describe(peek())));
+    }
+    return take();
+  }
+  void end_of_line() {
+    if (peek().kind != Token::Kind::end) {
+      fail_here(fmt::format("expected the end of the line, found {}", describe(peek())));
+    }
+  }
+
+  // A new name: not a keyword or function, not taken.
+  void declare(const Token& t) {
+    if (keywords().count(t.text) || is_function(t.text)) {
+      fail(t.column, fmt::format("'{}' is a reserved word: choose another name", t.text));
+    }
+    if (!names_.insert(t.text).second) {
+      fail(t.column, fmt::format("'{}' is declared twice", t.text));
+    }
+  }
+
+  void statement() {
+    const Token head = name("a statement (cell, state, param, let, gate or next)");
+    if (head.text == "cell") {
+      if (!p_.name.empty()) fail(head.column, "a second 'cell' line: the cell is named once");
+      p_.name = name("the cell's name").text;
+      end_of_line();
+    } else if (head.text == "state") {
+      if (!p_.statements.empty()) fail(head.column, "declare states before let, gate and next");
+      const Token n = name("the state's name");
+      declare(n);
+      expect("=", "after the state's name (state h = hidden)");
+      CellProgram::State s{n.text, expr(true), line_};
+      end_of_line();
+      p_.states.push_back(s);
+    } else if (head.text == "param") {
+      if (!p_.statements.empty()) fail(head.column, "declare parameters before let, gate and next");
+      const Token n = name("the parameter's name");
+      declare(n);
+      CellProgram::Param q;
+      q.name = n.text;
+      q.line = line_;
+      q.column = n.column;
+      expect("[", "and the parameter's shape ([rows, cols])");
+      q.rows = expr(true);
+      expect(",", "between rows and columns");
+      q.cols = expr(true);
+      expect("]", "after the shape");
+      const Token init = name("an initialiser (uniform(a), normal(s), zeros, ones, constant(v))");
+      q.init = init.text;
+      const bool takes = q.init == "uniform" || q.init == "normal" || q.init == "constant";
+      if (!takes && q.init != "zeros" && q.init != "ones") {
+        fail(init.column, fmt::format("unknown initialiser '{}' (uniform(a), normal(s), zeros, "
+                                      "ones, constant(v))",
+                                      q.init));
+      }
+      if (takes) {
+        expect("(", fmt::format("after {}: it takes one number", q.init).c_str());
+        q.init_arg = expr(true);
+        expect(")", "after the initialiser's argument");
+      }
+      end_of_line();
+      p_.params.push_back(q);
+    } else if (head.text == "let" || head.text == "gate" || head.text == "next") {
+      CellProgram::Statement st;
+      st.kind = head.text == "let"    ? CellProgram::Statement::Kind::let
+                : head.text == "gate" ? CellProgram::Statement::Kind::gate
+                                      : CellProgram::Statement::Kind::next;
+      const Token n = name("a name");
+      st.name = n.text;
+      st.line = line_;
+      st.column = n.column;
+      if (st.kind == CellProgram::Statement::Kind::next) {
+        int k = -1;
+        for (std::size_t i = 0; i < p_.states.size(); ++i) {
+          if (p_.states[i].name == n.text) k = static_cast<int>(i);
+        }
+        if (k < 0) fail(n.column, fmt::format("'{}' is not a state: next assigns a state", n.text));
+        if (assigned_.count(n.text))
+          fail(n.column, fmt::format("state '{}' is assigned twice", n.text));
+        assigned_.insert(n.text);
+        st.slot = k;
+      } else {
+        declare(n);
+      }
+      expect("=", "after the name");
+      st.expr = expr(false);
+      end_of_line();
+      if (st.kind != CellProgram::Statement::Kind::next) {
+        st.slot = p_.values++;
+        values_[st.name] = st.slot;
+      }
+      p_.statements.push_back(st);
+    } else {
+      fail(head.column,
+           fmt::format("unknown statement '{}' (cell, state, param, let, gate, next)", head.text));
+    }
+  }
+
+  void finish() {
+    line_ = static_cast<int>(p_.lines.size());
+    if (p_.states.empty()) fail(1, "no state: declare at least one (state h = hidden)");
+    if (p_.states.size() > kMaxFileCellStates) {
+      p_.fail(p_.states[kMaxFileCellStates].line, 1,
+              fmt::format("{} states: a cell file declares 1 to {}", p_.states.size(),
+                          kMaxFileCellStates));
+    }
+    for (const auto& s : p_.states) {
+      if (!assigned_.count(s.name)) {
+        p_.fail(s.line, 1,
+                fmt::format("state '{}' is never assigned: add 'next {} = ...'", s.name, s.name));
+      }
+    }
+    if (p_.name.empty()) p_.name = "cell";
+  }
+
+  int add(Expr e) {
+    p_.exprs.push_back(std::move(e));
+    return static_cast<int>(p_.exprs.size()) - 1;
+  }
+  Expr at(const Token& t) const {
+    Expr e;
+    e.line = line_;
+    e.column = t.column;
+    return e;
+  }
+
+  // sizes: only numbers, input, hidden, + - * / and sqrt.
+  int expr(bool sizes) {
+    int lhs = term(sizes);
+    while (peek().kind == Token::Kind::symbol && (peek().text == "+" || peek().text == "-")) {
+      const Token op = take();
+      Expr e = at(op);
+      e.kind = Expr::Kind::binary;
+      e.op = op.text[0];
+      e.args = {lhs, term(sizes)};
+      lhs = add(e);
+    }
+    return lhs;
+  }
+  int term(bool sizes) {
+    int lhs = unary(sizes);
+    while (peek().kind == Token::Kind::symbol &&
+           (peek().text == "*" || peek().text == "/" || peek().text == "@")) {
+      const Token op = take();
+      if (sizes && op.text == "@") fail(op.column, "'@' (a matrix product) in a size");
+      Expr e = at(op);
+      e.kind = Expr::Kind::binary;
+      e.op = op.text[0];
+      e.args = {lhs, unary(sizes)};
+      lhs = add(e);
+    }
+    return lhs;
+  }
+  int unary(bool sizes) {
+    if (peek().kind == Token::Kind::symbol && peek().text == "-") {
+      Expr e = at(take());
+      e.kind = Expr::Kind::negate;
+      e.args = {unary(sizes)};
+      return add(e);
+    }
+    int inner = primary(sizes);
+    while (peek().kind == Token::Kind::symbol && peek().text == "'") {
+      const Token t = take();
+      if (sizes) fail(t.column, "a transpose (') in a size");
+      Expr e = at(t);
+      e.kind = Expr::Kind::transpose;
+      e.args = {inner};
+      inner = add(e);
+    }
+    return inner;
+  }
+  int primary(bool sizes) {
+    const Token t = peek();
+    if (t.kind == Token::Kind::number) {
+      take();
+      Expr e = at(t);
+      e.kind = Expr::Kind::number;
+      e.number = t.number;
+      return add(e);
+    }
+    if (accept("(")) {
+      const int inner = expr(sizes);
+      expect(")", "to close the parenthesis");
+      return inner;
+    }
+    if (t.kind != Token::Kind::name) {
+      fail_here(fmt::format("expected a value, found {}", describe(t)));
+    }
+    take();
+    Expr e = at(t);
+    e.name = t.text;
+    if (peek().kind == Token::Kind::symbol && peek().text == "(") {
+      take();
+      e.kind = Expr::Kind::call;
+      if (!is_function(t.text)) {
+        fail(t.column, fmt::format("unknown function '{}'", t.text));
+      }
+      if (sizes && t.text != "sqrt") {
+        fail(t.column, fmt::format("'{}' in a size (sizes use numbers, input, hidden, + - * / "
+                                   "and sqrt)",
+                                   t.text));
+      }
+      if (!accept(")")) {
+        do {
+          e.args.push_back(expr(sizes));
+        } while (accept(","));
+        expect(")", "to close the function's arguments");
+      }
+      const std::size_t n = e.args.size();
+      const std::size_t want = unary_functions().count(t.text) ? 1 : t.text == "concat" ? 0 : 3;
+      if (want == 0 ? n < 1 : n != want) {
+        fail(t.column,
+             fmt::format("{} takes {} argument{}, given {}", t.text,
+                         want == 0 ? "at least 1" : std::to_string(want), want == 1 ? "" : "s", n));
+      }
+      return add(e);
+    }
+    e.kind = Expr::Kind::name;
+    if (t.text == "input") {
+      e.ref = Ref::input;
+    } else if (t.text == "hidden") {
+      e.ref = Ref::hidden;
+    } else if (sizes) {
+      fail(t.column, fmt::format("'{}' in a size: sizes use numbers, input and hidden", t.text));
+    } else if (t.text == "x") {
+      e.ref = Ref::x;
+    } else if (is_function(t.text)) {
+      fail(t.column, fmt::format("'{}' is a function: call it, {}(...)", t.text, t.text));
+    } else {
+      for (std::size_t i = 0; i < p_.states.size(); ++i) {
+        if (p_.states[i].name == t.text) e.ref = Ref::state, e.index = static_cast<int>(i);
+      }
+      for (std::size_t i = 0; i < p_.params.size(); ++i) {
+        if (p_.params[i].name == t.text) e.ref = Ref::param, e.index = static_cast<int>(i);
+      }
+      if (const auto it = values_.find(t.text); it != values_.end()) {
+        e.ref = Ref::value;
+        e.index = it->second;
+      }
+      if (e.ref == Ref::none) {
+        fail(t.column,
+             fmt::format("unknown name '{}' (the input x, a state, a parameter, or a let or gate "
+                         "defined above)",
+                         t.text));
+      }
+    }
+    return add(e);
+  }
+
+  CellProgram& p_;
+  std::vector<Token> tokens_;
+  std::size_t at_ = 0;
+  int line_ = 0;
+  std::set<std::string> names_, assigned_;
+  std::map<std::string, int> values_;
+};
+
+}  // namespace
+
+void CellProgram::fail(int line, int column, const std::string& message) const {
+  const std::string text = line >= 1 && static_cast<std::size_t>(line) <= lines.size()
+                               ? lines[static_cast<std::size_t>(line) - 1]
+                               : std::string();
+  std::string caret(static_cast<std::size_t>(std::max(column, 1) - 1), ' ');
+  for (std::size_t i = 0; i < caret.size() && i < text.size(); ++i) {
+    if (text[i] == '\t') caret[i] = '\t';  // keep the caret under the column with tabs
+  }
+  throw CellFileError(
+      fmt::format("{}:{}:{}: {}\n  {}\n  {}^", file, line, column, message, text, caret));
+}
+
+double CellProgram::evaluate_number(int e, Index input, Index hidden) const {
+  const Expr& x = exprs[static_cast<std::size_t>(e)];
+  const auto arg = [&](std::size_t k) { return evaluate_number(x.args[k], input, hidden); };
+  switch (x.kind) {
+    case Expr::Kind::number:
+      return x.number;
+    case Expr::Kind::name:
+      if (x.ref == Ref::input) return static_cast<double>(input);
+      if (x.ref == Ref::hidden) return static_cast<double>(hidden);
+      fail(x.line, x.column, fmt::format("'{}' is a tensor where a number is needed", x.name));
+    case Expr::Kind::negate:
+      return -arg(0);
+    case Expr::Kind::call:
+      if (x.name == "sqrt") return std::sqrt(arg(0));
+      fail(x.line, x.column, fmt::format("{}(...) is a tensor where a number is needed", x.name));
+    case Expr::Kind::binary: {
+      const double a = arg(0), b = arg(1);
+      switch (x.op) {
+        case '+':
+          return a + b;
+        case '-':
+          return a - b;
+        case '*':
+          return a * b;
+        case '/':
+          return a / b;
+        default:
+          break;
+      }
+      fail(x.line, x.column, "a matrix product where a number is needed");
+    }
+    case Expr::Kind::transpose:
+      fail(x.line, x.column, "a transpose where a number is needed");
+  }
+  fail(x.line, x.column, "not a number");
+}
+
+std::shared_ptr<const CellProgram> parse_cell(const std::string& text, const std::string& file) {
+  auto p = std::make_shared<CellProgram>();
+  p->file = file;
+  Parser(*p).run(text);
+  return p;
+}
+
+std::shared_ptr<const CellProgram> load_cell_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw FileError(fmt::format("cannot read cell file '{}'", path.string()));
+  std::ostringstream text;
+  text << in.rdbuf();
+  return parse_cell(text.str(), path.string());
+}
+
+// ---- evaluation
+// -----------------------------------------------------------------------------------
+
+namespace detail {
+
+template <class T>
+Var<T> CellEvaluator<T>::tensor(int e) {
+  Value v = eval(e);
+  if (v.is_number) {
+    const Expr& x = p.exprs[static_cast<std::size_t>(e)];
+    p.fail(x.line, x.column, "a number where a tensor is needed");
+  }
+  return v.var;
+}
+
+template <class T>
+typename CellEvaluator<T>::Value CellEvaluator<T>::eval(int e) {
+  const Expr& x = p.exprs[static_cast<std::size_t>(e)];
+  const auto number = [](double v) { return Value{true, v, {}}; };
+  const auto var = [](Var<T> v) { return Value{false, 0, std::move(v)}; };
+  try {
+    switch (x.kind) {
+      case Expr::Kind::number:
+        return number(x.number);
+      case Expr::Kind::name:
+        switch (x.ref) {
+          case Ref::input:
+            return number(static_cast<double>(input));
+          case Ref::hidden:
+            return number(static_cast<double>(hidden));
+          case Ref::x:
+            return var(*this->x);
+          case Ref::state:
+            return var(states[x.index]);
+          case Ref::param:
+            return var(tape.param((*params)[static_cast<std::size_t>(x.index)]));
+          case Ref::value:
+            return var((*values)[static_cast<std::size_t>(x.index)]);
+          case Ref::none:
+            break;
+        }
+        break;
+      case Expr::Kind::negate: {
+        const Value a = eval(x.args[0]);
+        return a.is_number ? number(-a.number) : var(neg(a.var));
+      }
+      case Expr::Kind::transpose:
+        return var(transpose(tensor(x.args[0])));
+      case Expr::Kind::call: {
+        const std::string& f = x.name;
+        if (f == "affine")
+          return var(affine(tensor(x.args[0]), tensor(x.args[1]), tensor(x.args[2])));
+        if (f == "concat") {
+          std::vector<Var<T>> parts;
+          for (int a : x.args) parts.push_back(tensor(a));
+          return var(parts.size() == 1 ? parts[0] : concat_cols(parts));
+        }
+        if (f == "cols") {
+          const Var<T> a = tensor(x.args[0]);
+          const Value from = eval(x.args[1]), to = eval(x.args[2]);
+          if (!from.is_number || !to.is_number) {
+            p.fail(x.line, x.column, "cols(e, from, to): from and to are numbers");
+          }
+          return var(slice_cols(a, static_cast<Index>(from.number), static_cast<Index>(to.number)));
+        }
+        const Value a = eval(x.args[0]);
+        if (a.is_number) {
+          if (f == "sqrt") return number(std::sqrt(a.number));
+          if (f == "exp") return number(std::exp(a.number));
+          if (f == "log") return number(std::log(a.number));
+          p.fail(x.line, x.column, fmt::format("{} of a number", f));
+        }
+        const Var<T>& v = a.var;
+        if (f == "sigmoid") return var(sigmoid(v));
+        if (f == "tanh") return var(rwd::tanh(v));
+        if (f == "relu") return var(relu(v));
+        if (f == "exp") return var(rwd::exp(v));
+        if (f == "log") return var(rwd::log(v));
+        if (f == "softplus") return var(softplus(v));
+        if (f == "log_sigmoid") return var(log_sigmoid(v));
+        if (f == "square") return var(square(v));
+        if (f == "sqrt") return var(rwd::sqrt(v));
+        if (f == "abs") return var(rwd::abs(v));
+        if (f == "neg") return var(neg(v));
+        break;
+      }
+      case Expr::Kind::binary: {
+        // `a @ W'`: the product with W transposed, without materialising the transpose.
+        if (x.op == '@') {
+          const Expr& rhs = p.exprs[static_cast<std::size_t>(x.args[1])];
+          const Var<T> a = tensor(x.args[0]);
+          if (rhs.kind == Expr::Kind::transpose) return var(matmul_nt(a, tensor(rhs.args[0])));
+          return var(matmul(a, tensor(x.args[1])));
+        }
+        const Value a = eval(x.args[0]), b = eval(x.args[1]);
+        if (a.is_number && b.is_number) {
+          switch (x.op) {
+            case '+':
+              return number(a.number + b.number);
+            case '-':
+              return number(a.number - b.number);
+            case '*':
+              return number(a.number * b.number);
+            default:
+              return number(a.number / b.number);
+          }
+        }
+        const auto c = [](double v) { return static_cast<T>(v); };
+        if (a.is_number || b.is_number) {  // a number and a tensor
+          const Var<T>& v = a.is_number ? b.var : a.var;
+          const double n = a.is_number ? a.number : b.number;
+          switch (x.op) {
+            case '+':
+              return var(add_scalar(v, c(n)));
+            case '-':
+              return var(a.is_number ? add_scalar(neg(v), c(n)) : add_scalar(v, c(-n)));
+            case '*':
+              return var(scale(v, c(n)));
+            default:
+              if (b.is_number) return var(scale(v, c(1 / n)));
+              return var(scale(div(tape.constant(Matrix<T>::Ones(v.rows(), v.cols())), v), c(n)));
+          }
+        }
+        // Two tensors; a 1×n row against a batch is broadcast with the explicit ops.
+        const Var<T>& l = a.var;
+        const Var<T>& r = b.var;
+        const bool r_row = r.rows() == 1 && l.rows() != 1 && r.cols() == l.cols();
+        const bool l_row = l.rows() == 1 && r.rows() != 1 && l.cols() == r.cols();
+        switch (x.op) {
+          case '+':
+            if (r_row) return var(add_row_vector(l, r));
+            if (l_row) return var(add_row_vector(r, l));
+            return var(add(l, r));
+          case '-':
+            if (r_row) return var(add_row_vector(l, neg(r)));
+            if (l_row) return var(add_row_vector(neg(r), l));
+            return var(sub(l, r));
+          case '*':
+            if (r_row) return var(mul_row_vector(l, r));
+            if (l_row) return var(mul_row_vector(r, l));
+            return var(mul(l, r));
+          default:
+            return var(div(l, r));
+        }
+      }
+    }
+  } catch (const CellFileError&) {
+    throw;
+  } catch (const ShapeError& err) {  // an op's shape check: point at the expression
+    p.fail(x.line, x.column, err.what());
+  } catch (const UsageError& err) {
+    p.fail(x.line, x.column, err.what());
+  }
+  p.fail(x.line, x.column, "cannot evaluate this");
+}
+
+template struct CellEvaluator<float>;
+template struct CellEvaluator<double>;
+
+}  // namespace detail
+}  // namespace rwd::layers

@@ -1,0 +1,244 @@
+// Cells written as files: the LSTM, GRU and MGU files against the C++ cells (the same tape,
+// bit for bit), every example file through gradcheck and gradgradcheck, stacks of file and
+// custom cells (names, weight files), errors located like a compiler's, and recording errors
+// that name their scope.
+#include <boost/test/unit_test.hpp>
+#include <filesystem>
+#include <fstream>
+#include <rewind/rewind.hpp>
+
+#include "mgu.hpp"
+#include "support.hpp"
+
+using namespace rwd;
+using M = Matrix<double>;
+
+namespace {
+
+const std::filesystem::path kCells = std::filesystem::path(REWIND_EXAMPLES) / "cells";
+
+std::vector<M> inputs(Index steps, Index batch, Index width, std::uint64_t seed) {
+  layers::Rng rng(seed);
+  std::vector<M> xs;
+  for (Index t = 0; t < steps; ++t) xs.push_back(layers::uniform<double>(batch, width, 1.0, rng));
+  return xs;
+}
+
+// Runs a stack over xs, backward from the mean square of every output; returns the outputs
+// and the parameters' gradients by name.
+template <class Net>
+std::pair<std::vector<M>, std::map<std::string, M>> run(Net& net, const std::vector<M>& xs) {
+  Tape<double> tape;
+  std::vector<Var<double>> in;
+  for (const M& x : xs) in.push_back(tape.constant(x));
+  const auto out = net(tape, in);
+  for (Parameter<double>* p : net.named_parameters()) p->zero_grad();
+  tape.backward(mean(square(concat_rows(out.outputs))));
+  std::vector<M> ys;
+  for (const auto& y : out.outputs) ys.push_back(y.value());
+  std::map<std::string, M> grads;
+  for (Parameter<double>* p : net.named_parameters()) grads[p->name] = p->grad;
+  return {ys, grads};
+}
+
+template <class A, class B>
+void expect_same_stack(A& builtin, B& file, const std::vector<M>& xs) {
+  auto [ya, ga] = run(builtin, xs);
+  auto [yb, gb] = run(file, xs);
+  BOOST_TEST_REQUIRE(ya.size() == yb.size());
+  for (std::size_t t = 0; t < ya.size(); ++t) BOOST_TEST(test::same(ya[t], yb[t]), "output " << t);
+  BOOST_TEST_REQUIRE(ga.size() == gb.size());
+  for (const auto& [name, g] : ga) {
+    BOOST_TEST_REQUIRE(gb.count(name) == 1u, "no parameter " << name << " in the file stack");
+    BOOST_TEST(test::same(g, gb[name]), "gradient of " << name);
+  }
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(cell_files)
+
+BOOST_AUTO_TEST_CASE(lstm_file_records_the_builtin_lstm_bit_for_bit) {
+  const auto program = layers::load_cell_file(kCells / "lstm.cell");
+  const Index input = 3, hidden = 5;
+  const layers::SequenceOptions so{2, true, 0.0};
+  layers::Rng r1(7), r2(7);
+  layers::Lstm<double> builtin(
+      {.input = input, .hidden = hidden, .num_layers = 2, .bidirectional = true}, r1);
+  layers::Sequence<layers::FileCell<double, 2>> file(
+      "lstm.cell", so, input,
+      [&](int, bool, Index in) { return layers::FileCell<double, 2>(program, in, hidden, r2); });
+  expect_same_stack(builtin, file, inputs(6, 4, input, 1));
+}
+
+BOOST_AUTO_TEST_CASE(gru_file_records_the_builtin_gru_bit_for_bit) {
+  const auto program = layers::load_cell_file(kCells / "gru.cell");
+  const Index input = 4, hidden = 3;
+  layers::Rng r1(8), r2(8);
+  layers::Gru<double> builtin({input, hidden, 2, true}, r1);
+  layers::Sequence<layers::FileCell<double, 1>> file(
+      "gru.cell", {2, true, 0.0}, input,
+      [&](int, bool, Index in) { return layers::FileCell<double, 1>(program, in, hidden, r2); });
+  expect_same_stack(builtin, file, inputs(5, 3, input, 2));
+}
+
+BOOST_AUTO_TEST_CASE(mgu_file_records_the_cpp_mgu_bit_for_bit) {
+  const auto program = layers::load_cell_file(kCells / "mgu.cell");
+  const Index input = 3, hidden = 6;
+  layers::Rng r1(9), r2(9);
+  layers::Sequence<MguCell<double>> cpp("Mgu", {2, false, 0.0}, input, [&](int, bool, Index in) {
+    return MguCell<double>(in, hidden, r1);
+  });
+  layers::Sequence<layers::FileCell<double, 1>> file(
+      "mgu.cell", {2, false, 0.0}, input,
+      [&](int, bool, Index in) { return layers::FileCell<double, 1>(program, in, hidden, r2); });
+  expect_same_stack(cpp, file, inputs(5, 2, input, 3));
+}
+
+BOOST_AUTO_TEST_CASE(every_example_cell_passes_gradcheck_and_gradgradcheck) {
+  std::size_t files = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(kCells)) {
+    if (entry.path().extension() != ".cell") continue;
+    ++files;
+    BOOST_TEST_CONTEXT(entry.path().filename().string()) {
+      const auto program = layers::load_cell_file(entry.path());
+      layers::Rng rng(4);
+      layers::with_file_cell<double>(program, 3, 4, rng, [&](auto& cell) {
+        using Cell = std::decay_t<decltype(cell)>;
+        std::vector<NamedTensor> in;
+        for (Index t = 0; t < 3; ++t)
+          in.push_back({fmt::format("x{}", t), layers::uniform<double>(2, 3, 1.0, rng)});
+        const auto sizes = cell.state_sizes();
+        for (std::size_t k = 0; k < sizes.size(); ++k)
+          in.push_back({fmt::format("s{}", k), layers::uniform<double>(2, sizes[k], 0.5, rng)});
+        const auto f = [&](Tape<double>& tape, std::span<const Var<double>> v) {
+          typename Cell::State s;
+          for (std::size_t k = 0; k < s.size(); ++k) s[k] = v[3 + k];
+          auto r = layers::unroll(cell, tape, v.first(3), s);
+          std::vector<Var<double>> all = r.outputs;
+          for (const auto& st : r.state) all.push_back(st);
+          return concat_rows(all);
+        };
+        const GradcheckReport g = gradcheck(f, in, cell.named_parameters());
+        BOOST_TEST(g.passed(), g);
+        const GradgradcheckReport gg =
+            gradgradcheck(f, in, cell.named_parameters(), {.fast = true});
+        BOOST_TEST(gg.passed(), gg);
+      });
+    }
+  }
+  BOOST_TEST(files == 7u);
+}
+
+BOOST_AUTO_TEST_CASE(a_stack_of_custom_cells_gets_unique_names_and_round_trips) {
+  layers::Rng rng(5);
+  layers::Sequence<MguCell<double>> stack(
+      "Mgu", {2, true, 0.0}, 3, [&](int, bool, Index in) { return MguCell<double>(in, 4, rng); });
+  std::vector<std::string> names;
+  for (Parameter<double>* p : stack.named_parameters()) names.push_back(p->name);
+  BOOST_TEST(names.size() == 24u);
+  BOOST_TEST(names[0] == "w_f_l0");
+  BOOST_TEST(names[6] == "w_f_l0_reverse");
+  BOOST_TEST(names[23] == "b_h_l1_reverse");
+  std::vector<std::string> sorted = names;
+  std::sort(sorted.begin(), sorted.end());
+  BOOST_TEST((std::adjacent_find(sorted.begin(), sorted.end()) == sorted.end()));
+  // Built-in cells keep PyTorch's names exactly.
+  layers::Lstm<double> lstm({.input = 3, .hidden = 4, .num_layers = 2, .bidirectional = true}, rng);
+  BOOST_TEST(lstm.named_parameters()[4]->name == "weight_ih_l0_reverse");
+  // Saving and loading a custom stack round-trips.
+  const auto path = std::filesystem::temp_directory_path() / "rewind_mgu_stack.safetensors";
+  layers::save_parameters(path, stack.named_parameters());
+  layers::Rng other(99);
+  layers::Sequence<MguCell<double>> copy(
+      "Mgu", {2, true, 0.0}, 3, [&](int, bool, Index in) { return MguCell<double>(in, 4, other); });
+  layers::load_parameters(path, copy.named_parameters());
+  for (std::size_t k = 0; k < names.size(); ++k) {
+    BOOST_TEST(test::same(copy.named_parameters()[k]->value, stack.named_parameters()[k]->value));
+  }
+  std::filesystem::remove(path);
+  // find_parameter refuses an ambiguous name.
+  Parameter<double> a("w", M::Ones(1, 1)), b("w", M::Ones(1, 1));
+  test::expect_message<UsageError>(
+      [&] {
+        (void)layers::find_parameter<double>({&a, &b}, "w");
+      },
+      "find_parameter: two parameters are named 'w': give them unique names");
+}
+
+BOOST_AUTO_TEST_CASE(a_factory_of_the_wrong_width_is_caught_at_construction) {
+  layers::Rng rng(6);
+  test::expect_message<ShapeError>(
+      [&] {
+        layers::Sequence<MguCell<double>> bad(
+            "Mgu", {2, true, 0.0}, 3, [&](int, bool, Index) { return MguCell<double>(3, 4, rng); });
+      },
+      "Mgu: the cell of layer 1 takes 3 input features, expected 8 (layer 0's output: 2 "
+      "directions x hidden 4)");
+}
+
+BOOST_AUTO_TEST_CASE(recording_errors_name_their_scope) {
+  layers::Rng rng(6);
+  MguCell<double> cell(4, 3, rng);  // takes 4 features; given 8
+  Tape<double> tape;
+  std::vector<Var<double>> xs{tape.constant(M::Ones(2, 8))};
+  auto scope = tape.scope("layer1");
+  test::expect_message<ShapeError>(
+      [&] {
+        layers::unroll(cell, tape, std::span<const Var<double>>(xs),
+                       layers::zero_state(cell, tape, 2));
+      },
+      "matmul_nt at layer1/t0/f: inner dimensions differ: lhs is 2x8, rhs is 3x4 (used "
+      "transposed)");
+  // A cell's own check, too.
+  layers::LstmCell<double> lstm({.input = 5, .hidden = 2}, rng);
+  test::expect_message<ShapeError>(
+      [&] {
+        layers::unroll(lstm, tape, std::span<const Var<double>>(xs),
+                       layers::zero_state(lstm, tape, 2));
+      },
+      "LstmCell at layer1/t0: input has 8 features, expected 5");
+}
+
+BOOST_AUTO_TEST_CASE(mistakes_in_a_cell_file_are_located) {
+  const std::string head = "cell c\nstate h = hidden\nparam w [hidden, input] uniform(0.1)\n";
+  const std::vector<std::pair<std::string, std::string>> cases{
+      {head + "next h = tanh(x @ q')\n",
+       "t.cell:4:19: unknown name 'q' (the input x, a state, a parameter, or a let or gate defined "
+       "above)\n  next h = tanh(x @ q')\n                    ^"},
+      {head + "next h = tanh(x @ w', h)\n",
+       "t.cell:4:10: tanh takes 1 argument, given 2\n  next h = tanh(x @ w', h)\n           ^"},
+      {head + "next h = tanhh(x @ w')\n",
+       "t.cell:4:10: unknown function 'tanhh'\n  next h = tanhh(x @ w')\n           ^"},
+      {head + "let z = x @ w'\n",
+       "t.cell:2:1: state 'h' is never assigned: add 'next h = ...'\n  state h = hidden\n  ^"},
+      {head + "next h = x @ w\n",
+       "t.cell:4:12: matmul: inner dimensions differ: lhs is 2x3, rhs is 4x3\n  next h = x @ w\n"
+       "             ^"},
+      {head + "next h = x @ w' +\n",
+       "t.cell:4:18: expected a value, found the end of the line\n  next h = x @ w' +\n"
+       "                   ^"},
+      {"state h = hidden\nstate h = hidden\nnext h = h\n",
+       "t.cell:2:7: 'h' is declared twice\n  state h = hidden\n        ^"},
+      {"state h = hidden - 4\nnext h = h\n",
+       "t.cell:1:1: the size of state 'h' is 0 for input 3 and hidden 4: a size must be a positive "
+       "integer\n  state h = hidden - 4\n  ^"},
+      {head + "next h = x $ w\n",
+       "t.cell:4:12: unexpected character '$'\n  next h = x $ w\n             ^"},
+      {head + "next h = x @ w' + h\nnext h = h\n",
+       "t.cell:5:6: state 'h' is assigned twice\n  next h = h\n       ^"},
+  };
+  for (const auto& [text, message] : cases) {
+    BOOST_TEST_CONTEXT(text) {
+      test::expect_message<layers::CellFileError>(
+          [&] {
+            const auto p = layers::parse_cell(text, "t.cell");
+            layers::Rng rng(1);
+            layers::with_file_cell<double>(p, 3, 4, rng, [](auto&) {});
+          },
+          message);
+    }
+  }
+}
+
+BOOST_AUTO_TEST_SUITE_END()
