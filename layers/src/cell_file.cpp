@@ -1,5 +1,6 @@
 #include "rewind/layers/cell_file.hpp"
 
+#include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <fstream>
@@ -240,8 +241,17 @@ class Parser {
     if (p_.name.empty()) p_.name = "cell";
   }
 
+  // Evaluation recurses over the tree: its depth is bounded (and so the stack).
+  static constexpr int kMaxDepth = 200;
   int add(Expr e) {
+    int depth = 1;
+    for (int a : e.args) depth = std::max(depth, depth_[static_cast<std::size_t>(a)] + 1);
+    if (depth > kMaxDepth) {
+      fail(e.column, fmt::format("the expression nests more than {} levels deep: split it with let",
+                                 kMaxDepth));
+    }
     p_.exprs.push_back(std::move(e));
+    depth_.push_back(depth);
     return static_cast<int>(p_.exprs.size()) - 1;
   }
   Expr at(const Token& t) const {
@@ -298,6 +308,14 @@ class Parser {
   }
   int primary(bool sizes) {
     const Token t = peek();
+    if (++nesting_ > kMaxDepth) {  // parentheses alone recurse in the parser
+      fail(t.column, fmt::format("the expression nests more than {} levels deep: split it with let",
+                                 kMaxDepth));
+    }
+    struct Leave {
+      int& n;
+      ~Leave() { --n; }
+    } leave{nesting_};
     if (t.kind == Token::Kind::number) {
       take();
       Expr e = at(t);
@@ -379,6 +397,8 @@ class Parser {
   std::size_t at_ = 0;
   int line_ = 0;
   std::set<std::string> names_, assigned_;
+  std::vector<int> depth_;
+  int nesting_ = 0;
   std::map<std::string, int> values_;
 };
 

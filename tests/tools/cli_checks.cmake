@@ -59,6 +59,25 @@ expect(0 "gradgradcheck PASSED: .* direction\\(s\\) \\(random\\)" check --cell m
 expect(2 "rewind: --order: .*3" check --order 3)
 expect(0 "per step away from the loss" diagnose --cell rnn --steps 30 -o ${WORK_DIR}/d)
 expect(1 "rewind: --forget-bias applies to the lstm cell only" diagnose --cell gru --forget-bias 1)
+# Cells written as files: every example passes check (first and second order), and graph,
+# diagnose, summary, train and spectrum take them; a mistake is located (file:line:column).
+file(GLOB cell_files ${TOOLS_DIR}/../examples/cells/*.cell)
+foreach(cell ${cell_files})
+  expect(0 "gradcheck PASSED" check --cell-file ${cell} --steps 3)
+  expect(0 "gradgradcheck PASSED" check --cell-file ${cell} --steps 3 --order 2 --fast)
+endforeach()
+expect(0 "wrote .*cifg.svg: [0-9]+ nodes" graph --cell-file ${TOOLS_DIR}/../examples/cells/cifg_lstm.cell --steps 3 -o ${WORK_DIR}/cifg.svg)
+expect(0 "per step away from the loss" diagnose --cell-file ${TOOLS_DIR}/../examples/cells/indrnn.cell --steps 20 -o ${WORK_DIR}/ind)
+expect(0 "gru \\(1xSequence\\) +\\(None, 32\\) +3,456" summary --task adding --cell-file ${TOOLS_DIR}/../examples/cells/gru.cell --hidden 32)
+expect(0 "final loss" train --task adding --cell-file ${TOOLS_DIR}/../examples/cells/ugrnn.cell --steps 5 --batch 4 --seq-len 10 --hidden 8 --no-progress)
+expect(0 "Lyapunov spectrum of a 8-dimensional state" spectrum --cell-file ${TOOLS_DIR}/../examples/cells/mgu.cell --hidden 8 --lyapunov 2 --lyapunov-steps 100 --warmup 10 -o ${WORK_DIR}/ms)
+file(WRITE ${WORK_DIR}/bad.cell "cell bad\nstate h = hidden\nparam w [hidden, input] uniform(0.1)\nnext h = tanh(x @ w' + h @ v')\n")
+execute_process(COMMAND ${REWIND} check --cell-file ${WORK_DIR}/bad.cell RESULT_VARIABLE rc
+                OUTPUT_VARIABLE out ERROR_VARIABLE err)
+if(NOT rc EQUAL 1 OR NOT err MATCHES "bad.cell:4:28: unknown name 'v'.*\n  next h = tanh\\(x @ w' \\+ h @ v'\\)\n                             \\^")
+  message(FATAL_ERROR "a bad cell file: exit ${rc}, expected 1 and a located error:\n${err}")
+endif()
+
 # spectrum: of the weights trained above, on their task; of a custom cell; errors.
 expect(0 "lstm on adding: 1 layer, hidden 8, 10 steps, batch 4, 393 parameters.*Hessian, Lanczos: 3 eigenpairs.*layer0/fwd +∂h_T/∂h_t at the far end.*Lyapunov spectrum of a 16-dimensional state, 4 exponents over 300 steps.*wrote .*s.json"
        spectrum --task adding --cell lstm --hidden 8 --steps 10 --batch 4 --weights ${WORK_DIR}/w.safetensors

@@ -82,6 +82,31 @@ BOOST_AUTO_TEST_CASE(same_seed_same_build_gives_a_bit_identical_curve) {
   BOOST_TEST(quiet(o).curve.back().loss != a.curve.back().loss);
 }
 
+// The LSTM and GRU written as files record the built-in cells' tapes and draw their weights in
+// the same order: training gives the same loss curve, bit for bit.
+BOOST_AUTO_TEST_CASE(file_cells_train_to_the_builtin_cells_loss_curve) {
+  for (const char* cell : {"lstm", "gru"}) {
+    BOOST_TEST_CONTEXT(cell) {
+      TrainOptions o{.task = "adding",
+                     .cell = cell,
+                     .hidden = 16,
+                     .layers = 2,
+                     .steps = 40,
+                     .batch = 8,
+                     .seq_len = 20,
+                     .lr = 0.01,
+                     .seed = 3};
+      const auto builtin = quiet(o);
+      o.cell_file = fmt::format("{}/cells/{}.cell", REWIND_EXAMPLES, cell);
+      const auto file = quiet(o);
+      BOOST_REQUIRE(builtin.curve.size() == file.curve.size());
+      for (std::size_t k = 0; k < builtin.curve.size(); ++k)
+        BOOST_TEST(builtin.curve[k].loss == file.curve[k].loss);  // exact
+      BOOST_TEST(builtin.parameters == file.parameters);
+    }
+  }
+}
+
 BOOST_AUTO_TEST_CASE(a_character_lstm_beats_the_unigram_entropy) {
   const std::string text = make_text(std::filesystem::temp_directory_path() / "rewind_chars.txt");
   const auto r = quiet({.task = "text",

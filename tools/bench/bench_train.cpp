@@ -14,6 +14,7 @@
 //   fixed random direction (Tape::hvp), with its ratio to grad-, the same on an existing
 //   recording (the loop of a power iteration), and the tape's storage against grad-'s.
 //
+// train-file-<H> (with --cell-file F.cell): the train workload with a cell from a file.
 // block-<cell>-128: k tangent directions in one block sweep against k single sweeps (k = 16,
 //   32, 64). jtt-lstm-128: exact Jacobians through time against one gradient.
 // Usage: bench_train [--workload train-lstm-128|grad-lstm-128|hvp-lstm-128|hvp-all|tiny-ops|
@@ -162,7 +163,8 @@ void train_workload(const std::string& name, Layer layer, Index gates, Index hid
             << std::endl;
 }
 
-/// block-<cell>-128: k tangent directions at once (Tape::jvp_block) against k single-direction
+/// train-file-<H> (with --cell-file F.cell): the train workload with a cell from a file.
+// block-<cell>-128: k tangent directions at once (Tape::jvp_block) against k single-direction
 /// sweeps (Tape::jvp), on one recording of the train workload's forward with its inputs as the
 /// seeded leaves; ratio = block / (k · single).
 template <class Layer>
@@ -307,6 +309,7 @@ void tiny_ops() {
 
 int main(int argc, char** argv) {
   std::string only;
+  std::string cell_file;
   Run run;
   for (int k = 1; k < argc; ++k) {
     if (!std::strcmp(argv[k], "--workload") && k + 1 < argc)
@@ -317,8 +320,11 @@ int main(int argc, char** argv) {
       run.reps = std::atoi(argv[++k]);
     else if (!std::strcmp(argv[k], "--memory") && k + 1 < argc)
       run.memory_steps = std::atoi(argv[++k]);
+    else if (!std::strcmp(argv[k], "--cell-file") && k + 1 < argc)
+      cell_file = argv[++k];
     else {
-      std::cerr << "usage: bench_train [--workload NAME] [--seq-len N] [--reps N] [--memory N]\n";
+      std::cerr << "usage: bench_train [--workload NAME] [--seq-len N] [--reps N] [--memory N] "
+                   "[--cell-file F.cell]\n";
       return 2;
     }
   }
@@ -345,6 +351,24 @@ int main(int argc, char** argv) {
       if (want("rnn"))
         train_workload(fmt::format("{}-rnn-{}", prefix, h),
                        layers::Rnn<float>({.input = 64, .hidden = h}, rng), 1, h, r, rng, kind);
+    }
+  }
+  // train-file-<H>: the train workload with a cell from a .cell file (--cell-file), to compare
+  // with the built-in cell it mirrors (FLOP count as for 4 gates).
+  if (!cell_file.empty()) {
+    const auto program = layers::load_cell_file(cell_file);
+    for (Index h : {128, 512}) {
+      if (only != fmt::format("train-file-{}", h)) continue;
+      Run r = run;
+      if (r.reps == 0) r.reps = h == 128 ? 15 : 5;
+      layers::with_state_count(*program, [&](auto n) {
+        using Cell = layers::FileCell<float, decltype(n)::value>;
+        train_workload(
+            fmt::format("train-file-{}", h),
+            layers::Sequence<Cell>(program->name, {}, 64,
+                                   [&](int, bool, Index in) { return Cell(program, in, h, rng); }),
+            4, h, r, rng, Kind::train);
+      });
     }
   }
   if (only == "block-lstm-128" || only == "block-all") {

@@ -14,13 +14,22 @@ namespace {
 // Calls f with the sequence layer the options describe (its type depends on the cell).
 template <class T, class F>
 void with_model(const ModelOptions& m, layers::Rng& rng, F&& f) {
-  if (m.forget_bias != 0 && m.cell != "lstm")
+  if (m.forget_bias != 0 && (m.cell != "lstm" || !m.cell_file.empty()))
     throw UsageError("--forget-bias applies to the lstm cell only");
   if (m.steps <= 0 || m.hidden <= 0 || m.input <= 0 || m.batch <= 0 || m.layers <= 0) {
     throw UsageError("sizes and counts must be positive");
   }
   const layers::SequenceOptions so{m.layers, m.bidirectional, 0.0};
-  if (m.cell == "lstm") {
+  if (!m.cell_file.empty()) {
+    const auto program = layers::load_cell_file(m.cell_file);
+    layers::with_state_count(*program, [&](auto n) {
+      using Cell = layers::FileCell<T, decltype(n)::value>;
+      layers::Sequence<Cell> net(program->name, so, m.input, [&](int, bool, Index in) {
+        return Cell(program, in, m.hidden, rng);
+      });
+      f(net);
+    });
+  } else if (m.cell == "lstm") {
     layers::Lstm<T> net({.input = m.input,
                          .hidden = m.hidden,
                          .num_layers = m.layers,

@@ -10,6 +10,7 @@ namespace rwd::cli {
 
 struct ModelOptions {
   std::string cell = "lstm";  ///< rnn, rnn-relu, lstm, gru, mgu, peephole
+  std::string cell_file;      ///< a .cell file: its cell instead of `cell`
   Index input = 3;
   Index hidden = 4;
   Index batch = 2;

@@ -1,5 +1,6 @@
 // The `rewind` command: train, summary, graph, check, diagnose, spectrum.
 #include <CLI/CLI.hpp>
+#include <filesystem>
 #include <iostream>
 
 #include "inspect.hpp"
@@ -46,6 +47,9 @@ int main(int argc, char** argv) {
   train->add_option("--cell", t.cell, "Recurrent cell")
       ->check(CLI::IsMember({"rnn", "lstm", "gru"}))
       ->capture_default_str();
+  train
+      ->add_option("--cell-file", t.cell_file, "A cell written as a .cell file (instead of --cell)")
+      ->check(CLI::ExistingFile);
   train->add_option("--hidden", t.hidden, "Hidden units")->check(kCount)->capture_default_str();
   train->add_option("--layers", t.layers, "Stacked layers")->check(kCount)->capture_default_str();
   train->add_flag("--bidirectional", t.bidirectional, "Bidirectional layers");
@@ -85,6 +89,8 @@ int main(int argc, char** argv) {
   summary->add_option("--cell", t.cell, "Recurrent cell")
       ->check(CLI::IsMember({"rnn", "lstm", "gru"}))
       ->capture_default_str();
+  summary->add_option("--cell-file", t.cell_file, "A cell written as a .cell file")
+      ->check(CLI::ExistingFile);
   summary->add_option("--hidden", t.hidden, "Hidden units")->check(kCount)->capture_default_str();
   summary->add_option("--layers", t.layers, "Stacked layers")->check(kCount)->capture_default_str();
   summary->add_flag("--bidirectional", t.bidirectional, "Bidirectional layers");
@@ -102,6 +108,9 @@ int main(int argc, char** argv) {
     sub->add_option("--cell", m.cell, "Cell (mgu and peephole are the custom-cell examples)")
         ->check(CLI::IsMember(cli::cell_names()))
         ->capture_default_str();
+    sub->add_option("--cell-file", m.cell_file,
+                    "A cell written as a .cell file (instead of --cell)")
+        ->check(CLI::ExistingFile);
     sub->add_option("--steps", m.steps, "Time steps")->check(kCount)->capture_default_str();
     sub->add_option("--layers", m.layers, "Stacked layers")->check(kCount)->capture_default_str();
     sub->add_flag("--bidirectional", m.bidirectional, "Bidirectional layers");
@@ -220,6 +229,9 @@ int main(int argc, char** argv) {
     std::cerr << "rewind: " << e.what() << " (see rewind --help)\n";
     return 2;
   }
+  // A file cell is named after its file in titles and summaries.
+  if (!t.cell_file.empty()) t.cell = std::filesystem::path(t.cell_file).stem().string();
+  if (!m.cell_file.empty()) m.cell = std::filesystem::path(m.cell_file).stem().string();
   try {
     if (train->parsed()) {
       if (t.task == "text" && t.text.empty()) throw UsageError("--task text needs --text FILE");

@@ -188,6 +188,17 @@ auto with_model(const TrainOptions& o, F&& f) {
   const auto task = make_task(o.task, o.text);
   Rng rng(o.seed);
   const Index input = task->embeds() ? o.embed : task->input_size();
+  if (!o.cell_file.empty()) {
+    const auto program = layers::load_cell_file(o.cell_file);
+    return layers::with_state_count(*program, [&](auto n) {
+      using Cell = layers::FileCell<float, decltype(n)::value>;
+      return f(*task,
+               layers::Sequence<Cell>(
+                   program->name, {o.layers, o.bidirectional, 0.0}, input,
+                   [&](int, bool, Index in) { return Cell(program, in, o.hidden, rng); }),
+               rng);
+    });
+  }
   if (o.cell == "lstm")
     return f(*task, layers::Lstm<float>({input, o.hidden, o.layers, o.bidirectional}, rng), rng);
   if (o.cell == "gru")

@@ -14,6 +14,7 @@ struct TrainOptions {
   std::string task = "adding";
   std::string text;  ///< text file for the text task
   std::string cell = "lstm";
+  std::string cell_file;  ///< a .cell file: its cell instead of --cell
   Index hidden = 64;
   int layers = 1;
   bool bidirectional = false;

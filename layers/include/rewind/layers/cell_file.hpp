@@ -41,6 +41,11 @@ class CellFileError : public UsageError {
   using UsageError::UsageError;
 };
 
+/// The largest number of state tensors a cell file may declare.
+inline constexpr std::size_t kMaxFileCellStates = 4;
+/// The most numbers one parameter of a file cell may hold (2^28: 1 GiB in float).
+inline constexpr double kMaxFileCellParameter = 268435456.0;
+
 /// A parsed, checked cell file, independent of sizes and scalar type.
 struct CellProgram {
   struct Expr {
@@ -151,9 +156,6 @@ class FileCell {
   std::vector<Var<T>> values_;
 };
 
-/// The largest number of state tensors a cell file may declare.
-inline constexpr std::size_t kMaxFileCellStates = 4;
-
 /// Calls f(cell) with a FileCell<T, N> for the program's N states.
 template <class T, class F>
 decltype(auto) with_file_cell(std::shared_ptr<const CellProgram> program, Index input, Index hidden,
@@ -223,6 +225,12 @@ FileCell<T, N>::FileCell(std::shared_ptr<const CellProgram> program, Index input
   for (const auto& q : p.params) {
     const Index rows = whole(q.rows, q.line, q.column, "a row count");
     const Index cols = whole(q.cols, q.line, q.column, "a column count");
+    if (static_cast<double>(rows) * static_cast<double>(cols) > kMaxFileCellParameter) {
+      p.fail(q.line, q.column,
+             fmt::format("parameter '{}' would be {}x{} for input {} and hidden {}: more than "
+                         "{} numbers",
+                         q.name, rows, cols, input, hidden, kMaxFileCellParameter));
+    }
     const double a = q.init_arg >= 0 ? p.evaluate_number(q.init_arg, input, hidden) : 0.0;
     Matrix<T> v;
     if (q.init == "uniform") {
