@@ -26,12 +26,18 @@ std::vector<M> inputs(Index steps, Index batch, Index width, std::uint64_t seed)
 
 // Runs a stack over xs, backward from the mean square of every output; returns the outputs
 // and the parameters' gradients by name.
+// Every batch row but the first stops early (variable lengths, as PyTorch's packed sequences).
 template <class Net>
 std::pair<std::vector<M>, std::map<std::string, M>> run(Net& net, const std::vector<M>& xs) {
   Tape<double> tape;
   std::vector<Var<double>> in;
   for (const M& x : xs) in.push_back(tape.constant(x));
-  const auto out = net(tape, in);
+  std::vector<std::int32_t> lengths(static_cast<std::size_t>(xs[0].rows()));
+  for (std::size_t b = 0; b < lengths.size(); ++b)
+    lengths[b] = static_cast<std::int32_t>(xs.size() - std::min(b, xs.size() - 1));
+  typename Net::Call call;
+  call.lengths = lengths;
+  const auto out = net(tape, in, call);
   for (Parameter<double>* p : net.named_parameters()) p->zero_grad();
   tape.backward(mean(square(concat_rows(out.outputs))));
   std::vector<M> ys;
