@@ -141,12 +141,15 @@ std::string BpttReport::csv() const {
   return out;
 }
 
+std::string json_numbers(const std::vector<double>& v, int digits) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < v.size(); ++i)
+    s += fmt::format("{}{:.{}g}", i ? "," : "", v[i], digits);
+  return s + "]";
+}
+
 std::string BpttReport::json() const {
-  const auto list = [](const std::vector<double>& v) {
-    std::string s = "[";
-    for (std::size_t i = 0; i < v.size(); ++i) s += fmt::format("{}{:.6g}", i ? "," : "", v[i]);
-    return s + "]";
-  };
+  const auto list = [](const std::vector<double>& v) { return json_numbers(v, 6); };
   std::string out = "{\"series\": [";
   for (std::size_t k = 0; k < series.size(); ++k) {
     const SeriesReport& s = series[k];
@@ -245,16 +248,11 @@ JacobianReport jacobians_through_time(Tape<T>& tape, const std::vector<HiddenSer
       tape.vjp_block(last, probes);
       for (const Var<T>& v : h.states) {
         const Matrix<T> g = tape.block_grad(v);
-        double mean = 0, m2 = 0;
-        for (Index p = 0; p < k; ++p) {
-          const double x = g.row(p * batch + options.sample).template cast<double>().squaredNorm();
-          const double delta = x - mean;
-          mean += delta / static_cast<double>(p + 1);
-          m2 += delta * (x - mean);
-        }
-        const double norm = std::sqrt(mean);
-        const double se_sq =
-            k > 1 ? std::sqrt(m2 / static_cast<double>(k - 1) / static_cast<double>(k)) : 0;
+        RunningMean sq;  // of ‖uᵀJ‖², whose mean is ‖J‖²_F
+        for (Index p = 0; p < k; ++p)
+          sq.add(g.row(p * batch + options.sample).template cast<double>().squaredNorm());
+        const double norm = std::sqrt(sq.mean);
+        const double se_sq = sq.standard_error();
         s.estimate.push_back(norm);
         s.estimate_error.push_back(norm > 0 ? se_sq / (2 * norm) : 0.0);  // d√x = dx / 2√x
       }
@@ -285,11 +283,7 @@ std::string JacobianReport::csv() const {
 }
 
 std::string JacobianReport::json() const {
-  const auto list = [](const std::vector<double>& v) {
-    std::string s = "[";
-    for (std::size_t i = 0; i < v.size(); ++i) s += fmt::format("{}{:.9g}", i ? "," : "", v[i]);
-    return s + "]";
-  };
+  const auto list = [](const std::vector<double>& v) { return json_numbers(v, 9); };
   std::string out = fmt::format("{{\"sample\": {}, \"probes\": {}, \"series\": [", sample, probes);
   for (std::size_t k = 0; k < series.size(); ++k) {
     const JacobianSeries& s = series[k];

@@ -156,35 +156,28 @@ Eigen::VectorXd HessianOperator<T>::apply(const Eigen::VectorXd& v) {
   } restore{params_, saved};
   tape_->hvp(loss_, {.accumulate_parameters = false});
   ++products_;
-  Eigen::VectorXd out(size_);
-  at = 0;
-  for (std::size_t k = 0; k < params_.size(); ++k) {
-    const Index n = params_[k]->size();
-    const auto gt = tape_->grad_tangent(leaves_[k]);
-    if (gt) {
-      out.segment(at, n) = Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>>(gt->data(), n)
-                               .template cast<double>();
-    } else {
-      out.segment(at, n).setZero();
-    }
-    at += n;
-  }
-  return out;
+  return gather([&](std::size_t leaf) { return tape_->grad_tangent(leaf); });
 }
 
 template <class T>
 Eigen::VectorXd HessianOperator<T>::gradient() {
   tape_->backward(loss_, {.accumulate_parameters = false});
+  return gather([&](std::size_t leaf) { return tape_->grad(leaf); });
+}
+
+template <class T>
+template <class Read>
+Eigen::VectorXd HessianOperator<T>::gather(Read&& read) const {
   Eigen::VectorXd out(size_);
   Index at = 0;
   for (std::size_t k = 0; k < params_.size(); ++k) {
     const Index n = params_[k]->size();
-    const auto g = tape_->grad(leaves_[k]);
-    if (g) {
-      out.segment(at, n) = Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>>(g->data(), n)
+    const std::optional<ConstMap<T>> m = read(leaves_[k]);
+    if (m) {
+      out.segment(at, n) = Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>>(m->data(), n)
                                .template cast<double>();
     } else {
-      out.segment(at, n).setZero();
+      out.segment(at, n).setZero();  // nothing reached the parameter
     }
     at += n;
   }
@@ -315,18 +308,15 @@ TraceEstimate hutchinson_trace(const SymmetricOperator& a, int samples, std::uin
   }
   std::mt19937_64 rng(seed);
   TraceEstimate r;
-  double mean = 0, m2 = 0;  // Welford
+  RunningMean sample;
   for (int s = 1; s <= samples; ++s) {
     const Eigen::VectorXd z = rademacher(a.size, rng);
-    const double x = z.dot(a.apply(z));
-    const double delta = x - mean;
-    mean += delta / s;
-    m2 += delta * (x - mean);
-    r.running.push_back(mean);
+    sample.add(z.dot(a.apply(z)));
+    r.running.push_back(sample.mean);
   }
   r.samples = samples;
-  r.estimate = mean;
-  r.standard_error = std::sqrt(m2 / (samples - 1) / samples);
+  r.estimate = sample.mean;
+  r.standard_error = sample.standard_error();
   return r;
 }
 

@@ -832,12 +832,10 @@ Matrix<T> Tape<T>::block_tangent(const Var<T>& v) const {
   }
   Matrix<T> out = Matrix<T>::Zero(n.rows * block_k_, n.cols);
   if (btan_[v.index_] == nullptr) return out;
-  const auto size = n.rows * n.cols;
   for (Index b = 0; b < block_k_; ++b) {
     out.middleRows(b * n.rows, n.rows) = ConstMap<T>(
         btan_[v.index_] + static_cast<std::size_t>(b) * bstride_[v.index_], n.rows, n.cols);
   }
-  (void)size;
   return out;
 }
 

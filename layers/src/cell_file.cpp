@@ -261,16 +261,20 @@ class Parser {
     return e;
   }
 
+  int binary(const Token& op, int lhs, int rhs) {
+    Expr e = at(op);
+    e.kind = Expr::Kind::binary;
+    e.op = op.text[0];
+    e.args = {lhs, rhs};
+    return add(e);
+  }
+
   // sizes: only numbers, input, hidden, + - * / and sqrt.
   int expr(bool sizes) {
     int lhs = term(sizes);
     while (peek().kind == Token::Kind::symbol && (peek().text == "+" || peek().text == "-")) {
       const Token op = take();
-      Expr e = at(op);
-      e.kind = Expr::Kind::binary;
-      e.op = op.text[0];
-      e.args = {lhs, term(sizes)};
-      lhs = add(e);
+      lhs = binary(op, lhs, term(sizes));
     }
     return lhs;
   }
@@ -280,11 +284,7 @@ class Parser {
            (peek().text == "*" || peek().text == "/" || peek().text == "@")) {
       const Token op = take();
       if (sizes && op.text == "@") fail(op.column, "'@' (a matrix product) in a size");
-      Expr e = at(op);
-      e.kind = Expr::Kind::binary;
-      e.op = op.text[0];
-      e.args = {lhs, unary(sizes)};
-      lhs = add(e);
+      lhs = binary(op, lhs, unary(sizes));
     }
     return lhs;
   }

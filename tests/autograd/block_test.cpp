@@ -10,15 +10,9 @@ using namespace rwd;
 using rwd::test::Sample;
 using rwd::test::TestedOps;
 using M = Matrix<double>;
+using rwd::test::normal_matrix;
 
 namespace {
-
-M normal_matrix(Index rows, Index cols, std::mt19937_64& rng) {
-  std::normal_distribution<double> normal;
-  M m(rows, cols);
-  for (Index i = 0; i < m.size(); ++i) m.data()[i] = normal(rng);
-  return m;
-}
 
 // |a - b| ≤ 1e-12 (1 + max|b|): the stacked product may add in another order than k products.
 bool close(const M& a, const M& b) {

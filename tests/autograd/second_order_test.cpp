@@ -10,15 +10,9 @@ using namespace rwd;
 using rwd::test::Sample;
 using rwd::test::TestedOps;
 using M = Matrix<double>;
+using rwd::test::normal_matrix;
 
 namespace {
-
-M normal_matrix(Index rows, Index cols, std::mt19937_64& rng) {
-  std::normal_distribution<double> normal;
-  M m(rows, cols);
-  for (Index i = 0; i < m.size(); ++i) m.data()[i] = normal(rng);
-  return m;
-}
 
 // f(x, G) = Σ op(x) ⊙ G with G an input too: its Hessian holds the op's second-order term
 // (the x-x block, the derivative of the backward over x) and its Jacobian (the x-G blocks, the

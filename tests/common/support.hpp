@@ -3,6 +3,7 @@
 
 #include <Eigen/Core>
 #include <boost/test/unit_test.hpp>
+#include <random>
 #include <rewind/autograd/tensor.hpp>
 #include <string>
 
@@ -13,6 +14,14 @@ namespace rwd::test {
 template <class A, class B>
 bool same(const Eigen::MatrixBase<A>& a, const Eigen::MatrixBase<B>& b) {
   return a.rows() == b.rows() && a.cols() == b.cols() && (a.array() == b.array()).all();
+}
+
+/// A rows×cols matrix of standard normal draws.
+inline Matrix<double> normal_matrix(Index rows, Index cols, std::mt19937_64& rng) {
+  std::normal_distribution<double> normal;
+  Matrix<double> m(rows, cols);
+  for (Index i = 0; i < m.size(); ++i) m.data()[i] = normal(rng);
+  return m;
 }
 
 /// Runs f, which must throw E with exactly the message `expected`.

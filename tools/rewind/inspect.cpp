@@ -264,6 +264,12 @@ SpectrumResult spectrum(const ModelOptions& mo, const SpectrumOptions& s, std::o
   layers::Rng rng(m.seed);
   SpectrumResult result;
   std::vector<std::string> wrote;
+  // An analysis's CSV and SVG: <output>-<what>.csv, .svg.
+  const auto write_plot = [&](const std::string& what, const std::string& csv,
+                              const std::string& svg) {
+    write_file(s.output + "-" + what + ".csv", csv, wrote);
+    write_file(s.output + "-" + what + ".svg", svg, wrote);
+  };
   std::string json = "{";
   with_model<double>(m, rng, [&](auto& net) {
     using Net = std::decay_t<decltype(net)>;
@@ -340,11 +346,9 @@ SpectrumResult spectrum(const ModelOptions& mo, const SpectrumOptions& s, std::o
                            result.trace.estimate, result.trace.standard_error);
       } else {
         result.density = slq_density(op, {.iterations = s.iterations, .seed = m.seed});
-        write_file(s.output + "-density.csv", result.density.csv(), wrote);
-        write_file(s.output + "-density.svg",
+        write_plot("density", result.density.csv(),
                    result.density.svg(fmt::format("{}: Hessian spectral density (SLQ, {} steps)",
-                                                  m.cell, s.iterations)),
-                   wrote);
+                                                  m.cell, s.iterations)));
         json += fmt::format(
             "\n\"hessian_density\": {{\"min\": {:.12g}, \"max\": {:.12g}, "
             "\"iterations\": {}}},",
@@ -362,10 +366,8 @@ SpectrumResult spectrum(const ModelOptions& mo, const SpectrumOptions& s, std::o
       const auto run = layer(tape, in);
       result.jacobian = jacobians_through_time(tape, run.hidden,
                                                {.sample = 0, .probes = s.probes, .seed = m.seed});
-      write_file(s.output + "-jacobian.csv", result.jacobian.csv(), wrote);
-      write_file(s.output + "-jacobian.svg",
-                 result.jacobian.svg(fmt::format("{}: singular values of ∂h_T/∂h_t", m.cell)),
-                 wrote);
+      write_plot("jacobian", result.jacobian.csv(),
+                 result.jacobian.svg(fmt::format("{}: singular values of ∂h_T/∂h_t", m.cell)));
       json += "\n\"jacobian\": " + result.jacobian.json() + ",";
       out << result.jacobian.summary();
     }
@@ -381,10 +383,8 @@ SpectrumResult spectrum(const ModelOptions& mo, const SpectrumOptions& s, std::o
                                      .input_std = s.input_std,
                                      .seed = m.seed,
                                      .progress = [&](int done, int total) { p(done, total); }});
-      write_file(s.output + "-lyapunov.csv", result.lyapunov.csv(), wrote);
-      write_file(s.output + "-lyapunov.svg",
-                 result.lyapunov.svg(fmt::format("{}: Lyapunov spectrum of layer 0", m.cell)),
-                 wrote);
+      write_plot("lyapunov", result.lyapunov.csv(),
+                 result.lyapunov.svg(fmt::format("{}: Lyapunov spectrum of layer 0", m.cell)));
       json += "\n\"lyapunov\": " + result.lyapunov.json() + ",";
       out << result.lyapunov.summary();
     }

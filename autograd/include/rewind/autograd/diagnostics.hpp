@@ -8,6 +8,7 @@
 // Output as CSV, JSON and an SVG line plot on a log scale.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -96,6 +97,23 @@ struct JacobianOptions {
 template <class T>
 JacobianReport jacobians_through_time(Tape<T>& tape, const std::vector<HiddenSeries<T>>& hidden,
                                       const JacobianOptions& options = {});
+
+/// The mean and standard error of a sample, one value at a time (Welford's update).
+struct RunningMean {
+  int count = 0;
+  double mean = 0, m2 = 0;
+  void add(double x) {
+    ++count;
+    const double delta = x - mean;
+    mean += delta / count;
+    m2 += delta * (x - mean);
+  }
+  /// Sample standard deviation / √count; 0 below two values.
+  double standard_error() const { return count > 1 ? std::sqrt(m2 / (count - 1) / count) : 0.0; }
+};
+
+/// `[1.5,2,3]`: numbers for a JSON report, each with `digits` significant digits.
+std::string json_numbers(const std::vector<double>& v, int digits);
 
 /// A minimal SVG line plot (log or linear y), written in-house: Debian's gnuplot would be an
 /// external program to run, and this is all the plotting rewind needs.

@@ -50,6 +50,10 @@ class HessianOperator {
   SymmetricOperator op();
 
  private:
+  // The parameters' parts of a per-node tensor (read(leaf)), flattened in order; zero where none.
+  template <class Read>
+  Eigen::VectorXd gather(Read&& read) const;
+
   Tape<T>* tape_;
   Var<T> loss_;
   std::vector<Parameter<T>*> params_;

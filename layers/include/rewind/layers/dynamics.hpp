@@ -57,11 +57,7 @@ struct LyapunovReport {
     return out;
   }
   std::string json() const {
-    const auto list = [](const std::vector<double>& v) {
-      std::string s = "[";
-      for (std::size_t i = 0; i < v.size(); ++i) s += fmt::format("{}{:.12g}", i ? "," : "", v[i]);
-      return s + "]";
-    };
+    const auto list = [](const std::vector<double>& v) { return json_numbers(v, 12); };
     std::string out = fmt::format(
         "{{\"state_size\": {}, \"steps\": {}, \"warmup\": {}, \"qr_every\": {}, \"exponents\": {}, "
         "\"standard_error\": {}, \"running\": [",
@@ -211,14 +207,9 @@ LyapunovReport lyapunov_spectrum(C& cell,
   }
   for (Index i = 0; i < k; ++i) {
     r.exponents.push_back(logs[i] / options.steps);
-    double mean = 0, m2 = 0;
-    for (std::size_t b = 0; b < batch_means.size(); ++b) {
-      const double v = batch_means[b][i], delta = v - mean;
-      mean += delta / static_cast<double>(b + 1);
-      m2 += delta * (v - mean);
-    }
-    const auto nb = static_cast<double>(batch_means.size());
-    r.standard_error.push_back(nb > 1 ? std::sqrt(m2 / (nb - 1) / nb) : 0.0);
+    RunningMean batch;
+    for (const Eigen::VectorXd& m : batch_means) batch.add(m[i]);
+    r.standard_error.push_back(batch.standard_error());
   }
   return r;
 }

@@ -81,12 +81,12 @@ class Sequence {
         cells_.push_back(make(layer, d == 1, width));
         const Index takes = cells_.back().input_size();
         if (takes != width) {
-          throw ShapeError(fmt::format(
-              "{}: the cell of layer {}{} takes {} input features, expected {} ({})", name_,
-              layer, d == 1 ? " (reverse)" : "", takes, width,
-              layer == 0 ? "the input's width"
-                         : fmt::format("layer {}'s output: {} directions x hidden {}", layer - 1,
-                                       directions(), width / directions())));
+          throw ShapeError(
+              fmt::format("{}: the cell of layer {}{} takes {} input features, expected {} ({})",
+                          name_, layer, d == 1 ? " (reverse)" : "", takes, width,
+                          layer == 0 ? "the input's width"
+                                     : fmt::format("layer {}'s output: {} directions x hidden {}",
+                                                   layer - 1, directions(), width / directions())));
         }
       }
       width = cells_.back().state_sizes()[0] * directions();
@@ -106,8 +106,8 @@ class Sequence {
     std::sort(names.begin(), names.end());
     const auto twice = std::adjacent_find(names.begin(), names.end());
     if (twice != names.end()) {
-      throw UsageError(fmt::format("{}: two parameters are named '{}' within one cell", name_,
-                                   *twice));
+      throw UsageError(
+          fmt::format("{}: two parameters are named '{}' within one cell", name_, *twice));
     }
   }
 
