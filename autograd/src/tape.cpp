@@ -109,10 +109,43 @@ Var<T> Tape<T>::param(Parameter<T>& p) {
   if (const auto node = find_param(p))
     return Var<T>(this, static_cast<std::uint32_t>(*node), generation_);
   const auto slot = static_cast<std::uint32_t>(params_.size());
-  Var<T> v = leaf(ops::Param{add_label(p.name), slot}, p.value, true);
+  if (packs_.size() <= slot) {
+    packs_.push_back(std::make_unique<detail::PackedWeight<T>>());
+    pack_owner_.push_back(nullptr);
+  }
+  if (!hold_) {
+    packs_[slot]->invalidate();  // packed on first use in a product
+    pack_owner_[slot] = nullptr;
+    Var<T> v = leaf(ops::Param{add_label(p.name), slot}, p.value, true);
+    params_.push_back(ParamSlot{&p, v.index_});
+    return v;
+  }
+  // Held: p's packing from an earlier recording moves to this slot; the value is read in place.
+  const auto owned = std::find(pack_owner_.begin() + slot, pack_owner_.end(), &p);
+  if (owned != pack_owner_.end()) {
+    const auto j = static_cast<std::size_t>(owned - pack_owner_.begin());
+    std::swap(packs_[slot], packs_[j]);
+    std::swap(pack_owner_[slot], pack_owner_[j]);
+  } else {
+    packs_[slot]->invalidate();
+    if (pack_owner_[slot] != nullptr) {  // keep the evicted packing for its owner
+      packs_.push_back(std::move(packs_[slot]));
+      pack_owner_.push_back(pack_owner_[slot]);
+      packs_[slot] = std::make_unique<detail::PackedWeight<T>>();
+    }
+    pack_owner_[slot] = &p;
+  }
+  Node node;
+  node.op = ops::Param{add_label(p.name), slot};
+  node.rows = p.value.rows();
+  node.cols = p.value.cols();
+  node.value = const_cast<T*>(p.value.data());  // read only: no op writes a leaf's value
+  node.first_input = static_cast<std::uint32_t>(edges_.size());
+  node.scope = current_scope_;
+  node.requires_grad = true;
+  nodes_.push_back(node);
+  const Var<T> v(this, static_cast<std::uint32_t>(nodes_.size() - 1), generation_);
   params_.push_back(ParamSlot{&p, v.index_});
-  if (packs_.size() <= slot) packs_.push_back(std::make_unique<detail::PackedWeight<T>>());
-  packs_[slot]->invalidate();  // packed on first use in a product
   return v;
 }
 
@@ -394,8 +427,53 @@ void Tape<T>::backward(const Var<T>& loss, const BackwardOptions& options) {
     seed.grad[0] = T(1);
     seed.grad_epoch = epoch_;
   }
+  sweep(loss.index_, options);
+}
+
+template <class T>
+void Tape<T>::backward(std::span<const GradSeed<T>> seeds, const BackwardOptions& options) {
+  if (options.second_order) {
+    throw UsageError("backward: second_order takes one loss, not seeds: use backward(loss, ...)");
+  }
+  std::size_t top = 0;
+  for (std::size_t k = 0; k < seeds.size(); ++k) {
+    const Node& n = checked(seeds[k].node, "backward");
+    if (seeds[k].grad.rows() != n.rows || seeds[k].grad.cols() != n.cols) {
+      throw UsageError(fmt::format("backward: seed {} is {}x{} for node {} ({}), which is {}x{}", k,
+                                   seeds[k].grad.rows(), seeds[k].grad.cols(), seeds[k].node.index_,
+                                   op_name(seeds[k].node.index_), n.rows, n.cols));
+    }
+    for (std::size_t j = 0; j < k; ++j) {
+      if (seeds[j].node.index_ == seeds[k].node.index_) {
+        throw UsageError(fmt::format("backward: node {} ({}) is seeded twice (seeds {} and {})",
+                                     seeds[k].node.index_, op_name(seeds[k].node.index_), j, k));
+      }
+    }
+  }
+  ++epoch_;
+  backward_epoch_ = epoch_;
+  grads_.reset();
+  for (const GradSeed<T>& s : seeds) {
+    Node& n = nodes_[s.node.index_];
+    if (!n.requires_grad) continue;
+    if (s.in_place) {
+      n.grad = const_cast<T*>(s.grad.data());  // the caller's writable buffer (documented)
+    } else {
+      n.grad = grads_.allocate(static_cast<std::size_t>(n.rows * n.cols));
+      MutMap<T>(n.grad, n.rows, n.cols) = s.grad;
+    }
+    n.grad_epoch = epoch_;
+    top = std::max<std::size_t>(top, s.node.index_);
+  }
+  last_loss_ = top;
+  sweep(top, options);
+}
+
+template <class T>
+void Tape<T>::sweep(std::size_t top, const BackwardOptions& options) {
+  const bool second = options.second_order;
   // Nodes after the loss cannot reach it; nodes without a gradient this epoch are skipped.
-  for (std::size_t i = std::size_t{loss.index_} + 1; i-- > 0;) {
+  for (std::size_t i = top + 1; i-- > 0;) {
     const Node& n = nodes_[i];
     if (n.grad_epoch != epoch_ || n.num_inputs == 0) continue;
     const int count = static_cast<int>(n.num_inputs);
@@ -1031,6 +1109,15 @@ void Tape<T>::clear() {
   }
   ++generation_;
   backward_epoch_ = 0;
+}
+
+template <class T>
+void Tape<T>::hold_parameters(bool on) {
+  if (hold_ && !on) {
+    for (auto& p : packs_) p->invalidate();
+    std::fill(pack_owner_.begin(), pack_owner_.end(), nullptr);
+  }
+  hold_ = on;
 }
 
 template <class T>

@@ -86,3 +86,30 @@ template class Sequence<GruCell<float>>;
 template class Sequence<GruCell<double>>;
 
 }  // namespace rwd::layers
+
+namespace rwd::layers {
+
+namespace detail {
+std::string format_bytes(double bytes) {
+  if (bytes < 1e3) return fmt::format("{:.0f} B", bytes);
+  if (bytes < 1e6) return fmt::format("{:.1f} kB", bytes / 1e3);
+  if (bytes < 1e9) return fmt::format("{:.2f} MB", bytes / 1e6);
+  return fmt::format("{:.2f} GB", bytes / 1e9);
+}
+}  // namespace detail
+
+std::string CheckpointReport::summary() const {
+  if (schedule == "plain") {
+    return fmt::format("plain BPTT: {} steps recorded, tape {}", steps,
+                       detail::format_bytes(static_cast<double>(peak_tape_bytes)));
+  }
+  return fmt::format(
+      "{}: {} steps, {} checkpoints ({} used, {} each), {:.3f} step evaluations per step "
+      "(advances predicted {}, actual {}; {} steps recorded), tape {}, memory {}",
+      schedule, steps, checkpoints, slots_used,
+      detail::format_bytes(static_cast<double>(checkpoint_bytes)), overhead(), predicted_advances,
+      advances, recorded_steps, detail::format_bytes(static_cast<double>(peak_tape_bytes)),
+      detail::format_bytes(static_cast<double>(memory_bytes())));
+}
+
+}  // namespace rwd::layers

@@ -263,3 +263,108 @@ BOOST_AUTO_TEST_CASE(tapes_on_two_threads_are_independent) {
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(tape_seeds)
+
+BOOST_AUTO_TEST_CASE(seeded_backward_is_a_vector_jacobian_product) {
+  std::mt19937_64 rng(4);
+  Tape<double> tape;
+  const Matrix<double> xv = test::normal_matrix(3, 4, rng), wv = test::normal_matrix(4, 2, rng);
+  const Matrix<double> u = test::normal_matrix(3, 2, rng);
+  const Var<double> x = tape.input(xv), w = tape.input(wv);
+  const Var<double> y = tanh(matmul(x, w));
+  const Var<double> loss = sum(square(y));
+  // The seed 1 on the loss is backward(loss).
+  tape.backward(loss);
+  const Matrix<double> gx = x.grad(), gw = w.grad();
+  const Matrix<double> one = Matrix<double>::Ones(1, 1);
+  const GradSeed<double> on_loss[] = {{loss, ConstMap<double>(one.data(), 1, 1)}};
+  tape.backward(std::span<const GradSeed<double>>(on_loss));
+  BOOST_TEST(test::same(x.grad(), gx));
+  BOOST_TEST(test::same(w.grad(), gw));
+  // A seed on an intermediate node: uᵀ·∂y/∂x = (u ⊙ (1 − y²))·Wᵀ.
+  const GradSeed<double> on_y[] = {{y, ConstMap<double>(u.data(), 3, 2)}};
+  tape.backward(std::span<const GradSeed<double>>(on_y));
+  const Matrix<double> yv = y.value();
+  const Matrix<double> expected = (u.array() * (1 - yv.array().square())).matrix() * wv.transpose();
+  BOOST_TEST((x.grad() - expected).cwiseAbs().maxCoeff() < 1e-14);
+  // Two seeds add: the loss's and y's.
+  const GradSeed<double> both[] = {{loss, ConstMap<double>(one.data(), 1, 1)},
+                                   {y, ConstMap<double>(u.data(), 3, 2)}};
+  tape.backward(std::span<const GradSeed<double>>(both));
+  BOOST_TEST((x.grad() - gx - expected).cwiseAbs().maxCoeff() < 1e-13);
+}
+
+BOOST_AUTO_TEST_CASE(in_place_seed_continues_a_sum) {
+  // dL/dw over two recordings, the second continuing the first's sum in place, equals the sum
+  // of the two losses recorded on one tape.
+  std::mt19937_64 rng(5);
+  Parameter<double> w("w", test::normal_matrix(4, 4, rng));
+  const Matrix<double> a = test::normal_matrix(2, 4, rng), b = test::normal_matrix(2, 4, rng);
+  Tape<double> one;
+  w.zero_grad();
+  one.backward(add(sum(tanh(matmul(one.constant(a), one.param(w)))),
+                   sum(tanh(matmul(one.constant(b), one.param(w))))));
+  const Matrix<double> together = w.grad;
+  Tape<double> tape;
+  tape.backward(sum(tanh(matmul(tape.constant(b), tape.param(w)))),
+                {.accumulate_parameters = false});
+  Matrix<double> carry = *tape.grad(*tape.find_param(w));
+  tape.clear();
+  const Var<double> l = sum(tanh(matmul(tape.constant(a), tape.param(w))));
+  const Matrix<double> unit = Matrix<double>::Ones(1, 1);
+  const GradSeed<double> seeds[] = {
+      {l, ConstMap<double>(unit.data(), 1, 1)},
+      {tape.var(*tape.find_param(w)), ConstMap<double>(carry.data(), 4, 4), true}};
+  tape.backward(std::span<const GradSeed<double>>(seeds), {.accumulate_parameters = false});
+  BOOST_TEST(test::same(carry, together));  // the sum lives in carry now
+}
+
+BOOST_AUTO_TEST_CASE(seed_errors) {
+  Tape<double> tape;
+  const Var<double> x = tape.input(Matrix<double>::Ones(2, 2));
+  const Var<double> y = tanh(x);
+  const Matrix<double> m = Matrix<double>::Ones(2, 3), g = Matrix<double>::Ones(2, 2);
+  const GradSeed<double> wrong[] = {{y, ConstMap<double>(m.data(), 2, 3)}};
+  test::expect_message<UsageError>([&] { tape.backward(std::span<const GradSeed<double>>(wrong)); },
+                                   "backward: seed 0 is 2x3 for node 1 (tanh), which is 2x2");
+  const GradSeed<double> twice[] = {{y, ConstMap<double>(g.data(), 2, 2)},
+                                    {y, ConstMap<double>(g.data(), 2, 2)}};
+  test::expect_message<UsageError>([&] { tape.backward(std::span<const GradSeed<double>>(twice)); },
+                                   "backward: node 1 (tanh) is seeded twice (seeds 0 and 1)");
+  test::expect_message<UsageError>(
+      [&] { tape.backward(std::span<const GradSeed<double>>(twice, 1), {.second_order = true}); },
+      "backward: second_order takes one loss, not seeds: use backward(loss, ...)");
+}
+
+BOOST_AUTO_TEST_CASE(held_parameters_read_in_place_and_keep_packings) {
+  std::mt19937_64 rng(6);
+  Parameter<float> w("w", test::normal_matrix(64, 64, rng).cast<float>());
+  Parameter<float> v("v", test::normal_matrix(64, 64, rng).cast<float>());
+  const Matrix<float> x = test::normal_matrix(32, 64, rng).cast<float>();
+  const auto run = [&](Tape<float>& tape, bool swap_order) {
+    tape.clear();
+    const Var<float> xv = tape.constant(x);
+    const Var<float> h = swap_order ? matmul_nt(matmul_nt(xv, tape.param(v)), tape.param(w))
+                                    : matmul_nt(matmul_nt(xv, tape.param(w)), tape.param(v));
+    tape.backward(sum(tanh(h)), {.accumulate_parameters = false});
+    return std::pair<Matrix<float>, Matrix<float>>(h.value(), *tape.grad(*tape.find_param(w)));
+  };
+  Tape<float> plain;
+  const auto a = run(plain, false), b = run(plain, true);
+  Tape<float> held;
+  held.hold_parameters(true);
+  BOOST_TEST(held.parameters_held());
+  for (int k = 0; k < 3; ++k) {  // the packings move with their parameters between slots
+    const auto c = run(held, k % 2 == 1);
+    BOOST_TEST(test::same(c.first, k % 2 == 1 ? b.first : a.first));
+    BOOST_TEST(test::same(c.second, k % 2 == 1 ? b.second : a.second));
+    BOOST_TEST(held.value(*held.find_param(w)).data() == w.value.data());  // read in place
+  }
+  held.hold_parameters(false);
+  const auto d = run(held, false);
+  BOOST_TEST(held.value(*held.find_param(w)).data() != w.value.data());  // copied again
+  BOOST_TEST(test::same(d.first, a.first));
+}
+
+BOOST_AUTO_TEST_SUITE_END()

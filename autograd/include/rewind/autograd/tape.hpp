@@ -102,6 +102,17 @@ struct BackwardOptions {
   bool second_order = false;
 };
 
+/// One starting gradient of a multi-output reverse sweep (Tape::backward with seeds).
+template <class T>
+struct GradSeed {
+  Var<T> node;
+  ConstMap<T> grad;  ///< the node's shape; read during the call only
+  /// The sweep adds into `grad`'s own memory (which must be writable and outlive the
+  /// recording) instead of a copy: after it, that memory holds the node's gradient. Carries a
+  /// gradient across recordings without copying it.
+  bool in_place = false;
+};
+
 template <class T>
 class Tape {
  public:
@@ -121,6 +132,12 @@ class Tape {
   /// the same leaf), and after backward the leaf's gradient is added into `p.grad`. The
   /// parameter must outlive the recording.
   Var<T> param(Parameter<T>& p);
+  /// The parameters recorded since the last clear(), in the order of their first use.
+  std::vector<Parameter<T>*> parameters() const {
+    std::vector<Parameter<T>*> out;
+    for (const ParamSlot& s : params_) out.push_back(s.param);
+    return out;
+  }
   /// The leaf bound to `p` in this recording, if it was recorded.
   std::optional<std::size_t> find_param(const Parameter<T>& p) const {
     for (const ParamSlot& s : params_) {
@@ -146,6 +163,13 @@ class Tape {
   /// Reverse sweep from a 1x1 loss. Nodes that do not depend on an input or parameter, or from
   /// which the loss cannot be reached, are skipped. See the file comment for repeated calls.
   void backward(const Var<T>& loss, const BackwardOptions& options = {});
+  /// Reverse sweep from several nodes at once, each starting with its seed (a vector-Jacobian
+  /// product; backward(loss) is the seed 1 on the loss). A seed on a parameter leaf is that
+  /// leaf's gradient before any consumer adds to it, so a sweep can continue a gradient summed
+  /// over earlier recordings in exactly plain backward's order (checkpointed BPTT does). Seeds
+  /// on nodes that need no gradient are ignored; a node seeded twice, a seed of the wrong shape
+  /// or second_order throw UsageError.
+  void backward(std::span<const GradSeed<T>> seeds, const BackwardOptions& options = {});
 
   // ---- forward mode and second order -------------------------------------------------------
   /// Seeds the tangent of an input leaf (Tape::input) for the next jvp(); `v` has its shape.
@@ -189,6 +213,13 @@ class Tape {
   /// and their ranges. Off by default; it costs one pass over each tensor (see the README).
   void set_anomaly_mode(bool on) { anomaly_ = on; }
   bool anomaly_mode() const { return anomaly_; }
+
+  /// Held parameters: the caller promises that no parameter value changes until it turns this
+  /// off (one training step recorded piecewise, as checkpointed BPTT does). While on, param(p)
+  /// reads p.value in place instead of copying it, and the packing a product made of p's weight
+  /// in an earlier recording is reused. Turning it off drops those packings.
+  void hold_parameters(bool on);
+  bool parameters_held() const { return hold_; }
 
   /// Forgets the recording (all Vars go stale) and keeps every buffer for the next one.
   /// Scopes that are open stay open.
@@ -259,6 +290,8 @@ class Tape {
   };
 
   Var<T> record_in_scope(const Op& op, std::span<const Var<T>> inputs);
+  // The reverse sweep from node `top` down, once the seeds hold their gradients.
+  void sweep(std::size_t top, const BackwardOptions& options);
   const Node& checked(const Var<T>& v, std::string_view who) const;
   void gather_inputs(const Node& n);  // fills refs_ with n's inputs
   TensorRef<T> ref_of(const Node& x);
@@ -320,6 +353,8 @@ class Tape {
   std::vector<std::shared_ptr<const CustomOpBase>> customs_;
   // Per parameter slot, the weight's packings for products; kept across clear() for reuse.
   std::vector<std::unique_ptr<detail::PackedWeight<T>>> packs_;
+  std::vector<const Parameter<T>*> pack_owner_;  // whose weight packs_[slot] holds (held mode)
+  bool hold_ = false;
   // Second order: per node, its tangent and its gradient's tangent (null: zero), their arenas,
   // the input seeds, and which recording / backward they belong to.
   std::vector<const T*> tan_;

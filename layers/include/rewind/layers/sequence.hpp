@@ -12,6 +12,7 @@
 #include <functional>
 #include <optional>
 #include <rewind/autograd/diagnostics.hpp>
+#include <rewind/layers/checkpointed.hpp>
 #include <rewind/layers/gru_cell.hpp>
 #include <rewind/layers/lstm_cell.hpp>
 #include <rewind/layers/rnn_cell.hpp>
@@ -147,6 +148,91 @@ class Sequence {
     }
     out.outputs = std::move(in);
     return out;
+  }
+
+  /// Records x_t on the tape (a constant, an input leaf, an embedding lookup).
+  using InputFn = std::function<Var<T>(Tape<T>& tape, Index t)>;
+  /// Records step t's loss from the last layer's output y_t (1x1), or returns an empty Var.
+  using LossFn = std::function<Var<T>(Tape<T>& tape, Index t, const Var<T>& y)>;
+
+  /// One time step of this stack as a bptt() unit: x_t = input(t) and the step's loss under
+  /// scope `t<t>`; every layer's cell under `layer<k>/fwd/t<t>` as operator() records it, with
+  /// the same length masking and the same dropout between layers (from call.dropout_rng). The
+  /// state is every layer's state tensors, layer by layer; watch holds x_t and then each layer's
+  /// output y^k_t (what operator() lists in Output::hidden). Unidirectional stacks only: the
+  /// reverse direction of a bidirectional layer needs every step of the layer below before its
+  /// own first step, so it has no per-step unit (UsageError). `call.lengths` must outlive the
+  /// unit.
+  StepUnit<T> step_unit(Index batch, InputFn input, LossFn loss, const Call& call = {}) {
+    if (options_.bidirectional) {
+      throw UsageError(fmt::format(
+          "{}: step_unit: a bidirectional stack has no per-step unit (its reverse direction needs "
+          "the whole sequence of the layer below); checkpoint a unidirectional stack, or use "
+          "operator() for plain BPTT",
+          name_));
+    }
+    StepUnit<T> unit;
+    for (const C& cell : cells_) {
+      for (const Index width : cell.state_sizes()) unit.state_shapes.push_back({batch, width});
+    }
+    unit.step = [this, input = std::move(input), loss = std::move(loss), lengths = call.lengths,
+                 rng = call.dropout_rng](Tape<T>& tape, Index t, std::span<const Var<T>> state) {
+      constexpr std::size_t n = std::tuple_size_v<State>;
+      StepRecord<T> rec;
+      const std::string step = fmt::format("t{}", t);
+      Var<T> x;
+      {
+        auto scope = tape.scope(step);
+        x = input(tape, t);
+      }
+      rec.watch.push_back(x);
+      for (int layer = 0; layer < options_.num_layers; ++layer) {
+        auto layer_scope = tape.scope(fmt::format("layer{}", layer));
+        State s;
+        std::copy_n(state.begin() + static_cast<std::ptrdiff_t>(layer * n), n, s.begin());
+        Var<T> y;
+        {
+          auto dir_scope = tape.scope("fwd");
+          auto step_scope = tape.scope(step);
+          Var<T> zeros;
+          y = detail::masked_step(cells_[static_cast<std::size_t>(layer)], tape, x, s, t, lengths,
+                                  zeros);
+        }
+        rec.state.insert(rec.state.end(), s.begin(), s.end());
+        rec.watch.push_back(y);
+        x = rng != nullptr && options_.dropout > 0 && layer + 1 < options_.num_layers
+                ? dropout(y, options_.dropout, *rng)
+                : y;
+      }
+      auto scope = tape.scope(step);
+      rec.loss = loss(tape, t, x);
+      return rec;
+    };
+    return unit;
+  }
+
+  /// A training step's backward: bptt() over `steps` steps of step_unit(batch, input, loss,
+  /// call) from call.initial (zeros when empty; their values are read, then they may go
+  /// stale), plain or checkpointed as `options` says. Adds the parameters' gradients into
+  /// Parameter::grad; returns the loss, dL/d(initial states) (layer by layer, each cell's state
+  /// tensors in order) and the report. options.rng defaults to call.dropout_rng.
+  BpttResult<T> backprop(Tape<T>& tape, Index steps, Index batch, InputFn input, LossFn loss,
+                         const Call& call = {}, BackpropOptions<T> options = {}) {
+    if (!call.initial.empty() && call.initial.size() != cells_.size()) {
+      throw UsageError(fmt::format("{}: {} initial states given, expected {} (layers x directions)",
+                                   name_, call.initial.size(), cells_.size()));
+    }
+    detail::check_lengths(name_, call.lengths, batch, steps);
+    const StepUnit<T> unit = step_unit(batch, std::move(input), std::move(loss), call);
+    std::vector<Matrix<T>> initial;
+    for (std::size_t k = 0; k < unit.state_shapes.size(); ++k) {
+      constexpr std::size_t n = std::tuple_size_v<State>;
+      initial.push_back(call.initial.empty()
+                            ? Matrix<T>::Zero(unit.state_shapes[k].rows, unit.state_shapes[k].cols)
+                            : Matrix<T>(call.initial[k / n][k % n].value()));
+    }
+    if (options.rng == nullptr) options.rng = call.dropout_rng;
+    return bptt(tape, steps, std::move(initial), unit, options);
   }
 
   /// Every cell's parameters, layer by layer, forward before reverse (PyTorch's order).
