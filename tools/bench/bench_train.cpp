@@ -15,10 +15,12 @@
 //   recording (the loop of a power iteration), and the tape's storage against grad-'s.
 //
 // train-file-<H> (with --cell-file F.cell): the train workload with a cell from a file.
+// bptt-<cell>-128: checkpointed BPTT against plain BPTT on the adding task (--seq-len,
+//   --checkpoints K or --memory-budget MiB, --schedule, --no-plain; see bptt_workload).
 // block-<cell>-128: k tangent directions in one block sweep against k single sweeps (k = 16,
 //   32, 64). jtt-lstm-128: exact Jacobians through time against one gradient.
 // Usage: bench_train [--workload train-lstm-128|grad-lstm-128|hvp-lstm-128|hvp-all|tiny-ops|
-//        block-lstm-128|block-all|jtt-lstm-128|
+//        block-lstm-128|block-all|jtt-lstm-128|bptt-lstm-128|bptt-gru-128|bptt-rnn-128|
 //                                sgemm-1024|fma-peak] [--seq-len 50] [--reps 15]
 //                    [--memory N]
 //        (default: every train workload, then tiny-ops, sgemm-1024 and fma-peak)
@@ -79,7 +81,9 @@ double median_ms(F&& f, int reps) {
 struct Run {
   Index steps = 50;  ///< sequence length
   int reps = 0;
-  int memory_steps = 0;  ///< > 0: the flat-memory check instead of timing
+  int memory_steps = 0;                 ///< > 0: the flat-memory check instead of timing
+  layers::BackpropOptions<float> bptt;  ///< bptt- workloads: --checkpoints, --memory-budget
+  bool plain = true;                    ///< bptt- workloads: also time plain BPTT
 };
 
 /// What a workload runs: a training step (forward, backward, SGD), the gradient alone, or a
@@ -164,6 +168,8 @@ void train_workload(const std::string& name, Layer layer, Index gates, Index hid
 }
 
 /// train-file-<H> (with --cell-file F.cell): the train workload with a cell from a file.
+// bptt-<cell>-128: checkpointed BPTT against plain BPTT on the adding task (--seq-len,
+//   --checkpoints K or --memory-budget MiB, --schedule, --no-plain; see bptt_workload).
 // block-<cell>-128: k tangent directions at once (Tape::jvp_block) against k single-direction
 /// sweeps (Tape::jvp), on one recording of the train workload's forward with its inputs as the
 /// seeded leaves; ratio = block / (k · single).
@@ -303,6 +309,62 @@ void tiny_ops() {
             << std::endl;
 }
 
+/// bptt-<cell>-128: one training step's forward and backward on the adding task (input 2:
+/// value and marker, hidden 128, batch 32, the loss at the last step), T = --seq-len steps,
+/// checkpointed (--checkpoints k or --memory-budget BYTES, --schedule revolve|uniform) and then
+/// plain BPTT unless --no-plain. Prints both medians, their ratio, the advances against revolve's
+/// prediction, the peak RSS after the checkpointed steps (before plain BPTT runs) and the
+/// checkpointing report.
+template <class Layer>
+void bptt_workload(const std::string& name, Layer layer, const Run& run, layers::Rng& rng) {
+  constexpr Index B = 32, H = 128;
+  const Index steps = run.steps;
+  layers::Linear<float> head({.in = H, .out = 1}, rng);
+  // The adding task's data, held as one (T·B)×2 matrix as a data loader would hold it.
+  Matrix<float> data(steps * B, 2);
+  std::uniform_real_distribution<float> u(0, 1);
+  data.col(0) = Matrix<float>::NullaryExpr(steps * B, 1, [&] { return u(rng); });
+  data.col(1).setZero();
+  Matrix<float> target(B, 1);
+  for (Index b = 0; b < B; ++b) {
+    const Index i = b % steps, j = (b * 7 + 1) % steps;
+    data(i * B + b, 1) = data(j * B + b, 1) = 1;
+    target(b, 0) = data(i * B + b, 0) + (i == j ? 0.0f : data(j * B + b, 0));
+  }
+  const auto input = [&](Tape<float>& tape, Index t) {
+    return tape.constant(data.middleRows(t * B, B));
+  };
+  const auto loss = [&](Tape<float>& tape, Index t, const Var<float>& y) {
+    return t + 1 == steps ? mse(head(tape, y), tape.constant(target)) : Var<float>();
+  };
+  Tape<float> tape;
+  layers::BpttResult<float> result;
+  const auto sweep = [&](const layers::BackpropOptions<float>& o) {
+    tape.clear();
+    result = layer.backprop(tape, steps, B, input, loss, {}, o);
+  };
+  const int reps = std::max(1, run.reps);
+  const double ms = median_ms([&] { sweep(run.bptt); }, reps);
+  const layers::CheckpointReport report = result.report;
+  const double rss = peak_rss_mb();
+  std::string line = fmt::format(
+      "{} T={} schedule={} checkpoints={} ms_per_step={:.1f} advances={} predicted={} "
+      "evaluations_per_step={:.3f} peak_rss_mb={:.0f} tape_mb={:.2f} checkpoint_mb={:.2f} "
+      "data_mb={:.1f}",
+      name, steps, report.schedule, report.checkpoints, ms, report.advances,
+      report.predicted_advances, report.overhead(), rss,
+      static_cast<double>(report.peak_tape_bytes) / (1 << 20),
+      static_cast<double>(report.slots_used * report.checkpoint_bytes) / (1 << 20),
+      static_cast<double>(data.size() * 4) / (1 << 20));
+  if (run.plain) {
+    const double plain_ms = median_ms([&] { sweep({}); }, reps);
+    line += fmt::format(
+        " plain_ms={:.1f} ratio={:.2f} plain_tape_mb={:.0f} plain_peak_rss_mb={:.0f}", plain_ms,
+        ms / plain_ms, static_cast<double>(tape.capacity_bytes()) / (1 << 20), peak_rss_mb());
+  }
+  std::cout << line << std::endl;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -320,9 +382,19 @@ int main(int argc, char** argv) {
       run.memory_steps = std::atoi(argv[++k]);
     else if (!std::strcmp(argv[k], "--cell-file") && k + 1 < argc)
       cell_file = argv[++k];
+    else if (!std::strcmp(argv[k], "--checkpoints") && k + 1 < argc)
+      run.bptt.checkpoints = std::atoi(argv[++k]);
+    else if (!std::strcmp(argv[k], "--memory-budget") && k + 1 < argc)
+      run.bptt.memory_budget_bytes = static_cast<std::size_t>(std::atof(argv[++k]) * (1 << 20));
+    else if (!std::strcmp(argv[k], "--schedule") && k + 1 < argc)
+      run.bptt.schedule = std::strcmp(argv[++k], "uniform") == 0 ? layers::Schedule::uniform
+                                                                 : layers::Schedule::revolve;
+    else if (!std::strcmp(argv[k], "--no-plain"))
+      run.plain = false;
     else {
       std::cerr << "usage: bench_train [--workload NAME] [--seq-len N] [--reps N] [--memory N] "
-                   "[--cell-file F.cell]\n";
+                   "[--cell-file F.cell] [--checkpoints K | --memory-budget MIB] "
+                   "[--schedule revolve|uniform] [--no-plain]\n";
       return 2;
     }
   }
@@ -378,6 +450,19 @@ int main(int argc, char** argv) {
     Run r = run;
     if (r.reps == 0) r.reps = 9;
     block_workload("block-gru-128", layers::Gru<float>({.input = 64, .hidden = 128}, rng), r);
+  }
+  for (const char* cell : {"lstm", "gru", "rnn"}) {
+    if (only != fmt::format("bptt-{}-128", cell)) continue;
+    Run r = run;
+    if (r.reps == 0) r.reps = 3;
+    if (r.bptt.checkpoints == 0 && r.bptt.memory_budget_bytes == 0) r.bptt.checkpoints = 100;
+    const std::string n = only;
+    if (n == "bptt-lstm-128")
+      bptt_workload(n, layers::Lstm<float>({.input = 2, .hidden = 128}, rng), r, rng);
+    if (n == "bptt-gru-128")
+      bptt_workload(n, layers::Gru<float>({.input = 2, .hidden = 128}, rng), r, rng);
+    if (n == "bptt-rnn-128")
+      bptt_workload(n, layers::Rnn<float>({.input = 2, .hidden = 128}, rng), r, rng);
   }
   if (only == "jtt-lstm-128") {
     Run r = run;

@@ -77,6 +77,19 @@ int main(int argc, char** argv) {
   train->add_option("--sample", t.sample, "Characters to generate after training (--task text)")
       ->check(kNonNegativeCount)
       ->capture_default_str();
+  train
+      ->add_option("--checkpoints", t.checkpoints,
+                   "Checkpointed BPTT: store the state at this many steps per sequence and "
+                   "recompute the rest (0: plain BPTT)")
+      ->check(CLI::NonNegativeNumber);
+  train
+      ->add_option("--memory-budget", t.memory_budget,
+                   "Checkpointed BPTT: as many checkpoints as fit in this much memory besides one "
+                   "step (64M = 64 MiB)")
+      ->transform(CLI::AsSizeValue(false));
+  train->add_option("--schedule", t.schedule, "Checkpointing schedule")
+      ->check(CLI::IsMember({"revolve", "uniform"}))
+      ->capture_default_str();
   train->add_flag("--progress", bar, "Always draw a progress bar");
   train->add_flag("--no-progress", lines, "Print plain lines, even on a terminal");
 

@@ -77,6 +77,55 @@ class Model {
     throw UsageError("unknown loss");
   }
 
+  // The same loss formed step by step, and its gradients, through Sequence::backprop (plain or
+  // checkpointed BPTT): the loss at the last step (adding), 1/T of each step's squared error
+  // (sine), or each step's cross-entropy weighted by its share of the valid rows (text, copy,
+  // Reber). `logits` receives every row's outputs, for accuracy.
+  layers::BpttResult<T> backprop(Tape<T>& tape, const Batch& b, Index batch,
+                                 const layers::BackpropOptions<T>& options, Matrix<T>* logits) {
+    const auto steps = static_cast<Index>(b.xs.size());
+    const auto rows = static_cast<std::size_t>(batch);
+    std::size_t valid = 0;
+    for (const std::int32_t c : b.classes) valid += c >= 0 ? 1 : 0;
+    if (logits != nullptr && task_.loss() == LossKind::kCrossEntropyEvery)
+      logits->resize(steps * batch, task_.output_size());
+    const auto input = [&](Tape<T>& tp, Index t) {
+      const auto k = static_cast<std::size_t>(t);
+      if (embedding_) return (*embedding_)(tp, std::span(b.ids).subspan(k * rows, rows));
+      return tp.constant(b.xs[k].template cast<T>());
+    };
+    const auto loss = [&](Tape<T>& tp, Index t, const Var<T>& y) -> Var<T> {
+      const auto k = static_cast<std::size_t>(t);
+      switch (task_.loss()) {
+        case LossKind::kMseLast:
+          if (t + 1 != steps) return {};
+          return mse(head_(tp, y), tp.constant(b.target.template cast<T>()));
+        case LossKind::kMseEvery:
+          return scale(mse(head_(tp, y),
+                           tp.constant(b.target.middleRows(t * batch, batch).template cast<T>())),
+                       T(1) / static_cast<T>(steps));
+        case LossKind::kCrossEntropyEvery: {
+          const Var<T> out = head_(tp, y);
+          if (logits != nullptr) logits->middleRows(t * batch, batch) = out.value();
+          std::vector<std::int32_t> at, classes;
+          for (std::size_t r = 0; r < rows; ++r) {
+            const std::int32_t c = b.classes[k * rows + r];
+            if (c >= 0) {
+              at.push_back(static_cast<std::int32_t>(r));
+              classes.push_back(c);
+            }
+          }
+          if (at.empty()) return {};
+          const Var<T> ce = at.size() == rows ? cross_entropy(out, classes)
+                                              : cross_entropy(embedding(out, at), classes);
+          return scale(ce, static_cast<T>(at.size()) / static_cast<T>(valid));
+        }
+      }
+      throw UsageError("unknown loss");
+    };
+    return layer_.backprop(tape, steps, batch, input, loss, {.lengths = b.lengths}, options);
+  }
+
   layers::Summary summary(const TrainOptions& o) {
     const bool every_step = task_.loss() != LossKind::kMseLast;
     layers::Summary s(fmt::format("{} on {}", o.cell, task_.name()),

@@ -104,20 +104,43 @@ TrainResult run(const Task& task, const TrainOptions& o, Layer layer, Rng& rng, 
   double sum_loss = 0, sum_acc = 0;
   long in_window = 0;
   std::vector<double> recent;
+  const bool checkpointed = o.checkpoints > 0 || o.memory_budget > 0;
+  if (checkpointed && o.bidirectional) {
+    throw UsageError(
+        "--checkpoints and --memory-budget need a unidirectional model: a bidirectional layer's "
+        "reverse direction needs the whole sequence of the layer below");
+  }
+  if (o.checkpoints > 0 && o.memory_budget > 0)
+    throw UsageError("give --checkpoints or --memory-budget, not both");
+  const layers::BackpropOptions<float> bptt{
+      .checkpoints = o.checkpoints,
+      .memory_budget_bytes = o.memory_budget,
+      .schedule = o.schedule == "uniform" ? layers::Schedule::uniform : layers::Schedule::revolve};
+  Matrix<float> scores;
   for (long step = 1; step <= o.steps; ++step) {
     tape.clear();
     const Batch b = task.sample(o.batch, o.seq_len, rng);
-    Var<float> logits;
-    const Var<float> loss = model.loss(tape, b, o.batch, &logits);
-    opt->zero_grad();
-    tape.backward(loss);
+    double l = 0;
+    if (checkpointed) {
+      opt->zero_grad();
+      const auto r = model.backprop(tape, b, o.batch, bptt, &scores);
+      l = r.loss;
+      if (step == 1) out << "checkpointing: " << r.report.summary() << "\n";
+      if (task.has_accuracy())
+        sum_acc += accuracy(b, ConstMap<float>(scores.data(), scores.rows(), scores.cols()));
+    } else {
+      Var<float> logits;
+      const Var<float> loss = model.loss(tape, b, o.batch, &logits);
+      opt->zero_grad();
+      tape.backward(loss);
+      l = loss.item();
+      if (task.has_accuracy()) sum_acc += accuracy(b, logits.value());
+    }
     if (o.clip > 0) optim::clip_grad_norm<float>(params, o.clip);
     opt->step();
-    const double l = loss.item();
     if (!std::isfinite(l))
       throw UsageError(fmt::format("training diverged: loss is {} at step {}", l, step));
     sum_loss += l;
-    if (task.has_accuracy()) sum_acc += accuracy(b, logits.value());
     ++in_window;
     recent.push_back(l);
     if (recent.size() > 100) recent.erase(recent.begin());

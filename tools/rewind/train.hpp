@@ -31,6 +31,11 @@ struct TrainOptions {
   int progress = -1;   ///< 1 bar, 0 lines, -1 bar when the output is a terminal
   Index embed = 32;    ///< embedding width (text task)
   long sample = 300;   ///< characters to generate after training (text task)
+  /// Checkpointed BPTT (layers/checkpointed.hpp): stored states per sequence, or a memory budget
+  /// in bytes; both 0: plain BPTT. Unidirectional models only.
+  int checkpoints = 0;
+  std::size_t memory_budget = 0;
+  std::string schedule = "revolve";  ///< revolve or uniform
 };
 
 struct LogPoint {
