@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <vector>
 
 #include "rewind/autograd/errors.hpp"
 
@@ -152,6 +153,131 @@ Action UniformSchedule::next() {
   phase_ = segment_ == 0 ? 3 : 1;
   --segment_;
   return {ActionKind::reverse, starts_[k], end, -1, first};
+}
+
+}  // namespace rwd::checkpointing
+
+namespace rwd::checkpointing {
+
+OnlineSchedule::OnlineSchedule(int slots) : snaps_(slots) {
+  check_arguments("OnlineSchedule", 0, slots);
+  for (int k = slots - 1; k >= 0; --k) free_.push_back(k);  // slot 0 is used first
+}
+
+std::int64_t OnlineSchedule::optimal_range() const {
+  return static_cast<std::int64_t>(snaps_ + 1) * (snaps_ + 2) / 2;
+}
+
+void OnlineSchedule::store_for_advance() {
+  const std::int64_t m = capo_;
+  const auto take = [&](std::size_t remove) {  // store m in the slot of stored_[remove]
+    const int slot = stored_[remove].slot;
+    stored_.erase(stored_.begin() + static_cast<std::ptrdiff_t>(remove));
+    stored_.push_back({m, slot});
+  };
+  if (!free_.empty()) {  // repetition 1: every state while slots are free
+    stored_.push_back({m, free_.back()});
+    free_.pop_back();
+    used_ = static_cast<int>(stored_.size());
+    return;
+  }
+  const auto c = static_cast<std::size_t>(snaps_);
+  const auto f = static_cast<std::size_t>(settled_);
+  if (f + 1 < c) {  // repetition 2: move the first unsettled checkpoint to m
+    take(f + 1);
+    if (stored_[f + 1].pos - stored_[f].pos == static_cast<std::int64_t>(c + 1 - f)) ++settled_;
+    return;
+  }
+  // Past the optimal range (the open segment would outgrow its 2 steps): store m in place of
+  // the checkpoint whose removal lowers the predicted reversal cost most, if any does (a-revolve's
+  // rule: the cost of segment i is revolve's advances for its length with c − i slots).
+  const std::int64_t open = m - stored_.back().pos;  // steps from the last stored state to m
+  if (c < 2 || open < 2) return;
+  const auto cost = [](std::int64_t d, std::size_t slots) {
+    return d <= 1 ? std::int64_t{0} : revolve_advances(d, static_cast<int>(slots));
+  };
+  std::vector<std::int64_t> d(c - 1), prefix(c, 0), shifted(c, 0);
+  for (std::size_t i = 0; i + 1 < c; ++i) d[i] = stored_[i + 1].pos - stored_[i].pos;
+  for (std::size_t i = 0; i + 1 < c; ++i) prefix[i + 1] = prefix[i] + cost(d[i], c - i);
+  for (std::size_t i = c - 1; i-- > 0;) shifted[i] = shifted[i + 1] + cost(d[i], c - i + 1);
+  const std::int64_t keep = prefix[c - 1] + cost(open + 1, 1);
+  std::int64_t best = keep;
+  std::size_t remove = 0;
+  for (std::size_t j = 1; j < c; ++j) {
+    const std::int64_t with = j + 1 < c ? prefix[j - 1] + cost(d[j - 1] + d[j], c - j + 1) +
+                                              shifted[j + 1] + cost(open, 2)
+                                        : prefix[c - 2] + cost(d[c - 2] + open, 2);
+    if (with < best) {
+      best = with;
+      remove = j;
+    }
+  }
+  if (remove != 0) take(remove);
+}
+
+Action OnlineSchedule::next(bool last) {
+  if (reversing_) return next_reversal();
+  if (pending_advance_) {
+    pending_advance_ = false;
+    ++capo_;
+    ++advances_;
+    return {ActionKind::advance, capo_ - 1, capo_, -1, false};
+  }
+  if (last) {  // the step at capo_ ends the chain: reverse it, then each stored segment
+    reversing_ = true;
+    segment_ = static_cast<int>(stored_.size());
+    end_ = capo_;
+    return {ActionKind::reverse, capo_, capo_ + 1, -1, true};
+  }
+  store_for_advance();
+  if (!stored_.empty() && stored_.back().pos == capo_) {  // stored now
+    pending_advance_ = true;
+    return {ActionKind::takeshot, capo_, capo_, stored_.back().slot, false};
+  }
+  ++capo_;
+  ++advances_;
+  return {ActionKind::advance, capo_ - 1, capo_, -1, false};
+}
+
+// Segment i = [stored_[i], end_) is reversed by revolve with c − i slots: its own and those the
+// segments after it freed. Local positions and slots are translated; revolve's first takeshot
+// (of the segment's start, stored already) is skipped.
+Action OnlineSchedule::next_reversal() {
+  for (;;) {
+    if (!inner_) {
+      if (--segment_ < 0) return {};  // terminate
+      const auto i = static_cast<std::size_t>(segment_);
+      const std::int64_t start = stored_[i].pos;
+      if (i + 1 < stored_.size()) end_ = stored_[i + 1].pos;
+      segment_slots_.assign(1, stored_[i].slot);
+      for (int s = 0; s < snaps_; ++s) {
+        bool held = s == stored_[i].slot;
+        for (std::size_t k = 0; k < i; ++k) held = held || stored_[k].slot == s;
+        if (!held) segment_slots_.push_back(s);
+      }
+      inner_.emplace(end_ - start, snaps_ - segment_);
+      return {ActionKind::restore, start, start, stored_[i].slot, false};
+    }
+    const std::int64_t start = stored_[static_cast<std::size_t>(segment_)].pos;
+    const std::int64_t before = inner_->advances();
+    Action a = inner_->next();
+    switch (a.kind) {
+      case ActionKind::terminate:
+        inner_.reset();
+        continue;
+      case ActionKind::takeshot:
+        if (a.from == 0) continue;  // the segment's start: stored already
+        break;
+      default:
+        break;
+    }
+    advances_ += inner_->advances() - before;
+    a.from += start;
+    a.to += start;
+    if (a.slot >= 0) a.slot = segment_slots_[static_cast<std::size_t>(a.slot)];
+    a.first = false;
+    return a;
+  }
 }
 
 }  // namespace rwd::checkpointing

@@ -23,14 +23,29 @@ struct Replay {
   int slots = 0;
 };
 
+template <class Next>
+Replay replay_actions(Next next, std::int64_t steps, int slots);
+
 template <class S>
 Replay replay(S schedule, std::int64_t steps, int slots) {
+  return replay_actions([&] { return schedule.next(); }, steps, slots);
+}
+
+// The online schedule is told the chain ends only when it reaches its last step.
+Replay replay_online(std::int64_t steps, int slots) {
+  cp::OnlineSchedule s(slots);
+  return replay_actions(
+      [&] { return steps == 0 ? cp::Action{} : s.next(s.position() + 1 >= steps); }, steps, slots);
+}
+
+template <class Next>
+Replay replay_actions(Next next, std::int64_t steps, int slots) {
   Replay r;
   std::map<int, std::int64_t> stored;
   std::int64_t capo = 0, next_reverse = steps;  // steps >= next_reverse are reversed
   bool first = true;
   for (int guard = 0; guard < 100'000'000; ++guard) {
-    const cp::Action a = schedule.next();
+    const cp::Action a = next();
     switch (a.kind) {
       case cp::ActionKind::terminate:
         BOOST_TEST(next_reverse == 0);
@@ -137,6 +152,35 @@ BOOST_AUTO_TEST_CASE(uniform_schedule_replays) {
         BOOST_TEST(r.advances == (l == 0 ? 0 : (l - 1) / u.segment() * u.segment()));
       }
     }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(online_schedule_is_optimal_up_to_its_range) {
+  for (int c : {1, 2, 3, 4, 7, 12}) {
+    const std::int64_t range = cp::OnlineSchedule(c).optimal_range();
+    BOOST_TEST(range == (c + 1) * (c + 2) / 2);
+    for (std::int64_t l = 0; l <= range + 3 * c + 40; ++l) {
+      BOOST_TEST_CONTEXT("l = " << l << ", c = " << c) {
+        const Replay r = replay_online(l, c);
+        BOOST_TEST(r.recorded == l);
+        if (l <= range) {
+          BOOST_TEST(r.advances == cp::revolve_advances(l, c));
+        } else {
+          BOOST_TEST(r.advances >= cp::revolve_advances(l, c));
+        }
+      }
+    }
+  }
+  // Far past the range the fallback stays within a small factor of revolve.
+  for (const auto& [l, c] :
+       {std::pair<std::int64_t, int>{2000, 10}, {10'000, 100}, {100'000, 100}}) {
+    const Replay r = replay_online(l, c);
+    const double ratio =
+        static_cast<double>(r.advances + l) / static_cast<double>(cp::revolve_advances(l, c) + l);
+    BOOST_TEST_MESSAGE("online, l = " << l << ", c = " << c << ": " << r.advances
+                                      << " advances, revolve " << cp::revolve_advances(l, c)
+                                      << ", evaluations ratio " << ratio);
+    BOOST_TEST(ratio < 1.05);
   }
 }
 
@@ -272,11 +316,13 @@ void check_grid(const std::string& name, const Config& c, std::function<Stack(Rn
   const Outcome<T> plain = problem.run({});
   if (c.steps > 0) BOOST_TEST(plain.loss != 0);
   for (const int k : ks) {
-    for (const Schedule s : {Schedule::revolve, Schedule::uniform}) {
-      if (s == Schedule::uniform && k != ks.front() && k != ks.back()) continue;
+    for (const Schedule s : {Schedule::revolve, Schedule::uniform, Schedule::online}) {
+      if (s != Schedule::revolve && k != ks.front() && k != ks.back()) continue;
       BOOST_TEST_CONTEXT(name << " " << (sizeof(T) == 4 ? "float" : "double") << ", T = " << c.steps
                               << ", " << c.layers << " layer(s), k = " << k
-                              << (s == Schedule::revolve ? ", revolve" : ", uniform")
+                              << (s == Schedule::revolve   ? ", revolve"
+                                  : s == Schedule::uniform ? ", uniform"
+                                                           : ", online")
                               << (c.lengths ? ", lengths" : "")
                               << (c.dropout > 0 ? ", dropout" : "")) {
         const Outcome<T> cp = problem.run({.checkpoints = k, .schedule = s});
@@ -462,7 +508,7 @@ BOOST_AUTO_TEST_CASE(errors) {
       "bptt: give checkpoints or a memory budget, not both");
   StepUnit<double> unit;
   unit.state_shapes = {{2, 3}};
-  unit.step = [](Tape<double>& tp, Index, std::span<const Var<double>> s) {
+  unit.step = [](Tape<double>&, Index, std::span<const Var<double>> s) {
     StepRecord<double> r;
     r.state = {concat_cols({s[0], s[0]})};
     return r;

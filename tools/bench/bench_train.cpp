@@ -386,15 +386,17 @@ int main(int argc, char** argv) {
       run.bptt.checkpoints = std::atoi(argv[++k]);
     else if (!std::strcmp(argv[k], "--memory-budget") && k + 1 < argc)
       run.bptt.memory_budget_bytes = static_cast<std::size_t>(std::atof(argv[++k]) * (1 << 20));
-    else if (!std::strcmp(argv[k], "--schedule") && k + 1 < argc)
-      run.bptt.schedule = std::strcmp(argv[++k], "uniform") == 0 ? layers::Schedule::uniform
-                                                                 : layers::Schedule::revolve;
-    else if (!std::strcmp(argv[k], "--no-plain"))
+    else if (!std::strcmp(argv[k], "--schedule") && k + 1 < argc) {
+      const std::string name = argv[++k];
+      run.bptt.schedule = name == "uniform"  ? layers::Schedule::uniform
+                          : name == "online" ? layers::Schedule::online
+                                             : layers::Schedule::revolve;
+    } else if (!std::strcmp(argv[k], "--no-plain"))
       run.plain = false;
     else {
       std::cerr << "usage: bench_train [--workload NAME] [--seq-len N] [--reps N] [--memory N] "
                    "[--cell-file F.cell] [--checkpoints K | --memory-budget MIB] "
-                   "[--schedule revolve|uniform] [--no-plain]\n";
+                   "[--schedule revolve|uniform|online] [--no-plain]\n";
       return 2;
     }
   }

@@ -88,7 +88,7 @@ int main(int argc, char** argv) {
                    "step (64M = 64 MiB)")
       ->transform(CLI::AsSizeValue(false));
   train->add_option("--schedule", t.schedule, "Checkpointing schedule")
-      ->check(CLI::IsMember({"revolve", "uniform"}))
+      ->check(CLI::IsMember({"revolve", "uniform", "online"}))
       ->capture_default_str();
   train->add_flag("--progress", bar, "Always draw a progress bar");
   train->add_flag("--no-progress", lines, "Print plain lines, even on a terminal");

@@ -115,7 +115,9 @@ TrainResult run(const Task& task, const TrainOptions& o, Layer layer, Rng& rng, 
   const layers::BackpropOptions<float> bptt{
       .checkpoints = o.checkpoints,
       .memory_budget_bytes = o.memory_budget,
-      .schedule = o.schedule == "uniform" ? layers::Schedule::uniform : layers::Schedule::revolve};
+      .schedule = o.schedule == "uniform"  ? layers::Schedule::uniform
+                  : o.schedule == "online" ? layers::Schedule::online
+                                           : layers::Schedule::revolve};
   Matrix<float> scores;
   for (long step = 1; step <= o.steps; ++step) {
     tape.clear();

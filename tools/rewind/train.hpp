@@ -35,7 +35,7 @@ struct TrainOptions {
   /// in bytes; both 0: plain BPTT. Unidirectional models only.
   int checkpoints = 0;
   std::size_t memory_budget = 0;
-  std::string schedule = "revolve";  ///< revolve or uniform
+  std::string schedule = "revolve";  ///< revolve, uniform or online
 };
 
 struct LogPoint {

@@ -17,10 +17,12 @@
 // uniform: states stored every ⌈l/c⌉ steps on the way forward, each segment re-recorded whole
 // and reversed at once (torch.utils.checkpoint_sequential's scheme): l − ⌈l/c⌉ advances but a
 // segment of steps on the tape.
-// online: for chains whose length is not known while they run (see OnlineSchedule).
+// online: for chains whose length is not known while they run (see OnlineSchedule): optimal up
+// to (c+1)(c+2)/2 steps, a documented fallback past it.
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -79,6 +81,55 @@ class UniformSchedule {
   int segment_ = 0;                   // the segment being reversed
   int slots_used_now_ = 0;            // forward: the segment whose start is current
   bool stored_ = false;               // forward: its start is stored
+};
+
+/// For a chain whose length is not known while it runs (a stream). The forward sweep stores
+/// states as it goes; when the chain ends, each stored segment is reversed with revolve using
+/// the slots the later segments freed (segment i from the start gets c − i).
+///
+/// Optimal up to β(c, 2) = (c+1)(c+2)/2 steps: whatever length the chain turns out to have, it
+/// takes exactly revolve's advances for that length (the tests check every length). The
+/// positions follow the structure of the optimal repetition-2 schedules (Stumm & Walther 2010):
+/// stored segments of at most c+1, c, ..., 2 steps from the start; the states 0..c−1 are stored,
+/// then every step moves the checkpoint after the last settled one to the current step, until
+/// its segment has its full length and it settles. Past β(c, 2) no online placement can match
+/// revolve for every length. The fallback is a-revolve's rule (Hinze & Sternberg 2005): before
+/// each step, the current state replaces the checkpoint whose removal lowers the predicted
+/// reversal cost (revolve's advances per segment) the most, if any does. The report shows the
+/// price: revolve's advances for the final length against the actual ones.
+class OnlineSchedule {
+ public:
+  explicit OnlineSchedule(int slots);
+  /// The next action. In the forward sweep `last` says whether the step at the current
+  /// position() is the chain's last (then the reversal starts); afterwards it is ignored.
+  Action next(bool last);
+  std::int64_t position() const { return capo_; }
+  std::int64_t advances() const { return advances_; }
+  int slots_used() const { return used_; }
+  /// Steps the forward sweep can take before the fallback: β(c, 2) = (c+1)(c+2)/2.
+  std::int64_t optimal_range() const;
+
+ private:
+  void store_for_advance();  // forward: maybe store capo_, before advancing from it
+  Action next_reversal();
+
+  struct Stored {
+    std::int64_t pos;
+    int slot;
+  };
+  int snaps_;
+  std::vector<Stored> stored_;  // by position
+  std::vector<int> free_;       // slots not holding a position
+  std::int64_t capo_ = 0, advances_ = 0;
+  int settled_ = 0;  // stored_[0..settled_] are in their final place (repetition 2)
+  int used_ = 0;
+  bool pending_advance_ = false;  // a takeshot was returned; the advance comes next
+  // Reversal: the segment being reversed (an index into stored_) and revolve on it.
+  bool reversing_ = false;
+  int segment_ = -1;
+  std::int64_t end_ = 0;  // one past the segment's last step
+  std::vector<int> segment_slots_;
+  std::optional<Revolve> inner_;
 };
 
 /// The whole trace of a schedule, for tests and `--print-schedule` style output.

@@ -39,7 +39,10 @@
 
 namespace rwd::layers {
 
-enum class Schedule { revolve, uniform };
+/// revolve: offline binomial (fewest recomputations for the length); uniform: evenly spaced
+/// segments, each recorded whole; online: the schedule for a chain of unknown length, told the
+/// length only when it ends (see schedule.hpp).
+enum class Schedule { revolve, uniform, online };
 
 /// What one step recorded.
 template <class T>
@@ -151,7 +154,9 @@ class CheckpointedSweep {
   BpttResult<T> run(std::vector<Matrix<T>> initial) {
     BpttResult<T> out;
     CheckpointReport& rep = out.report;
-    rep.schedule = options_.schedule == Schedule::revolve ? "revolve" : "uniform";
+    rep.schedule = options_.schedule == Schedule::revolve   ? "revolve"
+                   : options_.schedule == Schedule::uniform ? "uniform"
+                                                            : "online";
     rep.steps = steps_;
     for (const Shape& s : unit_.state_shapes)
       rep.checkpoint_bytes += static_cast<std::size_t>(s.rows * s.cols) * sizeof(T);
@@ -168,6 +173,19 @@ class CheckpointedSweep {
       checkpointing::Revolve s(steps_, slots);
       execute(s);
       rep.slots_used = s.slots_used();
+    } else if (options_.schedule == Schedule::online) {
+      // The length is known here, but the schedule hears of it only as the chain ends.
+      rep.predicted_advances = checkpointing::revolve_advances(steps_, slots);
+      struct AtLength {
+        checkpointing::OnlineSchedule s;
+        Index steps;
+        checkpointing::Action next() {
+          if (steps == 0) return {};
+          return s.next(s.position() + 1 >= steps);
+        }
+      } online{checkpointing::OnlineSchedule(slots), steps_};
+      execute(online);
+      rep.slots_used = online.s.slots_used();
     } else {
       checkpointing::UniformSchedule s(steps_, slots);
       rep.predicted_advances = steps_ - std::min<std::int64_t>(steps_, s.segment());
