@@ -127,3 +127,28 @@ if(NOT rc EQUAL 0)
   message(FATAL_ERROR "python could not read the weights: ${out}${err}")
 endif()
 message(STATUS "${out}")
+
+# Checkpointed BPTT: 1000 training steps with a memory budget and with each schedule give the
+# plain run's loss log and weights, byte for byte (adding task, one layer).
+expect(0 "final loss" train --task adding --steps 1000 --batch 4 --seq-len 20 --hidden 8 --log-every 1 --log ${WORK_DIR}/plain.csv --save ${WORK_DIR}/plain.safetensors --no-progress)
+foreach(mode "--checkpoints;3" "--checkpoints;3;--schedule;online" "--checkpoints;4;--schedule;uniform" "--memory-budget;134K")
+  string(MAKE_C_IDENTIFIER "${mode}" tag)
+  expect(0 "checkpointing: (revolve|online|uniform): 20 steps" train --task adding --steps 1000 --batch 4 --seq-len 20 --hidden 8 --log-every 1 --log ${WORK_DIR}/${tag}.csv --save ${WORK_DIR}/${tag}.safetensors --no-progress ${mode})
+  file(READ ${WORK_DIR}/plain.safetensors a HEX)
+  file(READ ${WORK_DIR}/${tag}.safetensors b HEX)
+  if(NOT a STREQUAL b)
+    message(FATAL_ERROR "train ${mode}: the weights differ from plain BPTT's")
+  endif()
+  execute_process(  # every step's loss, without the seconds column
+    COMMAND ${PYTHON} -c "
+import csv, sys
+rows = lambda f: [r[:3] for r in csv.reader(open(f))]
+a, b = rows('${WORK_DIR}/plain.csv'), rows('${WORK_DIR}/${tag}.csv')
+sys.exit(0 if a == b and len(a) == 1001 else 1)"
+    RESULT_VARIABLE rc)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "train ${mode}: the loss log differs from plain BPTT's")
+  endif()
+endforeach()
+expect(1 "a memory budget of 1.0 KiB is too small: the minimum is" train --memory-budget 1K --steps 1 --no-progress)
+expect(1 "need a unidirectional model" train --bidirectional --checkpoints 3 --steps 1 --no-progress)
