@@ -3,7 +3,7 @@
 
     python3 tools/bench/compare.py [--build build] [--omp-build build-omp]
                                    [--configs "1 1,1 2,2 2"] [--quick] [--scaling] [--memory N]
-                                   [--hvp]
+                                   [--hvp] [--checkpointing]
 
 rewind: build/tools/bench/bench_train, one process per workload (so peak RSS is per workload),
 one thread; with --omp-build, also two threads from a -DREWIND_OPENMP=ON build. PyTorch: ../shared/peers/torch_rnn_bench.py under Debian's /usr/bin/python3 with
@@ -22,6 +22,10 @@ peak RSS, and both per time step. --memory N: RSS and tape storage after 10, 100
 --hvp: the second-order workloads instead: rewind's hvp-<cell>-<H> (H·v with respect to every
 parameter, its ratio to the gradient, on an existing recording, tape storage against the
 gradient's) and the peer's `hvp` mode (double backward, fused and composed) in the same run.
+--checkpointing: checkpointed BPTT against plain BPTT (bench_train bptt-lstm-128, one process
+per row, so each row's peak RSS is its own): time ratio, advances against revolve's prediction,
+memory. PyTorch has no budgeted schedule (torch.utils.checkpoint takes hand-set segments), so
+there is no peer column; the uniform schedule is that scheme in rewind.
 """
 import argparse
 import os
@@ -140,6 +144,32 @@ def openblas_sgemm(threads):
 HVP_WORKLOADS = [f"hvp-{c}-{h}" for h in (128, 512) for c in ("lstm", "gru", "rnn")]
 
 
+# (sequence length, bench_train arguments); --quick keeps the first three.
+CHECKPOINT_ROWS = [
+    (1000, ["--checkpoints", "100"]),
+    (1000, ["--checkpoints", "1000"]),
+    (1000, ["--checkpoints", "100", "--schedule", "uniform"]),
+    (10000, ["--checkpoints", "100"]),
+    (10000, ["--checkpoints", "100", "--schedule", "online"]),
+    (10000, ["--checkpoints", "10000"]),
+    (10000, ["--checkpoints", "100", "--schedule", "uniform"]),
+    (100000, ["--memory-budget", "64", "--no-plain", "--reps", "1"]),
+]
+
+
+def checkpointing_main(args):
+    rows = CHECKPOINT_ROWS[:3] if args.quick else CHECKPOINT_ROWS
+    print("| T | schedule | checkpoints | ms per step | plain ms | ratio | advances (predicted) | evaluations per step | peak RSS MB (plain) | tape MiB | checkpoints MiB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for steps, extra in rows:
+        line = bench_train(args.build, ["--workload", "bptt-lstm-128", "--seq-len", str(steps)] + extra).strip()
+        f = dict(p.split("=", 1) for p in line.split()[1:] if "=" in p)
+        cells = [f["T"], f["schedule"], f["checkpoints"], f["ms_per_step"], f.get("plain_ms", "-"),
+                 f.get("ratio", "-"), f"{f['advances']} ({f['predicted']})", f["evaluations_per_step"],
+                 f"{f['peak_rss_mb']} ({f.get('plain_peak_rss_mb', '-')})", f["tape_mb"], f["checkpoint_mb"]]
+        print("| " + " | ".join(cells) + " |", flush=True)
+
+
 def hvp_main(args, configs, have_torch):
     rewind = {}
     for w in HVP_WORKLOADS:
@@ -183,8 +213,11 @@ def main():
     ap.add_argument("--scaling", action="store_true", help="also train-lstm-128 at lengths 50, 500, 5000")
     ap.add_argument("--memory", type=int, metavar="N", help="also RSS over N training steps per workload")
     ap.add_argument("--hvp", action="store_true", help="the second-order workloads (H·v) instead")
+    ap.add_argument("--checkpointing", action="store_true", help="checkpointed against plain BPTT instead")
     args = ap.parse_args()
     configs = ["1 1"] if args.quick else [c.strip() for c in args.configs.split(",")]
+    if args.checkpointing:
+        return checkpointing_main(args)
     if args.hvp:
         have_torch = subprocess.run(["/usr/bin/python3", "-c", "import torch"], capture_output=True).returncode == 0
         if not have_torch:
