@@ -351,7 +351,7 @@ std::string JacobianReport::summary() const {
 
 std::string line_plot_svg(const std::string& title, const std::string& x_label,
                           const std::string& y_label, const std::vector<PlotSeries>& series,
-                          bool log_y) {
+                          bool log_y, bool log_x) {
   constexpr double W = 760, H = 420, L = 70, R = 250, Tm = 40, B = 50;
   static constexpr const char* kColours[] = {"#1f77b4", "#d62728", "#2ca02c",
                                              "#9467bd", "#ff7f0e", "#8c564b"};
@@ -367,23 +367,25 @@ std::string line_plot_svg(const std::string& title, const std::string& x_label,
   if (!(ymax >= ymin)) ymin = 0, ymax = 1;
   if (log_y) ymin = std::floor(ymin), ymax = std::ceil(ymax);
   if (ymax == ymin) ymax = ymin + 1;
-  // The x axis: the given abscissae, or the indices 0 … n−1.
+  // The x axis: the given abscissae, or the indices 0 … n−1; on a log axis their log10, from
+  // the decade below the first to the decade above the last (abscissae ≤ 0 are left out).
+  const auto x_of = [log_x](const PlotSeries& s, std::size_t i) {
+    const double x = s.x.empty() ? static_cast<double>(i) : s.x[i];
+    return log_x ? (x > 0 ? std::log10(x) : std::numeric_limits<double>::quiet_NaN()) : x;
+  };
   double xmin = std::numeric_limits<double>::infinity(), xmax = -xmin;
   for (const PlotSeries& s : series) {
-    if (s.x.empty()) {
-      xmin = std::min(xmin, 0.0);
-      xmax = std::max(xmax, static_cast<double>(std::max<std::size_t>(s.y.size(), 1) - 1));
-    } else {
-      xmin = std::min(xmin, s.x.front());
-      xmax = std::max(xmax, s.x.back());
+    for (std::size_t i = 0; i < s.y.size(); ++i) {
+      const double x = x_of(s, i);
+      if (!std::isfinite(x)) continue;
+      xmin = std::min(xmin, x);
+      xmax = std::max(xmax, x);
     }
   }
   if (!(xmax >= xmin)) xmin = 0, xmax = 0;
+  if (log_x) xmin = std::floor(xmin), xmax = std::max(std::ceil(xmax), xmin + 1);
   const auto px = [&](double x) {
     return L + (W - L - R) * (xmax > xmin ? (x - xmin) / (xmax - xmin) : 0.5);
-  };
-  const auto x_of = [](const PlotSeries& s, std::size_t i) {
-    return s.x.empty() ? static_cast<double>(i) : s.x[i];
   };
   const auto py = [&](double y) { return Tm + (H - Tm - B) * (1 - (y - ymin) / (ymax - ymin)); };
   std::string out = fmt::format(
@@ -419,9 +421,16 @@ std::string line_plot_svg(const std::string& title, const std::string& x_label,
         fmt::format("<text x=\"{}\" y=\"{:.1f}\" text-anchor=\"end\">{}</text>\n", L - 6, py(y) + 4,
                     log_y ? fmt::format("1e{}", static_cast<int>(y)) : fmt::format("{:.3g}", y));
   }
-  for (double x : xmax > xmin ? nice_ticks(xmin, xmax) : std::vector<double>{xmin}) {
-    out += fmt::format("<text x=\"{:.1f}\" y=\"{}\" text-anchor=\"middle\">{:.4g}</text>\n", px(x),
-                       H - B + 18, x);
+  std::vector<double> x_ticks;
+  if (log_x) {
+    for (double d = xmin; d <= xmax; ++d) x_ticks.push_back(d);
+  } else {
+    x_ticks = xmax > xmin ? nice_ticks(xmin, xmax) : std::vector<double>{xmin};
+  }
+  for (double x : x_ticks) {
+    out += fmt::format("<text x=\"{:.1f}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", px(x),
+                       H - B + 18,
+                       log_x ? fmt::format("{:.7g}", std::pow(10.0, x)) : fmt::format("{:.4g}", x));
   }
   out += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", (W - R + L) / 2,
                      H - 12, x_label);
@@ -435,7 +444,7 @@ std::string line_plot_svg(const std::string& title, const std::string& x_label,
                          : s.colour;
     std::string points;
     for (std::size_t i = 0; i < s.y.size(); ++i) {
-      if (!std::isfinite(s.y[i]) || (log_y && s.y[i] <= 0)) continue;
+      if (!std::isfinite(s.y[i]) || (log_y && s.y[i] <= 0) || !std::isfinite(x_of(s, i))) continue;
       points +=
           fmt::format("{:.1f},{:.1f} ", px(x_of(s, i)), py(log_y ? std::log10(s.y[i]) : s.y[i]));
     }

@@ -115,7 +115,7 @@ struct RunningMean {
 /// `[1.5,2,3]`: numbers for a JSON report, each with `digits` significant digits.
 std::string json_numbers(const std::vector<double>& v, int digits);
 
-/// A minimal SVG line plot (log or linear y), written in-house: Debian's gnuplot would be an
+/// A minimal SVG line plot (log or linear y and x), written in-house: Debian's gnuplot would be an
 /// external program to run, and this is all the plotting rewind needs.
 struct PlotSeries {
   std::string name;
@@ -126,6 +126,6 @@ struct PlotSeries {
 };
 std::string line_plot_svg(const std::string& title, const std::string& x_label,
                           const std::string& y_label, const std::vector<PlotSeries>& series,
-                          bool log_y);
+                          bool log_y, bool log_x = false);
 
 }  // namespace rwd
