@@ -3,7 +3,9 @@
 
 A fixed least-squares problem, loss = mean((X·Wᵀ + b - Y)²), with W (3x4) and b (1x3) as
 parameters; each optimizer configuration runs 10 steps (zero_grad, backward, step) and the
-parameter values after every step are saved, in double, to tests/data/optim_reference.json.
+parameter values after every step are saved, in double, to tests/data/optim_reference.json,
+with the optimizer's state after the last step (state_dict()['state']: each parameter's buffers
+by torch's names, its step count left out).
 
 Run with Debian's python3-torch:  /usr/bin/python3 tools/torch_optim.py [out_dir]
 """
@@ -51,7 +53,11 @@ def main():
             loss.backward()
             opt.step()
             traj.append({"W": mat(W), "b": mat(b)})
-        out["runs"][name] = {"class": cls, "options": {k: (list(v) if isinstance(v, tuple) else v) for k, v in kwargs.items()}, "trajectory": traj}
+        state = {}
+        for pname, index in (("W", 0), ("b", 1)):
+            buffers = opt.state_dict()["state"].get(index, {})
+            state[pname] = {k: mat(v) for k, v in buffers.items() if k != "step" and torch.is_tensor(v)}
+        out["runs"][name] = {"class": cls, "options": {k: (list(v) if isinstance(v, tuple) else v) for k, v in kwargs.items()}, "trajectory": traj, "state": state}
     path = os.path.join(out_dir, "optim_reference.json")
     with open(path, "w") as f:
         json.dump(out, f, separators=(",", ":"))

@@ -10,4 +10,5 @@
 #include "rewind/autograd/spectra.hpp"
 #include "rewind/autograd/tape.hpp"
 #include "rewind/layers/layers.hpp"
+#include "rewind/optim/checkpoint.hpp"
 #include "rewind/optim/optimizer.hpp"

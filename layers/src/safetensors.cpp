@@ -1,5 +1,10 @@
+#include <fcntl.h>
+#include <unistd.h>
+#include <zlib.h>
+
 #include <algorithm>
 #include <bit>
+#include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -32,6 +37,54 @@ constexpr const char* dtype_of() {
 std::size_t as_size(const nlohmann::json& v, const std::string& what) {
   if (!v.is_number_unsigned()) fail(fmt::format("{} is not a non-negative integer", what));
   return v.get<std::size_t>();
+}
+
+constexpr const char* kCrcKey = "rewind.crc32";
+
+// The checksum of a file's content: each tensor's name, dtype, shape and bytes, in data order,
+// then every metadata entry but the checksum itself (a std::map: sorted, so both sides agree).
+std::string content_crc(const std::vector<std::pair<std::string, std::string>>& described,
+                        std::span<const std::uint8_t> data,
+                        const std::map<std::string, std::string>& metadata) {
+  uLong crc = crc32(0L, Z_NULL, 0);
+  const auto add = [&](const void* p, std::size_t n) {
+    const auto* b = static_cast<const Bytef*>(p);
+    while (n > 0) {  // zlib takes a uInt length
+      const auto chunk = static_cast<uInt>(std::min<std::size_t>(n, 1u << 30));
+      crc = crc32(crc, b, chunk);
+      b += chunk;
+      n -= chunk;
+    }
+  };
+  for (const auto& [name, desc] : described) {
+    add(name.data(), name.size() + 1);
+    add(desc.data(), desc.size() + 1);
+  }
+  add(data.data(), data.size());
+  for (const auto& [k, v] : metadata) {
+    if (k == kCrcKey) continue;
+    add(k.data(), k.size() + 1);
+    add(v.data(), v.size() + 1);
+  }
+  return fmt::format("{:08x}", crc);
+}
+
+std::string describe(const std::string& dtype, const std::vector<Index>& shape) {
+  std::string s = dtype;
+  for (Index d : shape) s += fmt::format(" {}", d);
+  return s;
+}
+
+// Writes all of `n` bytes to a POSIX file descriptor.
+void write_all(int fd, const void* p, std::size_t n, const std::string& name) {
+  const auto* b = static_cast<const char*>(p);
+  while (n > 0) {
+    const ssize_t w = ::write(fd, b, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) fail(fmt::format("writing '{}' failed: {}", name, std::strerror(errno)));
+    b += w;
+    n -= static_cast<std::size_t>(w);
+  }
 }
 
 }  // namespace
@@ -132,60 +185,120 @@ TensorFile parse_tensor_file(std::span<const std::uint8_t> bytes) {
   if (at != file.data.size()) {
     fail(fmt::format("{} bytes of data after the last tensor", file.data.size() - at));
   }
+  if (const auto crc = file.metadata.find(kCrcKey); crc != file.metadata.end()) {
+    std::vector<std::pair<std::string, std::string>> described;
+    for (const TensorEntry* e : order)
+      described.emplace_back(e->name, describe(e->dtype, e->shape));
+    const std::string actual = content_crc(described, file.data, file.metadata);
+    if (actual != crc->second) {
+      fail(fmt::format("corrupt: the content's CRC-32 is {}, the file says {}", actual,
+                       crc->second));
+    }
+  }
   return file;
 }
 
-template <class T>
-void save_parameters(const std::filesystem::path& path, const std::vector<Parameter<T>*>& params,
-                     const std::map<std::string, std::string>& metadata) {
+TensorFile read_tensor_file(const std::filesystem::path& path, std::vector<std::uint8_t>& bytes) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail(fmt::format("cannot open '{}'", path.string()));
+  bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  try {
+    return parse_tensor_file(bytes);
+  } catch (const FileError& e) {
+    throw FileError(fmt::format("{} ({})", e.what(), path.string()));
+  }
+}
+
+void save_tensors(const std::filesystem::path& path, std::span<const TensorData> tensors,
+                  const std::map<std::string, std::string>& metadata, const SaveOptions& options) {
   nlohmann::ordered_json header;
-  if (!metadata.empty()) header["__metadata__"] = metadata;
+  std::map<std::string, std::string> meta = metadata;
   std::size_t at = 0;
-  for (const Parameter<T>* p : params) {
-    if (header.contains(p->name)) fail(fmt::format("two parameters are named '{}'", p->name));
-    const std::size_t bytes = static_cast<std::size_t>(p->value.size()) * sizeof(T);
-    header[p->name] = {{"dtype", dtype_of<T>()},
-                       {"shape", {p->value.rows(), p->value.cols()}},
-                       {"data_offsets", {at, at + bytes}}};
+  std::vector<std::pair<std::string, std::string>> described;
+  std::set<std::string> names;
+  for (const TensorData& t : tensors) {
+    if (!names.insert(t.name).second || t.name == "__metadata__")
+      fail(fmt::format("two tensors are named '{}'", t.name));
+    const std::size_t bytes =
+        static_cast<std::size_t>(t.rows * t.cols) * dtype_size(std::string(t.dtype));
+    header[t.name] = {
+        {"dtype", t.dtype}, {"shape", {t.rows, t.cols}}, {"data_offsets", {at, at + bytes}}};
+    described.emplace_back(t.name, describe(t.dtype, {t.rows, t.cols}));
     at += bytes;
+  }
+  if (options.checksum) {
+    // The checksum reads the data as it will lie in the file: the tensors back to back.
+    std::vector<std::uint8_t> data(at);
+    std::size_t k = 0;
+    for (const TensorData& t : tensors) {
+      const std::size_t bytes =
+          static_cast<std::size_t>(t.rows * t.cols) * dtype_size(std::string(t.dtype));
+      if (bytes > 0) std::memcpy(data.data() + k, t.data, bytes);
+      k += bytes;
+    }
+    meta.erase(kCrcKey);
+    meta[kCrcKey] = content_crc(described, data, meta);
+  }
+  if (!meta.empty()) {
+    nlohmann::ordered_json m = meta;
+    nlohmann::ordered_json h;
+    h["__metadata__"] = m;
+    for (auto& [k, v] : header.items()) h[k] = v;
+    header = std::move(h);
   }
   std::string text = header.dump();
   text.append((8 - text.size() % 8) % 8, ' ');  // data starts 8-byte aligned
   const std::uint64_t n = text.size();
   std::filesystem::path tmp = path;
   tmp += ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) fail(fmt::format("cannot write '{}'", tmp.string()));
-    out.write(reinterpret_cast<const char*>(&n), 8);
-    out.write(text.data(), static_cast<std::streamsize>(text.size()));
-    for (const Parameter<T>* p : params) {
-      out.write(
-          reinterpret_cast<const char*>(p->value.data()),
-          static_cast<std::streamsize>(static_cast<std::size_t>(p->value.size()) * sizeof(T)));
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) fail(fmt::format("cannot write '{}': {}", tmp.string(), std::strerror(errno)));
+  try {
+    write_all(fd, &n, 8, tmp.string());
+    write_all(fd, text.data(), text.size(), tmp.string());
+    for (const TensorData& t : tensors) {
+      write_all(fd, t.data,
+                static_cast<std::size_t>(t.rows * t.cols) * dtype_size(std::string(t.dtype)),
+                tmp.string());
     }
-    out.close();
-    if (!out) fail(fmt::format("writing '{}' failed", tmp.string()));
+    if (::fsync(fd) != 0)
+      fail(fmt::format("cannot flush '{}' to the disk: {}", tmp.string(), std::strerror(errno)));
+  } catch (...) {
+    ::close(fd);
+    std::filesystem::remove(tmp);
+    throw;
   }
+  if (::close(fd) != 0)
+    fail(fmt::format("writing '{}' failed: {}", tmp.string(), std::strerror(errno)));
   std::error_code ec;
   std::filesystem::rename(tmp, path, ec);
   if (ec)
     fail(fmt::format("cannot rename '{}' to '{}': {}", tmp.string(), path.string(), ec.message()));
+  // The rename is durable once the directory entry is on the disk too.
+  const std::filesystem::path dir = path.has_parent_path() ? path.parent_path() : ".";
+  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
 }
 
 template <class T>
-void load_parameters(const std::filesystem::path& path, const std::vector<Parameter<T>*>& params,
-                     const LoadOptions& options) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(fmt::format("cannot open '{}'", path.string()));
-  const std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(in)),
-                                        std::istreambuf_iterator<char>());
-  TensorFile file;
-  try {
-    file = parse_tensor_file(bytes);
-  } catch (const FileError& e) {
-    throw FileError(fmt::format("{} ({})", e.what(), path.string()));
+void save_parameters(const std::filesystem::path& path, const std::vector<Parameter<T>*>& params,
+                     const std::map<std::string, std::string>& metadata) {
+  std::vector<TensorData> tensors;
+  std::set<std::string> names;
+  for (const Parameter<T>* p : params) {
+    if (!names.insert(p->name).second) fail(fmt::format("two parameters are named '{}'", p->name));
+    tensors.push_back(tensor_data(p->name, p->value));
   }
+  save_tensors(path, tensors, metadata);
+}
+
+template <class T>
+std::vector<std::string> check_parameters(const TensorFile& file,
+                                          const std::vector<Parameter<T>*>& params,
+                                          const LoadOptions& options) {
   std::vector<std::string> problems, missing, unexpected;
   std::set<std::string> names;
   for (const Parameter<T>* p : params) {
@@ -221,23 +334,41 @@ void load_parameters(const std::filesystem::path& path, const std::vector<Parame
   };
   if (!missing.empty()) problems.insert(problems.begin(), "missing: " + join(missing));
   if (!unexpected.empty()) problems.push_back("not in the model: " + join(unexpected));
+  return problems;
+}
+
+template <class T>
+void copy_tensor(const TensorFile& file, const TensorEntry& e, Matrix<T>& out) {
+  const std::uint8_t* src = file.data.data() + e.begin;
+  const auto count = static_cast<std::size_t>(out.size());
+  if ((e.end - e.begin) != count * (e.dtype == "F32" ? 4 : 8))
+    fail(fmt::format("tensor '{}' does not fit a {}x{} matrix", e.name, out.rows(), out.cols()));
+  if (e.dtype == dtype_of<T>()) {
+    if (count > 0) std::memcpy(out.data(), src, count * sizeof(T));
+  } else if (e.dtype == "F32") {
+    std::vector<float> v(count);
+    std::memcpy(v.data(), src, count * 4);
+    for (std::size_t i = 0; i < count; ++i) out.data()[i] = static_cast<T>(v[i]);
+  } else {
+    std::vector<double> v(count);
+    std::memcpy(v.data(), src, count * 8);
+    for (std::size_t i = 0; i < count; ++i) out.data()[i] = static_cast<T>(v[i]);
+  }
+}
+
+template <class T>
+void load_parameters(const std::filesystem::path& path, const std::vector<Parameter<T>*>& params,
+                     const LoadOptions& options) {
+  std::vector<std::uint8_t> bytes;
+  const TensorFile file = read_tensor_file(path, bytes);
+  const std::vector<std::string> problems = check_parameters(file, params, options);
   if (!problems.empty()) {
-    fail(fmt::format("cannot load '{}' into the model: {}", path.string(), join(problems)));
+    std::string s;
+    for (const std::string& x : problems) s += (s.empty() ? "" : ", ") + x;
+    fail(fmt::format("cannot load '{}' into the model: {}", path.string(), s));
   }
   for (Parameter<T>* p : params) {
-    const TensorEntry* e = file.find(p->name);
-    if (e == nullptr) continue;
-    const std::uint8_t* src = file.data.data() + e->begin;
-    const auto count = static_cast<std::size_t>(p->value.size());
-    if (e->dtype == "F32") {
-      std::vector<float> v(count);
-      std::memcpy(v.data(), src, count * 4);
-      for (std::size_t i = 0; i < count; ++i) p->value.data()[i] = static_cast<T>(v[i]);
-    } else {
-      std::vector<double> v(count);
-      std::memcpy(v.data(), src, count * 8);
-      for (std::size_t i = 0; i < count; ++i) p->value.data()[i] = static_cast<T>(v[i]);
-    }
+    if (const TensorEntry* e = file.find(p->name)) copy_tensor(file, *e, p->value);
   }
 }
 
@@ -251,5 +382,13 @@ template void load_parameters<float>(const std::filesystem::path&,
                                      const std::vector<Parameter<float>*>&, const LoadOptions&);
 template void load_parameters<double>(const std::filesystem::path&,
                                       const std::vector<Parameter<double>*>&, const LoadOptions&);
+template std::vector<std::string> check_parameters<float>(const TensorFile&,
+                                                          const std::vector<Parameter<float>*>&,
+                                                          const LoadOptions&);
+template std::vector<std::string> check_parameters<double>(const TensorFile&,
+                                                           const std::vector<Parameter<double>*>&,
+                                                           const LoadOptions&);
+template void copy_tensor<float>(const TensorFile&, const TensorEntry&, Matrix<float>&);
+template void copy_tensor<double>(const TensorFile&, const TensorEntry&, Matrix<double>&);
 
 }  // namespace rwd::layers

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cmath>
 #include <numbers>
 #include <rewind/autograd/errors.hpp>
@@ -46,6 +47,85 @@ Matrix<T>& Optimizer<T>::buffer(std::vector<Matrix<T>>& buffers, std::size_t k,
   return b;
 }
 
+template <class T>
+OptimizerState<T> Optimizer<T>::state() const {
+  OptimizerState<T> s{kind(), t_, lr_, hyperparameters(), {}};
+  // slots() only hands out pointers; reading through them does not change the optimizer.
+  for (const Slot& slot : const_cast<Optimizer<T>*>(this)->slots()) {
+    for (std::size_t k = 0; k < slot.buffers->size() && k < params_.size(); ++k) {
+      if ((*slot.buffers)[k].size() > 0)
+        s.tensors.push_back({params_[k]->name, slot.name, (*slot.buffers)[k]});
+    }
+  }
+  return s;
+}
+
+template <class T>
+std::vector<std::string> Optimizer<T>::check_state(const OptimizerState<T>& s) const {
+  std::vector<std::string> problems;
+  if (s.kind != kind())
+    problems.push_back(fmt::format("the state is {}'s, this optimizer is {}", s.kind, kind()));
+  if (s.step < 0) problems.push_back(fmt::format("step {} is negative", s.step));
+  if (!(s.lr >= 0)) problems.push_back(fmt::format("learning rate {} is negative", s.lr));
+  const auto mine = hyperparameters();
+  for (const auto& [k, v] : mine) {
+    const auto it = s.hyperparameters.find(k);
+    if (it == s.hyperparameters.end()) {
+      problems.push_back(fmt::format("hyperparameter {} is missing", k));
+    } else if (it->second != v) {
+      problems.push_back(fmt::format("{} is {} in the state but {} here", k, it->second, v));
+    }
+  }
+  for (const auto& [k, v] : s.hyperparameters) {
+    if (mine.count(k) == 0) problems.push_back(fmt::format("unknown hyperparameter {}", k));
+  }
+  std::vector<std::string> slot_names;
+  for (const Slot& slot : const_cast<Optimizer<T>*>(this)->slots()) slot_names.push_back(slot.name);
+  std::map<std::pair<std::string, std::string>, int> seen;
+  for (const auto& t : s.tensors) {
+    const auto p = std::find_if(params_.begin(), params_.end(),
+                                [&](const Parameter<T>* q) { return q->name == t.param; });
+    if (p == params_.end()) {
+      problems.push_back(fmt::format("{} of '{}': no such parameter", t.name, t.param));
+      continue;
+    }
+    if (std::find(slot_names.begin(), slot_names.end(), t.name) == slot_names.end()) {
+      problems.push_back(fmt::format("'{}' has a buffer named {}, which {} does not keep", t.param,
+                                     t.name, kind()));
+      continue;
+    }
+    if (++seen[{t.param, t.name}] == 2)
+      problems.push_back(fmt::format("{} of '{}' appears twice", t.name, t.param));
+    if (t.value.rows() != (*p)->value.rows() || t.value.cols() != (*p)->value.cols()) {
+      problems.push_back(fmt::format("{} of '{}' is {}x{}, the parameter is {}x{}", t.name, t.param,
+                                     t.value.rows(), t.value.cols(), (*p)->value.rows(),
+                                     (*p)->value.cols()));
+    }
+  }
+  return problems;
+}
+
+template <class T>
+void Optimizer<T>::load_state(const OptimizerState<T>& s) {
+  const std::vector<std::string> problems = check_state(s);
+  if (!problems.empty()) {
+    std::string all;
+    for (const std::string& p : problems) all += (all.empty() ? "" : "; ") + p;
+    throw UsageError(fmt::format("Optimizer: cannot load the state: {}", all));
+  }
+  t_ = s.step;
+  lr_ = s.lr;
+  for (const Slot& slot : slots()) {
+    slot.buffers->assign(params_.size(), Matrix<T>());
+    for (const auto& t : s.tensors) {
+      if (t.name != slot.name) continue;
+      for (std::size_t k = 0; k < params_.size(); ++k) {
+        if (params_[k]->name == t.param) (*slot.buffers)[k] = t.value;
+      }
+    }
+  }
+}
+
 // ---- SGD
 // --------------------------------------------------------------------------------------------
 
@@ -78,6 +158,19 @@ void Sgd<T>::update(std::size_t k, Parameter<T>& p, long) {
   p.value -= static_cast<T>(this->lr()) * g;
 }
 
+template <class T>
+std::map<std::string, double> Sgd<T>::hyperparameters() const {
+  return {{"momentum", o_.momentum},
+          {"dampening", o_.dampening},
+          {"weight_decay", o_.weight_decay},
+          {"nesterov", o_.nesterov ? 1 : 0}};
+}
+
+template <class T>
+std::vector<typename Optimizer<T>::Slot> Sgd<T>::slots() {
+  return {{"momentum_buffer", &momentum_}};
+}
+
 // ---- RMSprop
 // ----------------------------------------------------------------------------------------
 
@@ -107,6 +200,20 @@ void RmsProp<T>::update(std::size_t k, Parameter<T>& p, long) {
   } else {
     p.value.array() -= static_cast<T>(this->lr()) * g.array() / denom.array();
   }
+}
+
+template <class T>
+std::map<std::string, double> RmsProp<T>::hyperparameters() const {
+  return {{"alpha", o_.alpha},
+          {"eps", o_.eps},
+          {"weight_decay", o_.weight_decay},
+          {"momentum", o_.momentum},
+          {"centered", o_.centered ? 1 : 0}};
+}
+
+template <class T>
+std::vector<typename Optimizer<T>::Slot> RmsProp<T>::slots() {
+  return {{"square_avg", &square_avg_}, {"grad_avg", &grad_avg_}, {"momentum_buffer", &momentum_}};
 }
 
 // ---- Adam, AdamW
@@ -141,6 +248,17 @@ void Adam<T>::update(std::size_t k, Parameter<T>& p, long t) {
                      (v.array().sqrt() / static_cast<T>(std::sqrt(bc2)) + static_cast<T>(o_.eps));
 }
 
+template <class T>
+std::map<std::string, double> Adam<T>::hyperparameters() const {
+  return {
+      {"beta1", o_.beta1}, {"beta2", o_.beta2}, {"eps", o_.eps}, {"weight_decay", o_.weight_decay}};
+}
+
+template <class T>
+std::vector<typename Optimizer<T>::Slot> Adam<T>::slots() {
+  return {{"exp_avg", &m_}, {"exp_avg_sq", &v_}};
+}
+
 // ---- Adagrad
 // ----------------------------------------------------------------------------------------
 
@@ -158,6 +276,19 @@ void Adagrad<T>::update(std::size_t k, Parameter<T>& p, long t) {
   const double clr = this->lr() / (1 + static_cast<double>(t - 1) * o_.lr_decay);
   s.array() += g.array().square();
   p.value.array() -= static_cast<T>(clr) * g.array() / (s.array().sqrt() + static_cast<T>(o_.eps));
+}
+
+template <class T>
+std::map<std::string, double> Adagrad<T>::hyperparameters() const {
+  return {{"lr_decay", o_.lr_decay},
+          {"weight_decay", o_.weight_decay},
+          {"initial_accumulator_value", o_.initial_accumulator_value},
+          {"eps", o_.eps}};
+}
+
+template <class T>
+std::vector<typename Optimizer<T>::Slot> Adagrad<T>::slots() {
+  return {{"sum", &sum_}};
 }
 
 // ---- clipping

@@ -37,10 +37,41 @@ struct TensorFile {
 };
 
 /// Parses and validates a whole file held in memory. Throws FileError saying what is wrong.
+/// A file whose metadata holds a checksum (SaveOptions::checksum) must match it.
 TensorFile parse_tensor_file(std::span<const std::uint8_t> bytes);
 
-/// Writes the parameters (names must be unique) with their own dtype. The file is written next
-/// to `path` and renamed over it, so an existing file is never left half-written.
+/// Reads a whole file and parses it (`bytes` keeps the data `TensorFile::data` points into).
+/// FileError names the file.
+TensorFile read_tensor_file(const std::filesystem::path& path, std::vector<std::uint8_t>& bytes);
+
+/// One tensor to write: name, dtype ("F32"/"F64"), rows × cols, row-major bytes.
+struct TensorData {
+  std::string name;
+  const char* dtype;
+  Index rows, cols;
+  const void* data;
+};
+/// A matrix as a tensor to write (it must outlive the write).
+template <class T>
+TensorData tensor_data(std::string name, const Matrix<T>& m) {
+  return {std::move(name), sizeof(T) == 4 ? "F32" : "F64", m.rows(), m.cols(), m.data()};
+}
+
+struct SaveOptions {
+  /// Store a CRC-32 (zlib's) of the tensors' names, dtypes, shapes and bytes and of the other
+  /// metadata under "rewind.crc32"; parse_tensor_file rejects a file that does not match, so a
+  /// flipped bit anywhere is caught, not only a broken structure.
+  bool checksum = false;
+};
+
+/// Writes tensors (names must be unique) atomically: to `path`.tmp, flushed to the disk
+/// (fsync), renamed over `path`, and the directory synced, so after a crash `path` holds the old
+/// file or the new one, never a part of either.
+void save_tensors(const std::filesystem::path& path, std::span<const TensorData> tensors,
+                  const std::map<std::string, std::string>& metadata = {},
+                  const SaveOptions& options = {});
+
+/// Writes the parameters (names must be unique) with their own dtype, atomically (save_tensors).
 template <class T>
 void save_parameters(const std::filesystem::path& path, const std::vector<Parameter<T>*>& params,
                      const std::map<std::string, std::string>& metadata = {});
@@ -60,5 +91,16 @@ struct LoadOptions {
 template <class T>
 void load_parameters(const std::filesystem::path& path, const std::vector<Parameter<T>*>& params,
                      const LoadOptions& options = {});
+
+/// The checks of load_parameters on a parsed file: every problem, one per string (empty: the
+/// parameters can be loaded).
+template <class T>
+std::vector<std::string> check_parameters(const TensorFile& file,
+                                          const std::vector<Parameter<T>*>& params,
+                                          const LoadOptions& options = {});
+/// Copies a tensor of the file into `out` (its shape must already match, as check_parameters
+/// ensures; F32 and F64 are converted).
+template <class T>
+void copy_tensor(const TensorFile& file, const TensorEntry& entry, Matrix<T>& out);
 
 }  // namespace rwd::layers

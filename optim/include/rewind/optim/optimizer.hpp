@@ -3,6 +3,7 @@
 // whose grad is empty (no backward reached it) is skipped, as PyTorch skips a None grad.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <rewind/autograd/parameter.hpp>
 #include <string>
@@ -10,6 +11,26 @@
 #include <vector>
 
 namespace rwd::optim {
+
+/// An optimizer's state as named tensors, torch.optim's way: per parameter (by name) the buffers
+/// it has made so far (Adam/AdamW `exp_avg`, `exp_avg_sq`; RMSprop `square_avg`, `grad_avg`,
+/// `momentum_buffer`; SGD `momentum_buffer`; Adagrad `sum`), the step count and the
+/// hyperparameters. A buffer appears once its parameter has been updated (as in torch, where a
+/// parameter's state is empty until its first step), so a state saved before the first step has
+/// no tensors.
+template <class T>
+struct OptimizerState {
+  struct Tensor {
+    std::string param;  ///< the parameter's name
+    std::string name;   ///< torch.optim's name of the buffer
+    Matrix<T> value;
+  };
+  std::string kind;  ///< "sgd", "rmsprop", "adam", "adamw" or "adagrad"
+  long step = 0;     ///< step() calls so far
+  double lr = 0;
+  std::map<std::string, double> hyperparameters;  ///< torch's names (betas as beta1, beta2)
+  std::vector<Tensor> tensors;
+};
 
 /// The interface the training loop and the `rewind` command use.
 template <class T>
@@ -31,7 +52,31 @@ class Optimizer {
   long steps() const { return t_; }
   const std::vector<Parameter<T>*>& params() const { return params_; }
 
+  /// The optimizer's name, as make_optimizer takes it.
+  virtual std::string kind() const = 0;
+  /// Hyperparameters other than the learning rate, by torch.optim's names.
+  virtual std::map<std::string, double> hyperparameters() const = 0;
+
+  /// A copy of the whole state (see OptimizerState).
+  OptimizerState<T> state() const;
+  /// Every reason `s` cannot be loaded: another kind or other hyperparameters, a negative step,
+  /// a buffer for a parameter this optimizer does not have (by name), an unknown buffer name, a
+  /// shape other than its parameter's. Empty: load_state will succeed.
+  std::vector<std::string> check_state(const OptimizerState<T>& s) const;
+  /// Restores the step count, learning rate and buffers (buffers absent from `s` are dropped, as
+  /// for a parameter never updated). Throws UsageError listing check_state's problems and then
+  /// changes nothing.
+  void load_state(const OptimizerState<T>& s);
+
  protected:
+  /// One kind of per-parameter buffer: torch's name and where the buffers live.
+  struct Slot {
+    const char* name;
+    std::vector<Matrix<T>>* buffers;
+  };
+  /// The optimizer's buffers, for state() and load_state().
+  virtual std::vector<Slot> slots() = 0;
+
   /// Updates parameter k (its grad is non-empty) at step t (1-based).
   virtual void update(std::size_t k, Parameter<T>& p, long t) = 0;
   /// A per-parameter state buffer, created as zeros of p's shape on first use.
@@ -56,8 +101,11 @@ template <class T>
 class Sgd : public Optimizer<T> {
  public:
   Sgd(std::vector<Parameter<T>*> params, const SgdOptions& o);
+  std::string kind() const override { return "sgd"; }
+  std::map<std::string, double> hyperparameters() const override;
 
  private:
+  std::vector<typename Optimizer<T>::Slot> slots() override;
   void update(std::size_t k, Parameter<T>& p, long t) override;
   SgdOptions o_;
   std::vector<Matrix<T>> momentum_;
@@ -77,8 +125,11 @@ template <class T>
 class RmsProp : public Optimizer<T> {
  public:
   RmsProp(std::vector<Parameter<T>*> params, const RmsPropOptions& o);
+  std::string kind() const override { return "rmsprop"; }
+  std::map<std::string, double> hyperparameters() const override;
 
  private:
+  std::vector<typename Optimizer<T>::Slot> slots() override;
   void update(std::size_t k, Parameter<T>& p, long t) override;
   RmsPropOptions o_;
   std::vector<Matrix<T>> square_avg_, grad_avg_, momentum_;
@@ -97,8 +148,11 @@ template <class T>
 class Adam : public Optimizer<T> {
  public:
   Adam(std::vector<Parameter<T>*> params, const AdamOptions& o, bool decoupled = false);
+  std::string kind() const override { return decoupled_ ? "adamw" : "adam"; }
+  std::map<std::string, double> hyperparameters() const override;
 
  private:
+  std::vector<typename Optimizer<T>::Slot> slots() override;
   void update(std::size_t k, Parameter<T>& p, long t) override;
   AdamOptions o_;
   bool decoupled_;
@@ -126,8 +180,11 @@ template <class T>
 class Adagrad : public Optimizer<T> {
  public:
   Adagrad(std::vector<Parameter<T>*> params, const AdagradOptions& o);
+  std::string kind() const override { return "adagrad"; }
+  std::map<std::string, double> hyperparameters() const override;
 
  private:
+  std::vector<typename Optimizer<T>::Slot> slots() override;
   void update(std::size_t k, Parameter<T>& p, long t) override;
   AdagradOptions o_;
   std::vector<Matrix<T>> sum_;
