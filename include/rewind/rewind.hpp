@@ -11,4 +11,5 @@
 #include "rewind/autograd/tape.hpp"
 #include "rewind/layers/layers.hpp"
 #include "rewind/optim/checkpoint.hpp"
+#include "rewind/optim/distributed.hpp"
 #include "rewind/optim/optimizer.hpp"

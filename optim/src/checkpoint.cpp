@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <charconv>
+#include <fstream>
 #include <rewind/layers/safetensors.hpp>
 #include <rewind/optim/checkpoint.hpp>
 #include <set>
@@ -91,12 +92,27 @@ template <class T>
 TrainingState<T> load_checkpoint(const std::filesystem::path& path,
                                  const std::vector<Parameter<T>*>& params,
                                  Optimizer<T>& optimizer) {
-  std::vector<std::uint8_t> bytes;
-  const layers::TensorFile file = layers::read_tensor_file(path, bytes);
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw FileError(fmt::format("checkpoint: cannot open '{}'", path.string()));
+  const std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(in)),
+                                        std::istreambuf_iterator<char>());
+  return load_checkpoint(bytes, path.string(), params, optimizer);
+}
+
+template <class T>
+TrainingState<T> load_checkpoint(std::span<const std::uint8_t> bytes, const std::string& name,
+                                 const std::vector<Parameter<T>*>& params,
+                                 Optimizer<T>& optimizer) {
+  layers::TensorFile file;
+  try {
+    file = layers::parse_tensor_file(bytes);
+  } catch (const FileError& e) {
+    throw FileError(fmt::format("{} ({})", e.what(), name));
+  }
   const auto& meta = file.metadata;
   const auto fail = [&](const std::vector<std::string>& problems) {
-    throw FileError(fmt::format("checkpoint: cannot resume from '{}': {}", path.string(),
-                                join(problems, "; ")));
+    throw FileError(
+        fmt::format("checkpoint: cannot resume from '{}': {}", name, join(problems, "; ")));
   };
   const auto format = meta.find("rewind.format");
   if (format == meta.end() || format->second != kFormat || meta.count("rewind.crc32") == 0)
@@ -204,12 +220,15 @@ std::filesystem::path CheckpointDir::save(const std::vector<Parameter<T>*>& para
 }
 
 template <class T>
-std::optional<TrainingState<T>> CheckpointDir::load_latest(
-    const std::vector<Parameter<T>*>& params, Optimizer<T>& optimizer,
-    std::vector<std::string>* rejected) const {
+std::optional<TrainingState<T>> CheckpointDir::load_latest(const std::vector<Parameter<T>*>& params,
+                                                           Optimizer<T>& optimizer,
+                                                           std::vector<std::string>* rejected,
+                                                           std::filesystem::path* chosen) const {
   for (const auto& [step, path] : list()) {
     try {
-      return load_checkpoint(path, params, optimizer);
+      TrainingState<T> state = load_checkpoint(path, params, optimizer);
+      if (chosen) *chosen = path;
+      return state;
     } catch (const FileError& e) {
       if (rejected) rejected->push_back(e.what());
     }
@@ -226,8 +245,11 @@ std::optional<TrainingState<T>> CheckpointDir::load_latest(
                                                const std::vector<Parameter<T>*>&, Optimizer<T>&); \
   template std::filesystem::path CheckpointDir::save<T>(                                          \
       const std::vector<Parameter<T>*>&, const Optimizer<T>&, const TrainingState<T>&) const;     \
+  template TrainingState<T> load_checkpoint<T>(std::span<const std::uint8_t>, const std::string&, \
+                                               const std::vector<Parameter<T>*>&, Optimizer<T>&); \
   template std::optional<TrainingState<T>> CheckpointDir::load_latest<T>(                         \
-      const std::vector<Parameter<T>*>&, Optimizer<T>&, std::vector<std::string>*) const;
+      const std::vector<Parameter<T>*>&, Optimizer<T>&, std::vector<std::string>*,                \
+      std::filesystem::path*) const;
 REWIND_INSTANTIATE_CHECKPOINT(float)
 REWIND_INSTANTIATE_CHECKPOINT(double)
 #undef REWIND_INSTANTIATE_CHECKPOINT

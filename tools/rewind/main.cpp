@@ -5,6 +5,9 @@
 
 #include "inspect.hpp"
 #include "train.hpp"
+#ifdef REWIND_HAVE_MPI
+#include <rewind/optim/mpi.hpp>
+#endif
 
 using namespace rwd;
 
@@ -90,6 +93,34 @@ int main(int argc, char** argv) {
   train->add_option("--schedule", t.schedule, "Checkpointing schedule")
       ->check(CLI::IsMember({"revolve", "uniform", "online"}))
       ->capture_default_str();
+  train
+      ->add_option("--checkpoint-every", t.checkpoint_every,
+                   "Write a training checkpoint every N steps (needs --checkpoint-dir)")
+      ->check(kNonNegativeCount);
+  train->add_option("--checkpoint-dir", t.checkpoint_dir,
+                    "Folder of training checkpoints (step-<N>.safetensors)");
+  train->add_option("--keep", t.keep, "Checkpoints kept (the newest; 0: all)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  train->add_option("--resume", t.resume,
+                    "Continue from this checkpoint, or 'auto': the newest valid one in "
+                    "--checkpoint-dir (none: start at step 0)");
+  train->add_option("--accumulate", t.accumulate, "Micro-batches of --batch rows per step")
+      ->check(kCount)
+      ->capture_default_str();
+  train->add_flag("--distributed", t.distributed,
+                  "Data parallel over MPI (run under mpirun; --batch rows per rank)");
+  train->add_option("--reduce", t.reduce, "Gradient reduction with --distributed")
+      ->check(CLI::IsMember({"average", "ordered"}))
+      ->capture_default_str();
+  train
+      ->add_option("--check-replicas", t.check_replicas,
+                   "With --distributed: compare the ranks' parameters every N steps")
+      ->check(kNonNegativeCount);
+  train
+      ->add_option("--step-timeout", t.step_timeout,
+                   "End the job when a step takes longer than this many seconds")
+      ->check(CLI::NonNegativeNumber);
   train->add_flag("--progress", bar, "Always draw a progress bar");
   train->add_flag("--no-progress", lines, "Print plain lines, even on a terminal");
 
@@ -249,7 +280,26 @@ int main(int argc, char** argv) {
     if (train->parsed()) {
       if (t.task == "text" && t.text.empty()) throw UsageError("--task text needs --text FILE");
       t.progress = bar ? 1 : lines ? 0 : -1;
-      cli::train(t, std::cout);
+      if (!t.distributed) {
+        cli::train(t, std::cout);
+      } else {
+#ifdef REWIND_HAVE_MPI
+        optim::MpiCommunicator comm(&argc, &argv);
+        // Only rank 0 speaks; an error on any rank still goes to stderr with its rank.
+        std::ostream quiet(nullptr);  // discards everything
+        try {
+          cli::train(t, comm.rank() == 0 ? std::cout : quiet, &comm);
+        } catch (const std::exception& e) {
+          std::cerr << fmt::format("rewind: rank {}: {}\n", comm.rank(), e.what());
+          std::cerr.flush();
+          // The other ranks may be waiting in a reduction: end them all.
+          comm.abort(1, fmt::format("rewind: rank {} failed; ending the job", comm.rank()));
+        }
+#else
+        throw UsageError(
+            "--distributed: this rewind was built without MPI (configure with -DREWIND_MPI=ON)");
+#endif
+      }
     } else if (summary->parsed()) {
       if (t.task == "text" && t.text.empty()) throw UsageError("--task text needs --text FILE");
       std::cout << cli::model_summary(t);

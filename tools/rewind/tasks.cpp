@@ -267,6 +267,42 @@ const std::vector<std::string>& task_names() {
   return names;
 }
 
+Batch shard(const Batch& b, Index rows, Index begin, Index count) {
+  if (begin < 0 || count <= 0 || begin + count > rows)
+    throw UsageError(
+        fmt::format("shard: rows [{}, {}) of a batch of {}", begin, begin + count, rows));
+  Batch s;
+  const auto steps = static_cast<Index>(b.xs.size());
+  for (const Matrix<float>& x : b.xs) s.xs.push_back(x.middleRows(begin, count));
+  // Per (t, row) fields are stored at t·rows + row.
+  const auto per_step = [&](const auto& v, auto& out) {
+    if (v.empty()) return;
+    for (Index t = 0; t < steps; ++t) {
+      const auto from = v.begin() + t * rows + begin;
+      out.insert(out.end(), from, from + count);
+    }
+  };
+  per_step(b.ids, s.ids);
+  per_step(b.classes, s.classes);
+  if (b.target.rows() == rows) {
+    s.target = b.target.middleRows(begin, count);
+  } else if (b.target.rows() == steps * rows) {
+    s.target.resize(steps * count, b.target.cols());
+    for (Index t = 0; t < steps; ++t)
+      s.target.middleRows(t * count, count) = b.target.middleRows(t * rows + begin, count);
+  }
+  if (!b.lengths.empty())
+    s.lengths.assign(b.lengths.begin() + begin, b.lengths.begin() + begin + count);
+  for (std::size_t k = 0; k < b.scored_rows.size(); ++k) {
+    const Index t = b.scored_rows[k] / rows, r = b.scored_rows[k] % rows;
+    if (r >= begin && r < begin + count) {
+      s.scored_rows.push_back(static_cast<std::int32_t>(t * count + r - begin));
+      s.acceptable.push_back(b.acceptable[k]);
+    }
+  }
+  return s;
+}
+
 std::unique_ptr<Task> make_task(const std::string& name, const std::string& text_file) {
   if (name == "adding") return std::make_unique<Adding>();
   if (name == "copy") return std::make_unique<Copy>();

@@ -53,6 +53,11 @@ class Task {
   virtual std::int32_t encode(char) const { return 0; }
 };
 
+/// Rows [begin, begin + count) of a batch of `rows` sequences, every field cut alike (inputs,
+/// ids, targets, classes, lengths, scored rows): the micro-batch of one accumulation step or
+/// one rank. Sequences keep the batch's padded length.
+Batch shard(const Batch& b, Index rows, Index begin, Index count);
+
 /// "adding", "copy", "reber", "sine", "text" (needs `text_file`). UsageError for another name,
 /// FileError for an unreadable or empty text file.
 std::unique_ptr<Task> make_task(const std::string& name, const std::string& text_file = {});

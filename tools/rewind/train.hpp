@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include <rewind/optim/distributed.hpp>
+
 #include "tasks.hpp"
 
 namespace rwd::cli {
@@ -36,6 +38,20 @@ struct TrainOptions {
   int checkpoints = 0;
   std::size_t memory_budget = 0;
   std::string schedule = "revolve";  ///< revolve, uniform or online
+  /// Training checkpoints (optim/checkpoint.hpp): every N steps into `checkpoint_dir`, the last
+  /// `keep` kept; `resume` is a checkpoint file, or "auto" for the newest valid one in the folder.
+  long checkpoint_every = 0;
+  std::string checkpoint_dir;
+  int keep = 3;
+  std::string resume;
+  int accumulate = 1;  ///< micro-batches of `batch` rows per optimizer step (per rank)
+  /// Data parallel over the communicator train() is given: `batch` rows per rank and
+  /// micro-batch; "average" (MPI_Allreduce) or "ordered" (rank order, bit-identical to
+  /// --accumulate over the same micro-batches).
+  bool distributed = false;
+  std::string reduce = "average";
+  long check_replicas = 0;  ///< compare the replicas' checksums every N steps (0: never)
+  double step_timeout = 0;  ///< end the job when a step takes longer (seconds; 0: no limit)
 };
 
 struct LogPoint {
@@ -58,7 +74,10 @@ struct TrainResult {
 /// The model `train` would build, as a Keras-style table (`rewind summary`).
 std::string model_summary(const TrainOptions& options);
 
-/// Runs the whole training and prints progress and a summary to `out`.
-TrainResult train(const TrainOptions& options, std::ostream& out);
+/// Runs the whole training and prints progress and a summary to `out`. With
+/// `options.distributed`, `comm` holds the ranks (one process without it); only rank 0 writes
+/// the log, checkpoints and weights.
+TrainResult train(const TrainOptions& options, std::ostream& out,
+                  optim::Communicator* comm = nullptr);
 
 }  // namespace rwd::cli

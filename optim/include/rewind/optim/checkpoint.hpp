@@ -19,6 +19,7 @@
 #include <optional>
 #include <rewind/autograd/errors.hpp>
 #include <rewind/optim/optimizer.hpp>
+#include <span>
 #include <sstream>
 #include <string>
 #include <utility>
@@ -68,6 +69,12 @@ template <class T>
 TrainingState<T> load_checkpoint(const std::filesystem::path& path,
                                  const std::vector<Parameter<T>*>& params, Optimizer<T>& optimizer);
 
+/// The same from a checkpoint's bytes (read by another process and broadcast, say); `name` is
+/// for the messages.
+template <class T>
+TrainingState<T> load_checkpoint(std::span<const std::uint8_t> bytes, const std::string& name,
+                                 const std::vector<Parameter<T>*>& params, Optimizer<T>& optimizer);
+
 /// A directory of checkpoints named `step-<8 digits>.safetensors`, of which the newest `keep`
 /// are kept (keep ≤ 0: all).
 class CheckpointDir {
@@ -83,11 +90,13 @@ class CheckpointDir {
   std::filesystem::path save(const std::vector<Parameter<T>*>& params,
                              const Optimizer<T>& optimizer, const TrainingState<T>& state) const;
   /// Loads the newest checkpoint that is valid; each one rejected on the way is added to
-  /// `rejected` as "path: reason". Empty when there is none.
+  /// `rejected` with its reason, and the one loaded is written to `chosen`. Empty when there is
+  /// none.
   template <class T>
   std::optional<TrainingState<T>> load_latest(const std::vector<Parameter<T>*>& params,
                                               Optimizer<T>& optimizer,
-                                              std::vector<std::string>* rejected = nullptr) const;
+                                              std::vector<std::string>* rejected = nullptr,
+                                              std::filesystem::path* chosen = nullptr) const;
 
  private:
   std::filesystem::path dir_;
