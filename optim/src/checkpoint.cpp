@@ -170,7 +170,12 @@ TrainingState<T> load_checkpoint(std::span<const std::uint8_t> bytes, const std:
     }
   }
   for (std::string& p : optimizer.check_state(opt)) problems.push_back("optimizer: " + p);
-  if (!problems.empty()) fail(problems);
+  // The file itself is sound (its checksum matched): what is left is a model or optimizer that
+  // is not the one it was made for, a mistake of the caller's rather than a damaged file.
+  if (!problems.empty()) {
+    throw UsageError(fmt::format("checkpoint: '{}' does not fit this model and optimizer: {}", name,
+                                 join(problems, "; ")));
+  }
   for (Parameter<T>* p : params) layers::copy_tensor(file, *file.find(p->name), p->value);
   optimizer.load_state(opt);
   return state;

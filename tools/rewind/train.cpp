@@ -309,6 +309,10 @@ TrainResult run(const Task& task, const TrainOptions& o, Layer layer, Rng& rng, 
   Matrix<float> scores;
   std::vector<Matrix<float>> accumulated(params.size());
   StepWatchdog watchdog(o.step_timeout, comm);
+  int perturb_rank = -1;
+  long perturb_step = -1;
+  if (const char* e = std::getenv("REWIND_TEST_PERTURB"))
+    std::sscanf(e, "%d:%ld", &perturb_rank, &perturb_step);
   for (long step = start + 1; step <= o.steps; ++step) {
     watchdog.arm(step);
     const Batch global = task.sample(global_rows, o.seq_len, rng);
@@ -395,6 +399,9 @@ TrainResult run(const Task& task, const TrainOptions& o, Layer layer, Rng& rng, 
       sum_loss = sum_acc = 0;
       in_window = 0;
     }
+    // Fault injection for the tests of --check-replicas: REWIND_TEST_PERTURB=RANK:STEP nudges
+    // one weight on that rank after that step, as a bad memory bit or a diverging rank would.
+    if (dp && perturb_rank == comm.rank() && perturb_step == step) params[0]->value(0, 0) += 1e-3f;
     if (dp && o.check_replicas > 0 && step % o.check_replicas == 0) dp->check_replicas(step);
     if (o.checkpoint_every > 0 && step % o.checkpoint_every == 0 && root) {
       optim::TrainingState<float> st{.step = step, .rng = optim::engine_state(rng)};
@@ -419,10 +426,25 @@ TrainResult run(const Task& task, const TrainOptions& o, Layer layer, Rng& rng, 
   out << fmt::format("done: {} steps in {:.1f}s ({:.1f} steps/s)\n", o.steps, result.seconds,
                      static_cast<double>(o.steps - start) / (result.seconds - seconds_before));
   if (dp && dp->buckets() > 0) {
+    const double steps_run = static_cast<double>(std::max<long>(1, o.steps - start));
+    const double reduce_ms = 1e3 * dp->reduce_seconds() / steps_run;
+    const double step_ms = 1e3 * (result.seconds - seconds_before) / steps_run;
     out << fmt::format(
-        "gradient reduction: {:.3f} ms per step ({} bucket{}, {} ranks)\n",
-        1e3 * dp->reduce_seconds() / static_cast<double>(std::max<long>(1, o.steps - start)),
-        dp->buckets(), dp->buckets() > 1 ? "s" : "", ranks);
+        "gradient reduction: {:.3f} ms of {:.3f} ms per step ({} bucket{}, {} ranks)\n", reduce_ms,
+        step_ms, dp->buckets(), dp->buckets() > 1 ? "s" : "", ranks);
+    // A ring all-reduce of S bytes over N machines sends 2(N−1)/N·S per machine in 2(N−1)
+    // messages: t(N) ≈ 2(N−1)/N·S/β + 2(N−1)·α. Figures for 10 Gbit/s Ethernet (β = 1.25 GB/s,
+    // α = 25 µs), against this run's compute time per step.
+    const double bytes = static_cast<double>(result.parameters) * sizeof(float);
+    const double compute_ms = std::max(step_ms - reduce_ms, 1e-9);
+    std::string model;
+    for (int n : {2, 4, 8, 16, 64}) {
+      const double t = 1e3 * (2.0 * (n - 1) / n * bytes / 1.25e9 + 2.0 * (n - 1) * 25e-6);
+      model += fmt::format("{}N={}: {:.2f} ms, efficiency {:.0f}%", model.empty() ? "" : "; ", n, t,
+                           100 * compute_ms / (compute_ms + t));
+    }
+    out << fmt::format("cost model (ring all-reduce of {:.2f} MB, 10 Gbit/s, 25 us): {}\n",
+                       bytes / 1e6, model);
   }
   out << fmt::format("final loss {:.5f} (mean of the last {} steps); without memory: {:.5f}\n",
                      result.final_loss, recent.size(), result.baseline);

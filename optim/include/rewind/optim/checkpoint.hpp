@@ -63,8 +63,9 @@ template <class T>
 void save_checkpoint(const std::filesystem::path& path, const std::vector<Parameter<T>*>& params,
                      const Optimizer<T>& optimizer, const TrainingState<T>& state);
 
-/// Reads a checkpoint into `params` and `optimizer` and returns the loop's state. FileError
-/// (with every reason) for a truncated, corrupt or mismatched file; nothing is changed then.
+/// Reads a checkpoint into `params` and `optimizer` and returns the loop's state. FileError for
+/// a file that is truncated, corrupt or not a checkpoint; UsageError (with every reason) for a
+/// sound checkpoint of another model, dtype or optimizer. Nothing is changed then.
 template <class T>
 TrainingState<T> load_checkpoint(const std::filesystem::path& path,
                                  const std::vector<Parameter<T>*>& params, Optimizer<T>& optimizer);
@@ -89,9 +90,10 @@ class CheckpointDir {
   template <class T>
   std::filesystem::path save(const std::vector<Parameter<T>*>& params,
                              const Optimizer<T>& optimizer, const TrainingState<T>& state) const;
-  /// Loads the newest checkpoint that is valid; each one rejected on the way is added to
-  /// `rejected` with its reason, and the one loaded is written to `chosen`. Empty when there is
-  /// none.
+  /// Loads the newest checkpoint that is sound; each damaged one (FileError) skipped on the way
+  /// is added to `rejected` with its reason, and the one loaded is written to `chosen`. Empty
+  /// when there is none. A sound checkpoint that does not fit throws (UsageError): the folder
+  /// belongs to another run, and starting afresh would hide that.
   template <class T>
   std::optional<TrainingState<T>> load_latest(const std::vector<Parameter<T>*>& params,
                                               Optimizer<T>& optimizer,
