@@ -320,3 +320,86 @@ BOOST_AUTO_TEST_CASE(a_checkpoint_folder_keeps_the_newest_and_skips_bad_ones) {
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+namespace {
+
+// N ranks that all hold the same values, in one process: a sum is N times the value. Enough to
+// check DataParallel's bucketing (gather, reduce, scatter, divide) without MPI.
+class Mirror final : public optim::Communicator {
+ public:
+  explicit Mirror(int n) : n_(n) {}
+  int rank() const override { return 0; }
+  int size() const override { return n_; }
+  void allreduce_sum(std::span<float> x, bool o) override { sum(x, o); }
+  void allreduce_sum(std::span<double> x, bool o) override { sum(x, o); }
+  void broadcast(std::span<std::uint8_t>, int) override {}
+  std::vector<std::uint64_t> allgather(std::uint64_t v) override {
+    return std::vector<std::uint64_t>(static_cast<std::size_t>(n_), v);
+  }
+  [[noreturn]] void abort(int, const std::string& why) override { throw UsageError(why); }
+  std::vector<std::size_t> sizes;  // elements per reduction call
+
+ private:
+  template <class T>
+  void sum(std::span<T> x, bool) {
+    sizes.push_back(x.size());
+    for (T& v : x) v = v * static_cast<T>(n_);
+  }
+  int n_;
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(data_parallel)
+
+BOOST_AUTO_TEST_CASE(gradients_are_reduced_in_buckets_in_parameter_order) {
+  // 12 + 3 + 7 = 22 numbers; buckets of 5 doubles split every parameter somewhere.
+  Parameter<double> a("a", M::Random(3, 4)), b("b", M::Random(1, 3)), c("c", M::Random(7, 1));
+  a.grad = M::Random(3, 4);
+  c.grad = M::Random(7, 1);  // b has no gradient: it takes part as zeros
+  const M ga = a.grad, gc = c.grad;
+  for (const std::size_t bytes :
+       {std::size_t{8}, std::size_t{40}, std::size_t{200}, std::size_t{25} << 20}) {
+    a.grad = ga;
+    b.grad.resize(0, 0);
+    c.grad = gc;
+    Mirror four(4);
+    optim::DataParallel<double> dp(four, {&a, &b, &c}, {.bucket_bytes = bytes});
+    dp.reduce_gradients(4);  // (4·g) / 4 = g exactly
+    BOOST_TEST(same_bits(a.grad, ga));
+    BOOST_TEST(same_bits(c.grad, gc));
+    BOOST_TEST((b.grad.array() == 0).all());
+    BOOST_TEST(b.grad.rows() == 1);
+    const std::size_t per = std::min<std::size_t>(22, bytes / 8);
+    BOOST_TEST(dp.buckets() == (22 + per - 1) / per);
+    std::size_t total = 0;
+    for (std::size_t n : four.sizes) {
+      BOOST_TEST(n <= per);
+      total += n;
+    }
+    BOOST_TEST(total == 22u);
+  }
+  Mirror two(2);
+  BOOST_CHECK_EXCEPTION(optim::DataParallel<double>(two, {&a}, {.bucket_bytes = 4}), UsageError,
+                        [](const UsageError& e) {
+                          return std::string(e.what()) ==
+                                 "DataParallel: a bucket of 4 bytes holds no number";
+                        });
+}
+
+BOOST_AUTO_TEST_CASE(a_single_process_is_the_identity) {
+  Parameter<float> w("w", Matrix<float>::Random(2, 3));
+  w.grad = Matrix<float>::Random(2, 3);
+  const Matrix<float> g = w.grad;
+  optim::SingleProcess one;
+  optim::DataParallel<float> dp(one, {&w});
+  dp.broadcast_parameters("config");
+  dp.reduce_gradients(1);
+  BOOST_TEST((w.grad.array() == g.array()).all());
+  BOOST_TEST(dp.sum(2.5) == 2.5);
+  dp.check_replicas(1);
+  const std::vector<std::uint8_t> bytes{1, 2, 3};
+  BOOST_TEST((optim::broadcast_bytes(one, bytes) == bytes));
+}
+
+BOOST_AUTO_TEST_SUITE_END()

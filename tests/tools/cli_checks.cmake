@@ -34,6 +34,20 @@ expect(2 "rewind: .*subcommand" )
 expect(2 "rewind: unknown command .frobnicate. \\(commands: train, summary, graph, check, diagnose, spectrum\\)" frobnicate)
 expect(0 "final loss" train --task adding --steps 5 --batch 4 --seq-len 10 --hidden 8 --no-progress
        --save ${WORK_DIR}/w.safetensors --log ${WORK_DIR}/log.csv)
+# Training checkpoints, accumulation and data parallelism: their mistakes.
+expect(1 "rewind: --checkpoint-every needs --checkpoint-dir" train --task adding --steps 5 --batch 4
+       --seq-len 5 --hidden 4 --checkpoint-every 2 --no-progress)
+expect(1 "rewind: --resume auto needs --checkpoint-dir" train --task adding --steps 5 --batch 4
+       --seq-len 5 --hidden 4 --resume auto --no-progress)
+expect(2 "rewind: .*accumulate" train --accumulate 0)
+expect(2 "rewind: .*reduce.*sum" train --reduce sum)
+expect(1 "rewind: checkpoint: cannot open '${WORK_DIR}/none.safetensors'" train --task adding
+       --steps 5 --batch 4 --seq-len 5 --hidden 4 --resume ${WORK_DIR}/none.safetensors --no-progress)
+expect(1 "rewind: checkpoint: cannot resume from .*not a rewind training checkpoint" train
+       --task adding --steps 5 --batch 4 --seq-len 10 --hidden 8 --no-progress
+       --resume ${WORK_DIR}/w.safetensors)
+expect(0 "global batch 12 = 1 rank x 3 micro-batches x 4 rows" train --task copy --steps 3 --batch 4
+       --seq-len 6 --hidden 4 --accumulate 3 --no-progress)
 # The progress bar (forced; on a terminal it is the default) and plain lines otherwise.
 expect(0 "\\[=+\\] 4/4  loss [0-9.]+  [0-9.]+ steps/s  ETA" train --task sine --steps 4 --batch 2 --seq-len 5 --hidden 4
        --log-every 1 --progress)

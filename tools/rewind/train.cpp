@@ -246,7 +246,7 @@ TrainResult run(const Task& task, const TrainOptions& o, Layer layer, Rng& rng, 
       }
       if (!chosen.empty()) {
         std::ifstream in(chosen, std::ios::binary);
-        if (!in) throw FileError(fmt::format("cannot open '{}'", chosen));
+        if (!in) throw FileError(fmt::format("checkpoint: cannot open '{}'", chosen));
         bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
       }
     }
