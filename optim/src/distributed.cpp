@@ -37,8 +37,11 @@ std::string ranks_text(const std::vector<int>& ranks) {
 }  // namespace
 
 void SingleProcess::abort(int code, const std::string& why) {
+  // _Exit, not exit: abort may come from a watchdog thread while main is still running, and
+  // static destructors must not run under it.
   std::fprintf(stderr, "%s\n", why.c_str());
-  std::exit(code);
+  std::fflush(stderr);
+  std::_Exit(code);
 }
 
 std::vector<std::uint8_t> broadcast_bytes(Communicator& comm, std::vector<std::uint8_t> bytes,

@@ -3,7 +3,7 @@
 
     python3 tools/bench/compare.py [--build build] [--omp-build build-omp]
                                    [--configs "1 1,1 2,2 2"] [--quick] [--scaling] [--memory N]
-                                   [--hvp] [--checkpointing]
+                                   [--hvp] [--checkpointing] [--distributed]
 
 rewind: build/tools/bench/bench_train, one process per workload (so peak RSS is per workload),
 one thread; with --omp-build, also two threads from a -DREWIND_OPENMP=ON build. PyTorch: ../shared/peers/torch_rnn_bench.py under Debian's /usr/bin/python3 with
@@ -26,6 +26,9 @@ gradient's) and the peer's `hvp` mode (double backward, fused and composed) in t
 per row, so each row's peak RSS is its own): time ratio, advances against revolve's prediction,
 memory. PyTorch has no budgeted schedule (torch.utils.checkpoint takes hand-set segments), so
 there is no peer column; the uniform schedule is that scheme in rewind.
+--distributed: `rewind train` data parallel under mpirun (2 ranks x batch 32) against one process
+at batch 32 (weak-scaling efficiency) and, with --omp-build, one process with two OpenMP threads
+at batch 64 (the same samples per step); the reduction's time per step and the cost model.
 """
 import argparse
 import os
@@ -170,6 +173,71 @@ def checkpointing_main(args):
         print("| " + " | ".join(cells) + " |", flush=True)
 
 
+def train_rate(cmd, env):
+    """samples/s, ms per step and the reduction's ms per step of one `rewind train` run."""
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
+    rate = ms = reduce_ms = None
+    for line in out.splitlines():
+        if line.startswith("done:"):
+            rate = float(line.split("(")[1].split()[0])
+        if line.startswith("gradient reduction:"):
+            parts = line.split()
+            reduce_ms, ms = float(parts[2]), float(parts[5])
+        if line.startswith("cost model"):
+            train_rate.model = line
+    return rate, reduce_ms
+
+
+def distributed_main(args):
+    """Data parallel on this machine: 2 ranks x batch 32 against one process at batch 32 (weak
+    scaling) and against one process with two OpenMP threads at batch 64 (the same samples)."""
+    import statistics
+    rewind = os.path.join(args.build, "tools", "rewind", "rewind")
+    steps = "60" if args.quick else "300"
+    base = ["train", "--task", "adding", "--cell", "lstm", "--hidden", "128", "--seq-len", "50",
+            "--steps", steps, "--no-progress", "--log-every", steps]
+    env1 = dict(os.environ, OMP_NUM_THREADS="1")
+    mpi_env = dict(env1, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+                   OMPI_MCA_btl_vader_single_copy_mechanism="none")
+    runs = {
+        "1 process, 1 thread, batch 32": ([rewind] + base + ["--batch", "32"], env1, 32),
+        "1 process, 1 thread, batch 64": ([rewind] + base + ["--batch", "64"], env1, 64),
+        "2 ranks (mpirun, 1 thread each), batch 32 per rank": (
+            ["mpirun", "-np", "2", "--bind-to", "core", rewind] + base +
+            ["--batch", "32", "--distributed"], mpi_env, 64),
+    }
+    if args.omp_build:
+        runs["1 process, 2 OpenMP threads, batch 64"] = (
+            [os.path.join(args.omp_build, "tools", "rewind", "rewind")] + base + ["--batch", "64"],
+            dict(os.environ, OMP_NUM_THREADS="2"), 64)
+    rates = {k: [] for k in runs}
+    reduce = []
+    for rep in range(3):  # alternating, so drift hits every row alike
+        for name, (cmd, env, batch) in runs.items():
+            rate, red = train_rate(cmd, env)
+            rates[name].append(rate * batch)
+            if red is not None:
+                reduce.append(red)
+            print(f"run {rep + 1}: {name}: {rate * batch:.0f} samples/s", flush=True)
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    print()
+    print(f"rewind train --task adding --cell lstm --hidden 128 --seq-len 50 --steps {steps}; "
+          "medians of 3 alternating runs")
+    print("| configuration | samples/s | ms per step |")
+    print("|---|---|---|")
+    for name, (cmd, env, batch) in runs.items():
+        print(f"| {name} | {med[name]:.0f} | {1e3 * batch / med[name]:.2f} |")
+    one = med["1 process, 1 thread, batch 32"]
+    two = med["2 ranks (mpirun, 1 thread each), batch 32 per rank"]
+    print()
+    print(f"weak-scaling efficiency (2 ranks x 32 against 1 x 32, time per step): {two / (2 * one):.2f}")
+    if args.omp_build:
+        omp = med["1 process, 2 OpenMP threads, batch 64"]
+        print(f"2 ranks against one process with 2 OpenMP threads at batch 64: {two / omp:.2f}x the samples/s")
+    print(f"gradient reduction: {statistics.median(reduce):.3f} ms per step (median over the runs)")
+    print(getattr(train_rate, "model", ""))
+
+
 def hvp_main(args, configs, have_torch):
     rewind = {}
     for w in HVP_WORKLOADS:
@@ -214,7 +282,11 @@ def main():
     ap.add_argument("--memory", type=int, metavar="N", help="also RSS over N training steps per workload")
     ap.add_argument("--hvp", action="store_true", help="the second-order workloads (H·v) instead")
     ap.add_argument("--checkpointing", action="store_true", help="checkpointed against plain BPTT instead")
+    ap.add_argument("--distributed", action="store_true",
+                    help="data parallel (mpirun, a -DREWIND_MPI=ON build) against one process instead")
     args = ap.parse_args()
+    if args.distributed:
+        return distributed_main(args)
     configs = ["1 1"] if args.quick else [c.strip() for c in args.configs.split(",")]
     if args.checkpointing:
         return checkpointing_main(args)
