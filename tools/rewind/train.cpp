@@ -340,7 +340,9 @@ TrainResult run(const Task& task, const TrainOptions& o, Layer layer, Rng& rng, 
         if (task.has_accuracy()) acc += accuracy(b, logits.value());
       }
       // Each micro-batch's gradient is made from zero and added to the others in order, as
-      // the ordered reduction adds the ranks' gradients: the two give the same bits.
+      // the ordered reduction adds the ranks' gradients: the two give the same bits. (With
+      // both, each rank sums its own micro-batches first, so N ranks × K equal one process
+      // with N·K micro-batches up to rounding, not bit for bit.)
       if (micro > 1) {
         for (std::size_t k = 0; k < params.size(); ++k) {
           if (m == 0) {
