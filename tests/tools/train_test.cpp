@@ -195,3 +195,62 @@ BOOST_AUTO_TEST_CASE(lstm_solves_it_where_a_tanh_rnn_cannot) {
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(shards)
+
+// A micro-batch (or a rank's share) is rows [begin, begin + count) of one batch, every field
+// cut alike: checked field by field against the whole batch for every task.
+BOOST_AUTO_TEST_CASE(a_shard_is_the_batchs_rows_in_every_field) {
+  const std::filesystem::path text =
+      std::filesystem::temp_directory_path() / fmt::format("rewind-shard-{}.txt", ::getpid());
+  std::ofstream(text) << "the quick brown fox jumps over the lazy dog, again and again.\n";
+  for (const std::string& name : cli::task_names()) {
+    const auto task = cli::make_task(name, text.string());
+    cli::Rng rng(3);
+    const Index rows = 6;
+    const cli::Batch b = task->sample(rows, 9, rng);
+    const auto steps = static_cast<Index>(b.xs.size());
+    std::size_t scored = 0;
+    for (const auto [begin, count] : {std::pair<Index, Index>{0, 2}, {2, 3}, {5, 1}}) {
+      const cli::Batch s = cli::shard(b, rows, begin, count);
+      BOOST_TEST_CONTEXT(name << " rows " << begin << "+" << count) {
+        BOOST_REQUIRE(s.xs.size() == b.xs.size());
+        for (Index t = 0; t < steps; ++t) {
+          const auto k = static_cast<std::size_t>(t);
+          BOOST_TEST((s.xs[k].array() == b.xs[k].middleRows(begin, count).array()).all());
+          for (Index r = 0; r < count; ++r) {
+            const auto in_shard = static_cast<std::size_t>(t * count + r);
+            const auto in_batch = static_cast<std::size_t>(t * rows + begin + r);
+            if (!b.ids.empty()) BOOST_TEST(s.ids[in_shard] == b.ids[in_batch]);
+            if (!b.classes.empty()) BOOST_TEST(s.classes[in_shard] == b.classes[in_batch]);
+            if (b.target.rows() == steps * rows)
+              BOOST_TEST((s.target.row(t * count + r).array() ==
+                          b.target.row(t * rows + begin + r).array())
+                             .all());
+          }
+        }
+        BOOST_TEST(s.ids.size() == (b.ids.empty() ? 0 : static_cast<std::size_t>(steps * count)));
+        if (b.target.rows() == rows)
+          BOOST_TEST((s.target.array() == b.target.middleRows(begin, count).array()).all());
+        if (!b.lengths.empty()) {
+          BOOST_TEST(std::equal(s.lengths.begin(), s.lengths.end(), b.lengths.begin() + begin));
+          BOOST_TEST(s.lengths.size() == static_cast<std::size_t>(count));
+        }
+        for (std::size_t k = 0; k < s.scored_rows.size(); ++k) {
+          const Index t = s.scored_rows[k] / count, r = s.scored_rows[k] % count;
+          const auto at = std::find(b.scored_rows.begin(), b.scored_rows.end(),
+                                    static_cast<std::int32_t>(t * rows + begin + r));
+          BOOST_REQUIRE(at != b.scored_rows.end());
+          BOOST_TEST(s.acceptable[k] ==
+                     b.acceptable[static_cast<std::size_t>(at - b.scored_rows.begin())]);
+        }
+        scored += s.scored_rows.size();
+      }
+    }
+    BOOST_TEST(scored == b.scored_rows.size(), name << ": the shards score every row once");
+  }
+  std::filesystem::remove(text);
+  BOOST_CHECK_THROW(cli::shard(cli::Batch{}, 4, 3, 2), UsageError);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
