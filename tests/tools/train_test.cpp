@@ -211,7 +211,7 @@ BOOST_AUTO_TEST_CASE(a_shard_is_the_batchs_rows_in_every_field) {
     const cli::Batch b = task->sample(rows, 9, rng);
     const auto steps = static_cast<Index>(b.xs.size());
     std::size_t scored = 0;
-    for (const auto [begin, count] : {std::pair<Index, Index>{0, 2}, {2, 3}, {5, 1}}) {
+    for (const auto& [begin, count] : {std::pair<Index, Index>{0, 2}, {2, 3}, {5, 1}}) {
       const cli::Batch s = cli::shard(b, rows, begin, count);
       BOOST_TEST_CONTEXT(name << " rows " << begin << "+" << count) {
         BOOST_REQUIRE(s.xs.size() == b.xs.size());
