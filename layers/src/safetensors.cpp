@@ -41,30 +41,31 @@ std::size_t as_size(const nlohmann::json& v, const std::string& what) {
 
 constexpr const char* kCrcKey = "rewind.crc32";
 
-// The checksum of a file's content: each tensor's name, dtype, shape and bytes, in data order,
-// then every metadata entry but the checksum itself (a std::map: sorted, so both sides agree).
+std::string join(const std::vector<std::string>& v) {
+  std::string s;
+  for (const std::string& x : v) s += (s.empty() ? "" : ", ") + x;
+  return s;
+}
+
+// The checksum of a file's content: each tensor's name, dtype, shape, then the data (given in
+// pieces, as the writer holds it), then every metadata entry but the checksum itself (a
+// std::map: sorted, so both sides agree).
 std::string content_crc(const std::vector<std::pair<std::string, std::string>>& described,
-                        std::span<const std::uint8_t> data,
+                        std::span<const std::span<const std::uint8_t>> data,
                         const std::map<std::string, std::string>& metadata) {
-  uLong crc = crc32(0L, Z_NULL, 0);
-  const auto add = [&](const void* p, std::size_t n) {
-    const auto* b = static_cast<const Bytef*>(p);
-    while (n > 0) {  // zlib takes a uInt length
-      const auto chunk = static_cast<uInt>(std::min<std::size_t>(n, 1u << 30));
-      crc = crc32(crc, b, chunk);
-      b += chunk;
-      n -= chunk;
-    }
+  std::uint32_t crc = 0;
+  const auto add = [&](const std::string& s) {
+    crc = crc32_update(crc, {reinterpret_cast<const std::uint8_t*>(s.data()), s.size() + 1});
   };
   for (const auto& [name, desc] : described) {
-    add(name.data(), name.size() + 1);
-    add(desc.data(), desc.size() + 1);
+    add(name);
+    add(desc);
   }
-  add(data.data(), data.size());
+  for (const auto piece : data) crc = crc32_update(crc, piece);
   for (const auto& [k, v] : metadata) {
     if (k == kCrcKey) continue;
-    add(k.data(), k.size() + 1);
-    add(v.data(), v.size() + 1);
+    add(k);
+    add(v);
   }
   return fmt::format("{:08x}", crc);
 }
@@ -88,6 +89,25 @@ void write_all(int fd, const void* p, std::size_t n, const std::string& name) {
 }
 
 }  // namespace
+
+std::uint32_t crc32_update(std::uint32_t crc, std::span<const std::uint8_t> bytes) {
+  uLong c = crc;
+  const Bytef* b = bytes.data();
+  std::size_t n = bytes.size();
+  while (n > 0) {  // zlib takes a uInt length
+    const auto chunk = static_cast<uInt>(std::min<std::size_t>(n, 1u << 30));
+    c = crc32(c, b, chunk);
+    b += chunk;
+    n -= chunk;
+  }
+  return static_cast<std::uint32_t>(c);
+}
+
+std::vector<std::uint8_t> read_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail(fmt::format("cannot open '{}'", path.string()));
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
 
 const TensorEntry* TensorFile::find(std::string_view name) const {
   for (const TensorEntry& e : entries) {
@@ -189,7 +209,8 @@ TensorFile parse_tensor_file(std::span<const std::uint8_t> bytes) {
     std::vector<std::pair<std::string, std::string>> described;
     for (const TensorEntry* e : order)
       described.emplace_back(e->name, describe(e->dtype, e->shape));
-    const std::string actual = content_crc(described, file.data, file.metadata);
+    const std::span<const std::uint8_t> all[] = {file.data};
+    const std::string actual = content_crc(described, all, file.metadata);
     if (actual != crc->second) {
       fail(fmt::format("corrupt: the content's CRC-32 is {}, the file says {}", actual,
                        crc->second));
@@ -199,9 +220,7 @@ TensorFile parse_tensor_file(std::span<const std::uint8_t> bytes) {
 }
 
 TensorFile read_tensor_file(const std::filesystem::path& path, std::vector<std::uint8_t>& bytes) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(fmt::format("cannot open '{}'", path.string()));
-  bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  bytes = read_file(path);
   try {
     return parse_tensor_file(bytes);
   } catch (const FileError& e) {
@@ -215,6 +234,7 @@ void save_tensors(const std::filesystem::path& path, std::span<const TensorData>
   std::map<std::string, std::string> meta = metadata;
   std::size_t at = 0;
   std::vector<std::pair<std::string, std::string>> described;
+  std::vector<std::span<const std::uint8_t>> pieces;  // each tensor's bytes, in file order
   std::set<std::string> names;
   for (const TensorData& t : tensors) {
     if (!names.insert(t.name).second || t.name == "__metadata__")
@@ -224,20 +244,12 @@ void save_tensors(const std::filesystem::path& path, std::span<const TensorData>
     header[t.name] = {
         {"dtype", t.dtype}, {"shape", {t.rows, t.cols}}, {"data_offsets", {at, at + bytes}}};
     described.emplace_back(t.name, describe(t.dtype, {t.rows, t.cols}));
+    pieces.emplace_back(static_cast<const std::uint8_t*>(t.data), bytes);
     at += bytes;
   }
   if (options.checksum) {
-    // The checksum reads the data as it will lie in the file: the tensors back to back.
-    std::vector<std::uint8_t> data(at);
-    std::size_t k = 0;
-    for (const TensorData& t : tensors) {
-      const std::size_t bytes =
-          static_cast<std::size_t>(t.rows * t.cols) * dtype_size(std::string(t.dtype));
-      if (bytes > 0) std::memcpy(data.data() + k, t.data, bytes);
-      k += bytes;
-    }
     meta.erase(kCrcKey);
-    meta[kCrcKey] = content_crc(described, data, meta);
+    meta[kCrcKey] = content_crc(described, pieces, meta);
   }
   if (!meta.empty()) {
     nlohmann::ordered_json m = meta;
@@ -256,11 +268,7 @@ void save_tensors(const std::filesystem::path& path, std::span<const TensorData>
   try {
     write_all(fd, &n, 8, tmp.string());
     write_all(fd, text.data(), text.size(), tmp.string());
-    for (const TensorData& t : tensors) {
-      write_all(fd, t.data,
-                static_cast<std::size_t>(t.rows * t.cols) * dtype_size(std::string(t.dtype)),
-                tmp.string());
-    }
+    for (const auto piece : pieces) write_all(fd, piece.data(), piece.size(), tmp.string());
     if (::fsync(fd) != 0)
       fail(fmt::format("cannot flush '{}' to the disk: {}", tmp.string(), std::strerror(errno)));
   } catch (...) {
@@ -327,11 +335,6 @@ std::vector<std::string> check_parameters(const TensorFile& file,
   for (const TensorEntry& e : file.entries) {
     if (names.count(e.name) == 0 && !options.allow_unexpected) unexpected.push_back(e.name);
   }
-  const auto join = [](const std::vector<std::string>& v) {
-    std::string s;
-    for (const std::string& x : v) s += (s.empty() ? "" : ", ") + x;
-    return s;
-  };
   if (!missing.empty()) problems.insert(problems.begin(), "missing: " + join(missing));
   if (!unexpected.empty()) problems.push_back("not in the model: " + join(unexpected));
   return problems;
@@ -363,9 +366,7 @@ void load_parameters(const std::filesystem::path& path, const std::vector<Parame
   const TensorFile file = read_tensor_file(path, bytes);
   const std::vector<std::string> problems = check_parameters(file, params, options);
   if (!problems.empty()) {
-    std::string s;
-    for (const std::string& x : problems) s += (s.empty() ? "" : ", ") + x;
-    fail(fmt::format("cannot load '{}' into the model: {}", path.string(), s));
+    fail(fmt::format("cannot load '{}' into the model: {}", path.string(), join(problems)));
   }
   for (Parameter<T>* p : params) {
     if (const TensorEntry* e = file.find(p->name)) copy_tensor(file, *e, p->value);

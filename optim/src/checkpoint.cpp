@@ -88,14 +88,34 @@ void save_checkpoint(const std::filesystem::path& path, const std::vector<Parame
   layers::save_tensors(path, tensors, meta, {.checksum = true});
 }
 
+// Parses a checkpoint's bytes: FileError for a damaged file or one that is not a checkpoint.
+layers::TensorFile parse_checkpoint(std::span<const std::uint8_t> bytes, const std::string& name) {
+  layers::TensorFile file;
+  try {
+    file = layers::parse_tensor_file(bytes);
+  } catch (const FileError& e) {
+    throw FileError(fmt::format("{} ({})", e.what(), name));
+  }
+  const auto format = file.metadata.find("rewind.format");
+  if (format == file.metadata.end() || format->second != kFormat ||
+      file.metadata.count("rewind.crc32") == 0) {
+    throw FileError(fmt::format(
+        "checkpoint: cannot resume from '{}': not a rewind training checkpoint (a weight file?)",
+        name));
+  }
+  return file;
+}
+
 template <class T>
 TrainingState<T> load_checkpoint(const std::filesystem::path& path,
                                  const std::vector<Parameter<T>*>& params,
                                  Optimizer<T>& optimizer) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw FileError(fmt::format("checkpoint: cannot open '{}'", path.string()));
-  const std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(in)),
-                                        std::istreambuf_iterator<char>());
+  std::vector<std::uint8_t> bytes;
+  try {
+    bytes = layers::read_file(path);
+  } catch (const FileError&) {
+    throw FileError(fmt::format("checkpoint: cannot open '{}'", path.string()));
+  }
   return load_checkpoint(bytes, path.string(), params, optimizer);
 }
 
@@ -103,20 +123,8 @@ template <class T>
 TrainingState<T> load_checkpoint(std::span<const std::uint8_t> bytes, const std::string& name,
                                  const std::vector<Parameter<T>*>& params,
                                  Optimizer<T>& optimizer) {
-  layers::TensorFile file;
-  try {
-    file = layers::parse_tensor_file(bytes);
-  } catch (const FileError& e) {
-    throw FileError(fmt::format("{} ({})", e.what(), name));
-  }
+  const layers::TensorFile file = parse_checkpoint(bytes, name);
   const auto& meta = file.metadata;
-  const auto fail = [&](const std::vector<std::string>& problems) {
-    throw FileError(
-        fmt::format("checkpoint: cannot resume from '{}': {}", name, join(problems, "; ")));
-  };
-  const auto format = meta.find("rewind.format");
-  if (format == meta.end() || format->second != kFormat || meta.count("rewind.crc32") == 0)
-    fail({"not a rewind training checkpoint (a weight file?)"});
   std::vector<std::string> problems;
   if (meta.count("dtype") == 0 || meta.at("dtype") != dtype_name<T>()) {
     problems.push_back(fmt::format("it holds {} values, the model is {}",
@@ -224,21 +232,29 @@ std::filesystem::path CheckpointDir::save(const std::vector<Parameter<T>*>& para
   return path;
 }
 
-template <class T>
-std::optional<TrainingState<T>> CheckpointDir::load_latest(const std::vector<Parameter<T>*>& params,
-                                                           Optimizer<T>& optimizer,
-                                                           std::vector<std::string>* rejected,
-                                                           std::filesystem::path* chosen) const {
-  for (const auto& [step, path] : list()) {
+std::optional<CheckpointDir::Found> CheckpointDir::latest(
+    std::vector<std::string>* rejected) const {
+  for (auto& [step, path] : list()) {
     try {
-      TrainingState<T> state = load_checkpoint(path, params, optimizer);
-      if (chosen) *chosen = path;
-      return state;
+      std::vector<std::uint8_t> bytes = layers::read_file(path);
+      parse_checkpoint(bytes, path.string());
+      return Found{std::move(path), std::move(bytes)};
     } catch (const FileError& e) {
       if (rejected) rejected->push_back(e.what());
     }
   }
   return std::nullopt;
+}
+
+template <class T>
+std::optional<TrainingState<T>> CheckpointDir::load_latest(const std::vector<Parameter<T>*>& params,
+                                                           Optimizer<T>& optimizer,
+                                                           std::vector<std::string>* rejected,
+                                                           std::filesystem::path* chosen) const {
+  const auto found = latest(rejected);
+  if (!found) return std::nullopt;
+  if (chosen) *chosen = found->path;
+  return load_checkpoint<T>(found->bytes, found->path.string(), params, optimizer);
 }
 
 #define REWIND_INSTANTIATE_CHECKPOINT(T)                                                          \

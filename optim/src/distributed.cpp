@@ -1,28 +1,21 @@
-#include <zlib.h>
-
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <rewind/autograd/errors.hpp>
+#include <rewind/layers/safetensors.hpp>
 #include <rewind/optim/distributed.hpp>
 
 namespace rwd::optim {
 namespace {
 
-// A 64-bit checksum: zlib's CRC-32 of the bytes in the high half, their length in the low one.
+// A 64-bit checksum: the CRC-32 of the bytes in the high half, their length in the low one.
 struct Checksum {
-  uLong crc = crc32(0L, Z_NULL, 0);
+  std::uint32_t crc = 0;
   std::uint64_t length = 0;
   void add(const void* p, std::size_t n) {
-    const auto* b = static_cast<const Bytef*>(p);
+    crc = layers::crc32_update(crc, {static_cast<const std::uint8_t*>(p), n});
     length += n;
-    while (n > 0) {
-      const auto chunk = static_cast<uInt>(std::min<std::size_t>(n, 1u << 30));
-      crc = crc32(crc, b, chunk);
-      b += chunk;
-      n -= chunk;
-    }
   }
   void add(const std::string& s) { add(s.data(), s.size() + 1); }
   std::uint64_t value() const { return (static_cast<std::uint64_t>(crc) << 32) ^ length; }

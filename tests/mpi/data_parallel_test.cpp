@@ -72,12 +72,12 @@ int main(int argc, char** argv) {
       const bool ok = worst <= limit;
       failures += ok ? 0 : 1;
       if (rank == 0) {
-        std::printf("%s  %d ranks x %ld rows vs 1 x %ld, %s, %s reduction, 10 steps: max "
-                    "|dθ|/(1+|θ|) = %.2e (<= %.0e), %zu buckets\n",
-                    ok ? "ok  " : "FAIL", n, static_cast<long>(kRows),
-                    static_cast<long>(n * kRows), name,
-                    reduction == optim::Reduction::ordered ? "ordered" : "average", worst, limit,
-                    dp.buckets());
+        std::printf(
+            "%s  %d ranks x %ld rows vs 1 x %ld, %s, %s reduction, 10 steps: max "
+            "|dθ|/(1+|θ|) = %.2e (<= %.0e), %zu buckets\n",
+            ok ? "ok  " : "FAIL", n, static_cast<long>(kRows), static_cast<long>(n * kRows), name,
+            reduction == optim::Reduction::ordered ? "ordered" : "average", worst, limit,
+            dp.buckets());
       }
     }
   }

@@ -235,19 +235,21 @@ TrainResult run(const Task& task, const TrainOptions& o, Layer layer, Rng& rng, 
     if (root) {
       if (o.resume == "auto") {
         std::vector<std::string> rejected;
-        std::filesystem::path path;
-        const optim::CheckpointDir dir(o.checkpoint_dir, o.keep);
-        if (dir.load_latest<float>(params, *opt, &rejected, &path)) chosen = path.string();
+        auto found = optim::CheckpointDir(o.checkpoint_dir, o.keep).latest(&rejected);
         for (const std::string& r : rejected) out << "skipped a checkpoint: " << r << "\n";
-        if (chosen.empty())
+        if (found) {
+          chosen = found->path.string();
+          bytes = std::move(found->bytes);
+        } else {
           out << fmt::format("no checkpoint in '{}': starting at step 0\n", o.checkpoint_dir);
+        }
       } else {
         chosen = o.resume;
-      }
-      if (!chosen.empty()) {
-        std::ifstream in(chosen, std::ios::binary);
-        if (!in) throw FileError(fmt::format("checkpoint: cannot open '{}'", chosen));
-        bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+        try {
+          bytes = layers::read_file(chosen);
+        } catch (const FileError&) {
+          throw FileError(fmt::format("checkpoint: cannot open '{}'", chosen));
+        }
       }
     }
     if (dp) bytes = optim::broadcast_bytes(comm, std::move(bytes));

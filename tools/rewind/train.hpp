@@ -3,10 +3,9 @@
 #pragma once
 
 #include <iosfwd>
+#include <rewind/optim/distributed.hpp>
 #include <string>
 #include <vector>
-
-#include <rewind/optim/distributed.hpp>
 
 #include "tasks.hpp"
 

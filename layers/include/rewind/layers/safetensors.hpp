@@ -40,6 +40,12 @@ struct TensorFile {
 /// A file whose metadata holds a checksum (SaveOptions::checksum) must match it.
 TensorFile parse_tensor_file(std::span<const std::uint8_t> bytes);
 
+/// zlib's CRC-32 of `bytes`, continuing from `crc` (0 to start).
+std::uint32_t crc32_update(std::uint32_t crc, std::span<const std::uint8_t> bytes);
+
+/// A whole file's bytes; FileError ("cannot open 'path'") when it cannot be read.
+std::vector<std::uint8_t> read_file(const std::filesystem::path& path);
+
 /// Reads a whole file and parses it (`bytes` keeps the data `TensorFile::data` points into).
 /// FileError names the file.
 TensorFile read_tensor_file(const std::filesystem::path& path, std::vector<std::uint8_t>& bytes);

@@ -90,6 +90,14 @@ class CheckpointDir {
   template <class T>
   std::filesystem::path save(const std::vector<Parameter<T>*>& params,
                              const Optimizer<T>& optimizer, const TrainingState<T>& state) const;
+  /// The newest checkpoint that is sound (reads, passes its checksum, is a checkpoint), as its
+  /// path and bytes; each damaged one skipped on the way is added to `rejected` with its
+  /// reason. For a caller that loads the bytes itself (rank 0 broadcasting them, say).
+  struct Found {
+    std::filesystem::path path;
+    std::vector<std::uint8_t> bytes;
+  };
+  std::optional<Found> latest(std::vector<std::string>* rejected = nullptr) const;
   /// Loads the newest checkpoint that is sound; each damaged one (FileError) skipped on the way
   /// is added to `rejected` with its reason, and the one loaded is written to `chosen`. Empty
   /// when there is none. A sound checkpoint that does not fit throws (UsageError): the folder
