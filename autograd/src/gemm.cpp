@@ -1,8 +1,17 @@
 #include "rewind/autograd/gemm.hpp"
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
 
 #include "parallel.hpp"
+
+#if REWIND_HAVE_LIBXSMM
+#include <libxsmm.h>
+#endif
 
 namespace rwd::detail {
 namespace {
@@ -105,7 +114,107 @@ void run_packed(const typename PackedWeight<T>::View& v, const T* b, Index n, T*
   for (Index ib = 0; ib < blocks; ++ib) block(ib);
 }
 
+// --- libxsmm's JIT kernels ------------------------------------------------------------------
+//
+// Column-major yᵀ (m×n) = A (m×k)·lᵀ (k×n), A the weight as GEMM's left operand. A is copied
+// once per recording into panels of kJitRows rows, each column-major (rows×k, leading dimension
+// rows): one JIT-compiled product per panel reads its panel and the whole of lᵀ, and writes its
+// rows of yᵀ. The panels are independent, so two threads take half of them each and the result
+// is the same bit for bit at any thread count.
+constexpr Index kJitRows = 64;
+
+#if REWIND_HAVE_LIBXSMM
+template <class T>
+using JitKernel = std::conditional_t<std::is_same_v<T, float>, libxsmm_smmfunction,
+                                     libxsmm_dmmfunction>;
+
+template <class T>
+JitKernel<T> jit_kernel(Index rows, Index n, Index k, Index ldc, bool add) {
+  const libxsmm_blasint m_ = rows, n_ = n, k_ = k, lda = rows, ldb = k, ldc_ = ldc;
+  const T one = 1, beta = add ? 1 : 0;
+  if constexpr (std::is_same_v<T, float>) {
+    return libxsmm_smmdispatch(m_, n_, k_, &lda, &ldb, &ldc_, &one, &beta, nullptr, nullptr);
+  } else {
+    return libxsmm_dmmdispatch(m_, n_, k_, &lda, &ldb, &ldc_, &one, &beta, nullptr, nullptr);
+  }
+}
+
+/// Whether this process uses libxsmm: not switched off by REWIND_GEMM=eigen, and libxsmm can
+/// generate a kernel on this processor (it returns none where it has no code generator).
+bool jit_enabled() {
+  static const bool enabled = [] {
+    const char* choice = std::getenv("REWIND_GEMM");
+    if (choice != nullptr && std::strcmp(choice, "eigen") == 0) return false;
+    return jit_kernel<float>(kJitRows, 8, 64, kJitRows, true) != nullptr &&
+           jit_kernel<double>(kJitRows, 8, 64, kJitRows, true) != nullptr;
+  }();
+  return enabled;
+}
+
+/// Copies the m×k matrix at `data` (A(i, p) = data[i·stride + p] when `row_major`, data[p·stride
+/// + i] otherwise) into `v`'s panels.
+template <class T>
+void pack_jit(typename PackedWeight<T>::View& v, const T* data, Index m, Index k, Index stride,
+              bool row_major) {
+  v.m = m;
+  v.k = k;
+  v.mc = kJitRows;
+  v.kc = k;
+  v.jit = true;
+  v.panels.resize(static_cast<std::size_t>(m * k));
+  for (Index i0 = 0; i0 < m; i0 += kJitRows) {
+    const Index rows = std::min(i0 + kJitRows, m) - i0;
+    T* out = v.panels.data() + i0 * k;
+    if (row_major) {
+      for (Index i = 0; i < rows; ++i) {
+        const T* src = data + (i0 + i) * stride;
+        for (Index p = 0; p < k; ++p) out[p * rows + i] = src[p];
+      }
+    } else {
+      for (Index p = 0; p < k; ++p) std::memcpy(out + p * rows, data + p * stride + i0,
+                                                sizeof(T) * static_cast<std::size_t>(rows));
+    }
+  }
+  v.valid = true;
+}
+
+/// C (m×n, column-major, leading dimension m) = or += A·B with A in `v`'s panels and B the k×n
+/// column-major matrix at `b`.
+template <class T>
+void run_jit(const typename PackedWeight<T>::View& v, const T* b, Index n, T* c, bool add) {
+  const Index panels = (v.m + kJitRows - 1) / kJitRows;
+  const Index last = v.m - (panels - 1) * kJitRows;
+  const JitKernel<T> tail = jit_kernel<T>(last, n, v.k, v.m, add);
+  const JitKernel<T> full = panels == 1 ? tail : jit_kernel<T>(kJitRows, n, v.k, v.m, add);
+  if (full == nullptr || tail == nullptr) {
+    throw std::runtime_error("libxsmm generated no kernel for a " + std::to_string(v.m) + "x" +
+                             std::to_string(v.k) + " product with " + std::to_string(n) +
+                             " columns");
+  }
+  const auto panel = [&](Index p) {
+    (p + 1 == panels ? tail : full)(v.panels.data() + p * kJitRows * v.k, b, c + p * kJitRows);
+  };
+#ifdef _OPENMP
+  if (panels > 1 &&
+      split_product(static_cast<double>(v.m) * static_cast<double>(v.k) * static_cast<double>(n))) {
+#pragma omp parallel for num_threads(Eigen::nbThreads()) schedule(static)
+    for (Index p = 0; p < panels; ++p) panel(p);
+    return;
+  }
+#endif
+  for (Index p = 0; p < panels; ++p) panel(p);
+}
+#else
+bool jit_enabled() { return false; }
+template <class T>
+void pack_jit(typename PackedWeight<T>::View&, const T*, Index, Index, Index, bool) {}
+template <class T>
+void run_jit(const typename PackedWeight<T>::View&, const T*, Index, T*, bool) {}
+#endif
+
 }  // namespace
+
+const char* product_kernel() { return jit_enabled() ? "libxsmm" : "eigen"; }
 
 template <class T>
 void weight_product(MutMap<T> y, bool add, const ConstMap<T>& l, const ConstMap<T>& w,
@@ -138,6 +247,11 @@ void weight_product(MutMap<T> y, bool add, const ConstMap<T>& l, const ConstMap<
     return;
   }
   auto& v = packed->views[transpose_w ? 1 : 0];
+  if (jit_enabled()) {
+    if (!v.valid) pack_jit<T>(v, w.data(), m, k, w.cols(), transpose_w);
+    run_jit<T>(v, l.data(), n, y.data(), add);
+    return;
+  }
   if (!v.valid) {
     if (transpose_w) {
       pack_weight<T, Eigen::RowMajor>(v, w.data(), m, k, w.cols(), n);

@@ -2,6 +2,8 @@
 // the tape's use of the packing: reused within a recording, never across a clear() (the weight may
 // have changed).
 #include <boost/test/unit_test.hpp>
+#include <cstdlib>
+#include <string>
 #include <rewind/rewind.hpp>
 
 #include "support.hpp"
@@ -77,6 +79,15 @@ void check_products(double tol) {
 
 BOOST_AUTO_TEST_SUITE(packed_products)
 
+// The kernel is chosen by the build (REWIND_LIBXSMM) and at run time (REWIND_GEMM=eigen): ctest
+// runs this suite both ways (autograd, autograd_eigen_kernel).
+BOOST_AUTO_TEST_CASE(the_kernel_follows_the_build_and_the_environment) {
+  const char* choice = std::getenv("REWIND_GEMM");
+  const bool forced_eigen = choice != nullptr && std::string(choice) == "eigen";
+  const std::string expect = REWIND_HAVE_LIBXSMM && !forced_eigen ? "libxsmm" : "eigen";
+  BOOST_TEST(detail::product_kernel() == expect);
+}
+
 BOOST_AUTO_TEST_CASE(match_eigen_products) {
   check_products<double>(1e-13);
   check_products<float>(1e-5);
@@ -91,6 +102,23 @@ BOOST_AUTO_TEST_CASE(match_eigen_products_on_two_threads) {
   check_products<double>(1e-13);
   check_products<float>(1e-5);
   Eigen::setNbThreads(before);
+}
+
+// A product's result does not depend on the thread count: the threads split the weight's rows.
+BOOST_AUTO_TEST_CASE(products_with_a_packed_weight_are_identical_on_one_and_two_threads) {
+  const int before = Eigen::nbThreads();
+  const Matrix<float> l = random_matrix<float>(32, 512, 21), w = random_matrix<float>(2048, 512, 22);
+  Matrix<float> y[2];
+  for (const int threads : {1, 2}) {
+    Eigen::setNbThreads(threads);
+    detail::PackedWeight<float> packed;
+    y[threads - 1] = Matrix<float>::Zero(32, 2048);
+    detail::weight_product<float>(MutMap<float>(y[threads - 1].data(), 32, 2048), false,
+                                  ConstMap<float>(l.data(), 32, 512),
+                                  ConstMap<float>(w.data(), 2048, 512), true, &packed);
+  }
+  Eigen::setNbThreads(before);
+  BOOST_TEST((y[0].array() == y[1].array()).all());
 }
 
 // Large rowwise ops run on two threads, each over half of the rows, forward and backward. Every

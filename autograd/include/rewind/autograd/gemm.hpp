@@ -8,8 +8,17 @@
 // kernel (gebp) on the packed panels. Same kernel, same blocking, same results up to the order
 // of additions inside a product; nothing is packed for products that are too small to pay.
 //
-// Built on Eigen's internal GEMM building blocks (gemm_pack_lhs, gemm_pack_rhs, gebp_kernel),
-// which Eigen 3.4 does not document as public API: this file is the only place that uses them.
+// Two kernels, chosen when the weight is packed (docs/benchmarks.md, "The product kernel"):
+//  - libxsmm's JIT kernels (a build with REWIND_LIBXSMM, the default where libxsmm-dev is
+//    installed, on a processor libxsmm generates code for): the weight in panels of 64 rows,
+//    each panel one JIT-compiled product with the batch. 1.4-1.6x Eigen's kernel on the step's
+//    shapes (tools/bench/kernel_study/run).
+//  - Eigen's own (the portable fallback, and the choice with REWIND_GEMM=eigen at run time):
+//    built on Eigen's internal GEMM building blocks (gemm_pack_lhs, gemm_pack_rhs, gebp_kernel),
+//    which Eigen 3.4 does not document as public API: this file is the only place that uses
+//    them.
+// Either way a product's result does not depend on the thread count: threads split the weight's
+// rows, never a sum.
 #pragma once
 
 #include <cstdint>
@@ -26,6 +35,7 @@ template <class T>
 struct PackedWeight {
   struct View {
     bool valid = false;
+    bool jit = false;  // libxsmm's panels (mc rows each, depth k) instead of Eigen's
     Index m = 0, k = 0, mc = 0, kc = 0;
     std::vector<T, Eigen::aligned_allocator<T>> panels;
   };
@@ -40,6 +50,11 @@ struct PackedWeight {
 template <class T>
 void weight_product(MutMap<T> y, bool add, const ConstMap<T>& l, const ConstMap<T>& w,
                     bool transpose_w, PackedWeight<T>* packed);
+
+/// The kernel the products with a packed weight use in this process: "libxsmm" or "eigen"
+/// (REWIND_GEMM=eigen in the environment, a build without REWIND_LIBXSMM, or a processor
+/// libxsmm has no code generator for).
+const char* product_kernel();
 
 /// y = aᵀ·b, assigned or added (`add`): a weight's gradient from a batch (a: n×m, b: n×k). In a
 /// REWIND_OPENMP build with two threads each thread computes half of y's rows (Eigen's own
