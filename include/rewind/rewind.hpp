@@ -6,6 +6,7 @@
 #include "rewind/autograd/functional.hpp"
 #include "rewind/autograd/gradcheck.hpp"
 #include "rewind/autograd/graphviz.hpp"
+#include "rewind/autograd/html.hpp"
 #include "rewind/autograd/schedule.hpp"
 #include "rewind/autograd/spectra.hpp"
 #include "rewind/autograd/tape.hpp"

@@ -1,8 +1,10 @@
 #include "inspect.hpp"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <sstream>
 
 #include "mgu.hpp"
 #include "model.hpp"
@@ -74,22 +76,97 @@ const std::vector<std::string>& cell_names() {
   return names;
 }
 
-DotSummary graph(const ModelOptions& m, const GraphOptions& g, std::ostream& out) {
+namespace {
+// The model recorded on a loss at the last step, with a backward when gradients are wanted.
+void record(const ModelOptions& m, bool gradients, Tape<double>& tape) {
   layers::Rng rng(m.seed);
-  Tape<double> tape;
   with_model<double>(m, rng, [&](auto& net) {
     const auto xs = make_inputs(tape, m, rng);
     const auto run = net(tape, xs);
     const Var<double> loss = mean(square(run.outputs.back()));
-    if (g.gradients) tape.backward(loss);
+    if (gradients) tape.backward(loss);
   });
+}
+
+std::string title_of(const ModelOptions& m) {
+  return fmt::format("{} ({} layer{}{}, {} steps{})",
+                     m.cell_file.empty() ? m.cell : std::filesystem::path(m.cell_file).filename().string(),
+                     m.layers, m.layers > 1 ? "s" : "", m.bidirectional ? ", bidirectional" : "",
+                     m.steps, m.seed == 1 ? "" : fmt::format(", seed {}", m.seed));
+}
+}  // namespace
+
+ModelOptions with_overrides(ModelOptions m, const std::string& spec) {
+  std::size_t at = 0;
+  while (at < spec.size()) {
+    std::size_t comma = spec.find(',', at);
+    if (comma == std::string::npos) comma = spec.size();
+    const std::string item = spec.substr(at, comma - at);
+    at = comma + 1;
+    const std::size_t eq = item.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == item.size())
+      throw UsageError(fmt::format("--compare: expected key=value, got '{}'", item));
+    const std::string key = item.substr(0, eq), value = item.substr(eq + 1);
+    const auto number = [&](auto& field) {
+      std::istringstream in(value);
+      if (!(in >> field) || !in.eof())
+        throw UsageError(fmt::format("--compare: {} must be a number, got '{}'", key, value));
+    };
+    if (key == "seed") {
+      number(m.seed);
+    } else if (key == "cell") {
+      const auto& names = cell_names();
+      if (std::find(names.begin(), names.end(), value) == names.end())
+        throw UsageError(fmt::format("--compare: unknown cell '{}'", value));
+      m.cell = value;
+      m.cell_file.clear();
+    } else if (key == "cell-file") {
+      m.cell_file = value;
+    } else if (key == "forget-bias") {
+      number(m.forget_bias);
+    } else {
+      throw UsageError(fmt::format(
+          "--compare: unknown key '{}' (seed, cell, cell-file or forget-bias)", key));
+    }
+  }
+  return m;
+}
+
+HtmlSummary graph_html(const ModelOptions& m, const GraphOptions& g, std::ostream& out) {
+  Tape<double> tape;
+  record(m, true, tape);
+  std::ofstream file(g.html, std::ios::binary);
+  if (!file) throw FileError(fmt::format("cannot write '{}'", g.html));
+  HtmlSummary s;
+  if (g.compare.empty()) {
+    s = write_html(tape, file, {.title = title_of(m), .window = g.window});
+  } else {
+    const ModelOptions b = with_overrides(m, g.compare);
+    Tape<double> other;
+    record(b, true, other);
+    s = write_html_compare(tape, other, file,
+                           {.page = {.title = fmt::format("{} vs {}", title_of(m), title_of(b)),
+                                     .window = g.window},
+                            .left = title_of(m),
+                            .right = title_of(b)});
+  }
+  file.close();
+  if (!file) throw FileError(fmt::format("could not finish writing '{}'", g.html));
+  out << fmt::format("wrote {}: {} ops, {} sequences, {} step layouts, {:.1f} MB{}\n", g.html,
+                     s.ops, s.rows, s.templates, static_cast<double>(s.bytes) / 1e6,
+                     g.compare.empty() ? "" : fmt::format(", {} ops differ", s.differing));
+  return s;
+}
+
+DotSummary graph(const ModelOptions& m, const GraphOptions& g, std::ostream& out) {
+  Tape<double> tape;
+  record(m, g.gradients, tape);
   const DotOptions o{
       .cluster_depth = g.depth,
       .rolled = g.rolled,
       .max_nodes = g.max_nodes,
       .gradients = g.gradients,
-      .title = fmt::format("{} ({} layer{}{}, {} steps)", m.cell, m.layers, m.layers > 1 ? "s" : "",
-                           m.bidirectional ? ", bidirectional" : "", m.steps)};
+      .title = title_of(m)};
   const std::filesystem::path path(g.output);
   DotSummary s;
   if (path.extension() == ".dot" || g.output.empty() || g.output == "-") {

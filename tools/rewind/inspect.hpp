@@ -30,9 +30,18 @@ struct GraphOptions {
   int depth = 4;
   std::size_t max_nodes = 0;
   std::string output;  ///< .dot, .svg, .png or .pdf
+  std::string html;     ///< the interactive page (write_html)
+  std::string compare;  ///< with html: a second recording, "seed=2,cell=gru,..."
+  int window = 3;       ///< steps expanded when the page opens
 };
 /// Records the model on a loss at the last step and writes its graph. Returns what was drawn.
 DotSummary graph(const ModelOptions& m, const GraphOptions& g, std::ostream& out);
+
+/// Records the model (with a backward) and writes the interactive page to g.html; with
+/// g.compare, a second recording with those options changed and a compare page.
+HtmlSummary graph_html(const ModelOptions& m, const GraphOptions& g, std::ostream& out);
+/// The options with "key=value,..." applied (seed, cell, cell-file, forget-bias).
+ModelOptions with_overrides(ModelOptions m, const std::string& spec);
 
 /// Gradient check in double over inputs, initial states and parameters; on failure, blame.
 /// order 2: gradgradcheck instead (H·v, J·v and the transpose identity), and blame of every

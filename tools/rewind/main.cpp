@@ -182,6 +182,18 @@ int main(int argc, char** argv) {
       ->check(kNonNegativeCount);
   graph->add_option("-o,--output", g.output,
                     "Output file: .dot, .svg, .png or .pdf (default: DOT on stdout)");
+  auto* html = graph->add_option(
+      "--html", g.html,
+      "Write the interactive page (one offline HTML file: expand, collapse, a time window, "
+      "tracing, search, colours) instead");
+  graph
+      ->add_option("--compare", g.compare,
+                   "With --html: compare with a second recording with these options changed, "
+                   "e.g. seed=2 or cell=gru (keys: seed, cell, cell-file, forget-bias)")
+      ->needs(html);
+  graph->add_option("--window", g.window, "With --html: steps expanded when the page opens")
+      ->check(kCount)
+      ->capture_default_str();
   bool fast = false;
   CLI::App* check = app.add_subcommand(
       "check", "Gradient-check a recurrent model in double, with blame on failure");
@@ -304,7 +316,11 @@ int main(int argc, char** argv) {
       if (t.task == "text" && t.text.empty()) throw UsageError("--task text needs --text FILE");
       std::cout << cli::model_summary(t);
     } else if (graph->parsed()) {
-      cli::graph(m, g, std::cout);
+      if (g.html.empty()) {
+        cli::graph(m, g, std::cout);
+      } else {
+        cli::graph_html(m, g, std::cout);
+      }
     } else if (check->parsed()) {
       return cli::check(m, fast, std::cout, order) ? 0 : 1;
     } else if (diagnose->parsed()) {

@@ -35,6 +35,9 @@ struct DotOptions {
   bool tooltips = true;
   /// Graph title (a label at the top).
   std::string title;
+  /// Element ids for SVG: `ov-n<i>` for tape node i, `ov-fold<k>`/`ov-step<k>_<t>` for folded
+  /// and collapsed steps, `ov-c:<scope path>` for clusters (the HTML page's overview uses them).
+  bool element_ids = false;
 };
 
 /// What write_dot drew, for tests and callers that want to report it.

@@ -137,6 +137,9 @@ class Sequence {
       }
       std::vector<Var<T>> next(in.size());
       for (std::size_t t = 0; t < in.size(); ++t) {
+        // Under the step's scope (layer<k>/t<t>), so graphs and diagnostics see these per-step
+        // ops as part of step t rather than as loose ops of the layer.
+        auto step_scope = tape.scope(fmt::format("t{}", t));
         next[t] = directions() == 1 ? per_direction[0][t]
                                     : concat_cols({per_direction[0][t], per_direction[1][t]});
         if (call.dropout_rng != nullptr && options_.dropout > 0 &&

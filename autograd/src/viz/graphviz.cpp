@@ -1,5 +1,7 @@
 #include "rewind/autograd/graphviz.hpp"
 
+#include "structure.hpp"
+
 #include <algorithm>
 #include <charconv>
 #include <cmath>
@@ -17,7 +19,7 @@
 #endif
 
 namespace rwd {
-namespace {
+namespace viz {
 
 std::string escape(std::string_view s) {
   std::string out;
@@ -47,7 +49,6 @@ std::string join(const std::vector<std::string>& parts, std::size_t count) {
   return s;
 }
 
-// A time-step component: t followed by digits.
 std::optional<long> step_of(const std::string& part) {
   if (part.size() < 2 || part[0] != 't') return std::nullopt;
   long v = 0;
@@ -56,16 +57,14 @@ std::optional<long> step_of(const std::string& part) {
   return v;
 }
 
-// 9 colours from cool (small gradients) to warm (large): ColorBrewer RdYlBu, reversed.
-constexpr const char* kPalette[9] = {"#313695", "#4575b4", "#74add1", "#abd9e9", "#e0f3f8",
-                                     "#fee090", "#fdae61", "#f46d43", "#d73027"};
+}  // namespace viz
 
-// Where each node sits in the unrolled structure.
-struct Place {
-  std::vector<std::string> path;  // scope components (parameters lifted out of time steps)
-  std::string sequence;           // the scope path before the time-step component, if any
-  std::optional<long> step;
-};
+namespace {
+using viz::escape;
+using viz::join;
+using viz::kPalette;
+using viz::Place;
+using viz::split_path;
 
 // How a configuration maps tape nodes to drawn nodes.
 struct Layout {
@@ -123,6 +122,7 @@ Layout plan(const Tape<T>& tape, const std::vector<Place>& places, bool rolled, 
     seen.insert(L.rep[i]);
   }
   // Leaves used only inside one folded stretch (each step's input x_t) fold with it.
+  std::map<std::string, std::string> shared_leaves;  // set of folded users -> placeholder id
   std::vector<std::set<std::string>> users(n);
   for (std::size_t i = 0; i < n; ++i) {
     for (std::uint32_t j : tape.inputs_of(i)) users[j].insert(L.rep[i]);
@@ -131,10 +131,26 @@ Layout plan(const Tape<T>& tape, const std::vector<Place>& places, bool rolled, 
     const Op& op = tape.op(i);
     const bool data_leaf =
         std::holds_alternative<ops::Input>(op) || std::holds_alternative<ops::Constant>(op);
-    if (data_leaf && users[i].size() == 1 && users[i].begin()->rfind("fold", 0) == 0) {
-      seen.erase(L.rep[i]);
+    if (!data_leaf || users[i].empty()) continue;
+    const bool all_folded = std::all_of(users[i].begin(), users[i].end(),
+                                        [](const std::string& u) { return u.rfind("fold", 0) == 0; });
+    if (!all_folded) continue;
+    seen.erase(L.rep[i]);
+    if (users[i].size() == 1) {
       L.rep[i] = *users[i].begin();
+      continue;
     }
+    // Shared by several folded stretches (x_t of a bidirectional layer): one node per set of
+    // stretches, standing for all such leaves, at the top level.
+    std::string key;
+    for (const std::string& u : users[i]) key += u + ",";
+    auto [it, added] = shared_leaves.emplace(key, fmt::format("foldin{}", shared_leaves.size()));
+    L.rep[i] = it->second;
+    ++L.folded_steps[it->second];
+    L.fold_cluster[it->second] = "";
+  }
+  for (auto& [key, id] : shared_leaves) {
+    L.fold_label[id] = fmt::format("⋯ {} inputs of the folded steps", L.folded_steps[id]);
   }
   for (const auto& [seq, f] : folded) L.folded += f.size();
   seen.clear();
@@ -157,22 +173,7 @@ template <class T>
 DotSummary write_dot(const Tape<T>& tape, std::ostream& out, const DotOptions& o) {
   const std::size_t n = tape.size();
   // Where every node sits.
-  std::vector<Place> places(n);
-  for (std::size_t i = 0; i < n; ++i) {
-    Place& p = places[i];
-    p.path = split_path(tape.scope_path(i));
-    for (std::size_t c = 0; c < p.path.size(); ++c) {
-      if (const auto s = step_of(p.path[c])) {
-        p.step = s;
-        p.sequence = join(p.path, c);
-        if (std::holds_alternative<ops::Param>(tape.op(i))) {  // weights belong to the sequence
-          p.path.resize(c);
-          p.step.reset();
-        }
-        break;
-      }
-    }
-  }
+  const std::vector<Place> places = viz::places_of(tape);
   // Pick the first configuration that fits max_nodes.
   struct Config {
     bool rolled;
@@ -226,20 +227,23 @@ DotSummary write_dot(const Tape<T>& tape, std::ostream& out, const DotOptions& o
     cluster_nodes[cluster].push_back(std::move(stmt));
   };
   std::set<std::string> emitted;
+  const auto id_of = [&](const std::string& id) {
+    return o.element_ids ? fmt::format(", id=\"ov-{}\"", id) : std::string();
+  };
   for (std::size_t i = 0; i < n; ++i) {
     const std::string& id = L.rep[i];
     if (!emitted.insert(id).second) continue;
     if (id.rfind("fold", 0) == 0) {
       place_in(cluster_of(split_path(L.fold_cluster[id])),
-               fmt::format("{} [label=\"{}\", style=\"dashed,rounded\", fillcolor=\"#f7f7f7\"];",
-                           id, L.fold_label[id]));
+               fmt::format("{} [label=\"{}\", style=\"dashed,rounded\", fillcolor=\"#f7f7f7\"{}];",
+                           id, L.fold_label[id], id_of(id)));
       continue;
     }
     if (id.rfind("step", 0) == 0) {
       const Place& p = places[i];
       place_in(cluster_of(split_path(L.fold_cluster[id])),
-               fmt::format("{} [label=\"t{}\\n{} ops\", shape=box3d, fillcolor=\"#f7f7f7\"];", id,
-                           *p.step, L.summary_ops[id]));
+               fmt::format("{} [label=\"t{}\\n{} ops\", shape=box3d, fillcolor=\"#f7f7f7\"{}];",
+                           id, *p.step, L.summary_ops[id], id_of(id)));
       continue;
     }
     const Op& op = tape.op(i);
@@ -285,8 +289,8 @@ DotSummary write_dot(const Tape<T>& tape, std::ostream& out, const DotOptions& o
       if (const auto g = tape.grad(i)) tooltip += fmt::format("\\ngradient: {}", stats(*g));
       tooltip += "\"";
     }
-    place_in(cluster_of(places[i].path), fmt::format("n{} [label=\"{}\", fillcolor=\"{}\"{}{}];", i,
-                                                     label, fill, extra, tooltip));
+    place_in(cluster_of(places[i].path), fmt::format("n{} [label=\"{}\", fillcolor=\"{}\"{}{}{}];",
+                                                     i, label, fill, extra, tooltip, id_of(id)));
   }
 
   // Edges, deduplicated, in tape order.
@@ -348,8 +352,9 @@ DotSummary write_dot(const Tape<T>& tape, std::ostream& out, const DotOptions& o
       out << std::string(indent.size() - 2, ' ')
           << fmt::format(
                  "subgraph \"cluster_{}\" {{ label=\"{}\"; style=\"rounded\"; color=\"#aaaaaa\"; "
-                 "fontsize=9;\n",
-                 escape(path), escape(parts.back()));
+                 "fontsize=9;{}\n",
+                 escape(path), escape(parts.back()),
+                 o.element_ids ? fmt::format(" id=\"ov-c:{}\";", escape(path)) : "");
       stack.push_back({path, true});
     }
     for (const std::string& stmt : cluster_nodes[path]) out << indent << stmt << "\n";
@@ -409,24 +414,23 @@ int collect_error(char* message) {
 }
 }  // namespace
 
-bool can_render() { return true; }
+bool viz::have_gvc() { return true; }
 
-void render_dot(const std::string& dot, const std::filesystem::path& path, std::string format) {
-  if (format.empty())
-    format = path.extension().string().empty() ? "" : path.extension().string().substr(1);
-  if (format != "svg" && format != "png" && format != "pdf") {
-    throw UsageError(fmt::format("render: unsupported format '{}' (svg, png or pdf)", format));
-  }
+void viz::with_layout(const std::string& dot, std::string_view who,
+                      const std::function<void(Agraph_s*)>& use) {
   std::lock_guard<std::mutex> lock(gv_mutex);
   std::string errors;
   gv_errors = &errors;
   const agusererrf previous = agseterrf(collect_error);
-  const auto fail = [&](const std::string& what) {
+  const auto restore = [&] {
     agseterrf(previous);
     gv_errors = nullptr;
+  };
+  const auto fail = [&](const std::string& what) {
+    restore();
     std::string detail = errors;
     while (!detail.empty() && (detail.back() == '\n' || detail.back() == ' ')) detail.pop_back();
-    throw FileError(fmt::format("render: {}{}{}", what, detail.empty() ? "" : ": ", detail));
+    throw FileError(fmt::format("{}: {}{}{}", who, what, detail.empty() ? "" : ": ", detail));
   };
   GVC_t* gvc = gv_context();
   if (gvc == nullptr) fail("Graphviz could not start");
@@ -436,14 +440,57 @@ void render_dot(const std::string& dot, const std::filesystem::path& path, std::
     agclose(g);
     fail("Graphviz layout failed (is the dot layout plugin installed?)");
   }
-  const int rc = gvRenderFilename(gvc, g, format.c_str(), path.string().c_str());
+  try {
+    use(g);
+  } catch (const FileError& e) {
+    gvFreeLayout(gvc, g);
+    agclose(g);
+    fail(e.what());
+  } catch (...) {
+    gvFreeLayout(gvc, g);
+    agclose(g);
+    restore();
+    throw;
+  }
   gvFreeLayout(gvc, g);
   agclose(g);
-  if (rc != 0) fail(fmt::format("Graphviz could not write '{}' as {}", path.string(), format));
-  agseterrf(previous);
-  gv_errors = nullptr;
+  restore();
 }
+
+std::string viz::render_data(Agraph_s* g, const char* format) {
+  char* data = nullptr;
+  unsigned int length = 0;
+  if (gvRenderData(gv_context(), g, format, &data, &length) != 0 || data == nullptr)
+    throw FileError(fmt::format("Graphviz could not render {}", format));
+  std::string out(data, length);
+  gvFreeRenderData(data);
+  return out;
+}
+
+void render_dot(const std::string& dot, const std::filesystem::path& path, std::string format) {
+  if (format.empty())
+    format = path.extension().string().empty() ? "" : path.extension().string().substr(1);
+  if (format != "svg" && format != "png" && format != "pdf") {
+    throw UsageError(fmt::format("render: unsupported format '{}' (svg, png or pdf)", format));
+  }
+  viz::with_layout(dot, "render", [&](Agraph_s* g) {
+    if (gvRenderFilename(gv_context(), g, format.c_str(), path.string().c_str()) != 0)
+      throw FileError(fmt::format("Graphviz could not write '{}' as {}", path.string(), format));
+  });
+}
+
+bool can_render() { return true; }
 #else
+bool viz::have_gvc() { return false; }
+
+void viz::with_layout(const std::string&, std::string_view who,
+                      const std::function<void(Agraph_s*)>&) {
+  throw UsageError(fmt::format(
+      "{}: this build of rewind has no Graphviz library (libgvc), which lays the graph out", who));
+}
+
+std::string viz::render_data(Agraph_s*, const char*) { return {}; }
+
 bool can_render() { return false; }
 
 void render_dot(const std::string&, const std::filesystem::path&, std::string) {

@@ -1,0 +1,791 @@
+// write_html: the page's data, laid out here with Graphviz, then the page's script and styles
+// (autograd/src/viz/page.js, page.css, embedded at build time). The data format is the contract
+// between this file and page.js; `version` changes when it does.
+#include "rewind/autograd/html.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <map>
+#include <ostream>
+#include <set>
+#include <sstream>
+#include <vector>
+
+#include "page_assets.hpp"
+#include "rewind/autograd/graphviz.hpp"
+#include "structure.hpp"
+
+#if REWIND_HAVE_GVC
+#include <graphviz/cgraph.h>
+#include <graphviz/gvc.h>
+#endif
+
+namespace rwd {
+namespace {
+
+using viz::join;
+using viz::Place;
+using viz::split_path;
+
+constexpr int kFormatVersion = 1;
+// Ops outside every sequence are laid out by Graphviz up to this many; beyond, in a grid.
+constexpr std::size_t kMaxOtherLayout = 1500;
+
+// ---- JSON text ------------------------------------------------------------------------------
+
+// A JSON string, safe inside <script>: '<', '>' and '&' are escaped too.
+void put_string(std::string& out, std::string_view s) {
+  out += '"';
+  for (const char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\t': out += "\\t"; break;
+      case '<': out += "\\u003c"; break;
+      case '>': out += "\\u003e"; break;
+      case '&': out += "\\u0026"; break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          out += fmt::format("\\u{:04x}", static_cast<int>(c));
+        } else {
+          out += c;
+        }
+    }
+  }
+  out += '"';
+}
+
+// Four significant digits; NaN and infinities as strings the page turns back into numbers.
+void put_number(std::string& out, double v) {
+  if (std::isnan(v)) {
+    out += "\"NaN\"";
+  } else if (std::isinf(v)) {
+    out += v > 0 ? "\"Infinity\"" : "\"-Infinity\"";
+  } else if (v == 0) {
+    out += '0';
+  } else {
+    out += fmt::format("{:.4g}", v);
+  }
+}
+
+// One decimal, for coordinates.
+std::string coord(double v) {
+  std::string s = fmt::format("{:.1f}", v);
+  if (s.size() > 2 && s.compare(s.size() - 2, 2, ".0") == 0) s.resize(s.size() - 2);
+  if (s == "-0") s = "0";
+  return s;
+}
+
+template <class Range, class F>
+void put_array(std::string& out, const Range& r, F&& put) {
+  out += '[';
+  bool first = true;
+  for (const auto& x : r) {
+    if (!first) out += ',';
+    first = false;
+    put(x);
+  }
+  out += ']';
+}
+
+void put_ints(std::string& out, const std::vector<long>& v) {
+  put_array(out, v, [&](long x) { out += std::to_string(x); });
+}
+
+// Interned strings: the page's table refers to them by index.
+struct Strings {
+  std::vector<std::string> list;
+  std::map<std::string, long, std::less<>> index;
+  long of(std::string_view s) {
+    const auto it = index.find(s);
+    if (it != index.end()) return it->second;
+    list.emplace_back(s);
+    index.emplace(std::string(s), static_cast<long>(list.size() - 1));
+    return static_cast<long>(list.size() - 1);
+  }
+};
+
+// ---- Graphviz layout ---------------------------------------------------------------------------
+
+struct Box {
+  double x = 0, y = 0, w = 0, h = 0;  // top-left corner, points, y down
+};
+
+struct Laid {
+  double w = 0, h = 0;
+  std::vector<Box> nodes;  // by node number (DOT names s<k>)
+  std::vector<std::pair<std::string, Box>> clusters;
+  std::vector<std::tuple<long, long, std::string>> edges;  // from, to, SVG path
+  std::vector<std::string> rel;  // cluster path of each node (templates: below the step)
+};
+
+// The parts of a graph to lay out: node labels (two lines), the cluster path of each node, and
+// edges between node numbers.
+struct Sketch {
+  std::vector<std::string> labels;
+  std::vector<std::string> clusters;
+  std::vector<std::pair<long, long>> edges;
+};
+
+std::string sketch_dot(const Sketch& s) {
+  std::string dot =
+      "digraph t {\n graph [fontname=\"Helvetica\", fontsize=9, nodesep=0.2, ranksep=0.25, "
+      "newrank=true];\n node [fontname=\"Helvetica\", fontsize=9, shape=box, height=0.3];\n";
+  // Clusters nested by path; nodes in their cluster.
+  std::map<std::string, std::vector<long>> members;
+  std::set<std::string> paths;
+  for (std::size_t k = 0; k < s.labels.size(); ++k) {
+    members[s.clusters[k]].push_back(static_cast<long>(k));
+    const auto parts = split_path(s.clusters[k]);
+    for (std::size_t c = 1; c <= parts.size(); ++c) paths.insert(join(parts, c));
+  }
+  std::map<std::string, std::vector<std::string>> children;
+  for (const std::string& p : paths) {
+    const auto parts = split_path(p);
+    children[join(parts, parts.size() - 1)].push_back(p);
+  }
+  std::vector<std::pair<std::string, bool>> stack{{"", false}};
+  while (!stack.empty()) {
+    const auto [path, closing] = stack.back();
+    stack.pop_back();
+    if (closing) {
+      dot += "}\n";
+      continue;
+    }
+    if (!path.empty()) {
+      dot += fmt::format("subgraph \"cluster_{}\" {{ label=\"{}\";\n", viz::escape(path),
+                         viz::escape(split_path(path).back()));
+      stack.push_back({path, true});
+    }
+    for (long k : members[path])
+      dot += fmt::format("s{} [label=\"{}\"];\n", k, viz::escape(s.labels[static_cast<std::size_t>(k)]));
+    const auto& kids = children[path];
+    for (auto it = kids.rbegin(); it != kids.rend(); ++it) stack.push_back({*it, false});
+  }
+  std::set<std::pair<long, long>> seen;
+  for (const auto& [a, b] : s.edges) {
+    if (a != b && seen.emplace(a, b).second) dot += fmt::format("s{} -> s{};\n", a, b);
+  }
+  dot += "}\n";
+  return dot;
+}
+
+#if REWIND_HAVE_GVC
+double attr_number(const char* s) { return s == nullptr ? 0 : std::strtod(s, nullptr); }
+
+// "llx,lly,urx,ury"
+std::array<double, 4> parse_bb(const char* s) {
+  std::array<double, 4> bb{0, 0, 0, 0};
+  if (s != nullptr) std::sscanf(s, "%lf,%lf,%lf,%lf", &bb[0], &bb[1], &bb[2], &bb[3]);
+  return bb;
+}
+
+// Graphviz's spline "e,x,y s,x,y x0,y0 x1,y1 ..." as an SVG path with y flipped.
+std::string spline_path(const char* pos, double top) {
+  if (pos == nullptr) return {};
+  std::istringstream in(pos);
+  std::string token, path;
+  std::vector<std::pair<double, double>> points;
+  std::optional<std::pair<double, double>> end;
+  while (in >> token) {
+    double x = 0, y = 0;
+    if (token.rfind("e,", 0) == 0) {
+      if (std::sscanf(token.c_str() + 2, "%lf,%lf", &x, &y) == 2) end = {{x, y}};
+    } else if (token.rfind("s,", 0) == 0) {
+      continue;
+    } else if (std::sscanf(token.c_str(), "%lf,%lf", &x, &y) == 2) {
+      points.emplace_back(x, y);
+      if (token.find(';') != std::string::npos) break;  // only the first of several splines
+    }
+  }
+  if (points.empty()) return {};
+  const auto pt = [&](const std::pair<double, double>& p) {
+    return coord(p.first) + "," + coord(top - p.second);
+  };
+  path = "M" + pt(points[0]);
+  for (std::size_t k = 1; k + 2 < points.size(); k += 3)
+    path += "C" + pt(points[k]) + " " + pt(points[k + 1]) + " " + pt(points[k + 2]);
+  if (end) path += "L" + pt(*end);
+  return path;
+}
+#endif
+
+Laid lay_out(const Sketch& s) {
+  Laid L;
+  L.nodes.resize(s.labels.size());
+  L.rel = s.clusters;
+#if REWIND_HAVE_GVC
+  viz::with_layout(sketch_dot(s), "write_html", [&](Agraph_s* g) {
+    viz::render_data(g, "dot");  // attaches pos, width, height and bb as attributes
+    const auto bb = parse_bb(agget(g, const_cast<char*>("bb")));
+    const double left = bb[0], top = bb[3];
+    L.w = bb[2] - bb[0];
+    L.h = bb[3] - bb[1];
+    for (Agnode_t* n = agfstnode(g); n != nullptr; n = agnxtnode(g, n)) {
+      const long k = std::strtol(agnameof(n) + 1, nullptr, 10);
+      double x = 0, y = 0;
+      std::sscanf(agget(n, const_cast<char*>("pos")), "%lf,%lf", &x, &y);
+      const double w = attr_number(agget(n, const_cast<char*>("width"))) * 72;
+      const double h = attr_number(agget(n, const_cast<char*>("height"))) * 72;
+      L.nodes[static_cast<std::size_t>(k)] = {x - left - w / 2, top - y - h / 2, w, h};
+      for (Agedge_t* e = agfstout(g, n); e != nullptr; e = agnxtout(g, e)) {
+        const long to = std::strtol(agnameof(aghead(e)) + 1, nullptr, 10);
+        L.edges.emplace_back(k, to, spline_path(agget(e, const_cast<char*>("pos")), top));
+      }
+    }
+    std::vector<Agraph_t*> stack{g};
+    while (!stack.empty()) {
+      Agraph_t* sub = stack.back();
+      stack.pop_back();
+      for (Agraph_t* c = agfstsubg(sub); c != nullptr; c = agnxtsubg(c)) {
+        const std::string name = agnameof(c);
+        if (name.rfind("cluster_", 0) == 0) {
+          const auto cb = parse_bb(agget(c, const_cast<char*>("bb")));
+          L.clusters.push_back(
+              {name.substr(8), {cb[0] - left, top - cb[3], cb[2] - cb[0], cb[3] - cb[1]}});
+        }
+        stack.push_back(c);
+      }
+    }
+  });
+  // Graphviz's iteration order follows its internal ids, which follow creation: sort anyway so
+  // the output never depends on it.
+  std::sort(L.edges.begin(), L.edges.end());
+  std::sort(L.clusters.begin(), L.clusters.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
+#else
+  viz::with_layout({}, "write_html", {});
+#endif
+  return L;
+}
+
+// A grid for regions too big to lay out as a graph (thousands of loose ops).
+Laid grid(const Sketch& s) {
+  Laid L;
+  L.rel = s.clusters;
+  const std::size_t per_row = 40;
+  constexpr double kW = 72, kH = 28, kGap = 8;
+  for (std::size_t k = 0; k < s.labels.size(); ++k) {
+    const double x = static_cast<double>(k % per_row) * (kW + kGap);
+    const double y = static_cast<double>(k / per_row) * (kH + kGap);
+    L.nodes.push_back({x, y, kW, kH});
+    L.w = std::max(L.w, x + kW);
+    L.h = std::max(L.h, y + kH);
+  }
+  return L;
+}
+
+void put_laid(std::string& out, const Laid& L, Strings& strings) {
+  out += fmt::format("\"w\":{},\"h\":{},\"x\":", coord(L.w), coord(L.h));
+  put_array(out, L.nodes, [&](const Box& b) { out += coord(b.x); });
+  out += ",\"y\":";
+  put_array(out, L.nodes, [&](const Box& b) { out += coord(b.y); });
+  out += ",\"nw\":";
+  put_array(out, L.nodes, [&](const Box& b) { out += coord(b.w); });
+  out += ",\"nh\":";
+  put_array(out, L.nodes, [&](const Box& b) { out += coord(b.h); });
+  out += ",\"rel\":";
+  put_array(out, L.rel, [&](const std::string& r) { out += std::to_string(strings.of(r)); });
+  out += ",\"clusters\":";
+  put_array(out, L.clusters, [&](const auto& c) {
+    out += fmt::format("[{},{},{},{},{}]", strings.of(c.first), coord(c.second.x),
+                       coord(c.second.y), coord(c.second.w), coord(c.second.h));
+  });
+  out += ",\"edges\":";
+  put_array(out, L.edges, [&](const auto& e) {
+    out += fmt::format("[{},{},", std::get<0>(e), std::get<1>(e));
+    put_string(out, std::get<2>(e));
+    out += ']';
+  });
+}
+
+// ---- the tape's structure ------------------------------------------------------------------
+
+enum Category : int { kOp = 0, kParam = 1, kInput = 2, kConstant = 3 };
+
+template <class T>
+Category category(const Tape<T>& tape, std::size_t i) {
+  const Op& op = tape.op(i);
+  if (std::holds_alternative<ops::Param>(op)) return kParam;
+  if (std::holds_alternative<ops::Input>(op)) return kInput;
+  if (std::holds_alternative<ops::Constant>(op)) return kConstant;
+  return kOp;
+}
+
+template <class T>
+std::string kind_of(const Tape<T>& tape, std::size_t i) {
+  const Category c = category(tape, i);
+  if (c == kOp || tape.label(i).empty()) {
+    return c == kInput ? "input" : c == kConstant ? "constant" : std::string(tape.op_name(i));
+  }
+  return std::string(tape.label(i));
+}
+
+// The two-line label the layout sizes nodes by (the page draws the same two lines).
+template <class T>
+std::string label_of(const Tape<T>& tape, std::size_t i) {
+  const Shape s = tape.shape(i);
+  return fmt::format("{}\n{}x{}", kind_of(tape, i), s.rows, s.cols);
+}
+
+struct Instance {
+  long row = 0;
+  long step = 0;
+  std::vector<long> nodes;  // tape indices in slot order
+  long tpl = -1;
+};
+
+struct Structure {
+  std::vector<std::string> rows;             // sequence paths, first appearance
+  std::vector<std::vector<long>> row_params;  // per row
+  std::vector<Instance> instances;           // by (row, step) in row then step order
+  std::map<long, std::vector<long>> column_inputs;  // step -> data leaves used only at that step
+  std::vector<long> other;
+  std::vector<long> where;  // per node: instance index, or -1
+};
+
+template <class T>
+Structure structure_of(const Tape<T>& tape, const std::vector<Place>& places) {
+  Structure S;
+  const std::size_t n = tape.size();
+  std::map<std::string, long> row_index;
+  std::map<std::pair<long, long>, long> instance_index;
+  S.where.assign(n, -1);
+  // Rows and instances, in order of first appearance; instances sorted afterwards.
+  for (std::size_t i = 0; i < n; ++i) {
+    const Place& p = places[i];
+    if (!p.step) continue;
+    if (!row_index.count(p.sequence)) {
+      row_index.emplace(p.sequence, static_cast<long>(S.rows.size()));
+      S.rows.push_back(p.sequence);
+    }
+    instance_index.emplace(std::pair{row_index[p.sequence], *p.step}, 0);
+  }
+  for (auto& [key, index] : instance_index) {
+    index = static_cast<long>(S.instances.size());
+    S.instances.push_back({key.first, key.second, {}, -1});
+  }
+  S.row_params.resize(S.rows.size());
+  for (std::size_t i = 0; i < n; ++i) {
+    const Place& p = places[i];
+    if (p.step) S.where[i] = instance_index[{row_index[p.sequence], *p.step}];
+  }
+  // Users of each node, to place the leaves.
+  std::vector<std::set<long>> user_instances(n);
+  std::vector<bool> used_outside(n, false);
+  for (std::size_t i = 0; i < n; ++i) {
+    for (const std::uint32_t j : tape.inputs_of(i)) {
+      if (S.where[i] >= 0) {
+        user_instances[j].insert(S.where[i]);
+      } else {
+        used_outside[j] = true;
+      }
+    }
+  }
+  for (std::size_t i = 0; i < n; ++i) {
+    if (S.where[i] >= 0) continue;
+    const Category c = category(tape, i);
+    const Place& p = places[i];
+    if (c == kParam && row_index.count(p.sequence)) {
+      S.row_params[static_cast<std::size_t>(row_index[p.sequence])].push_back(static_cast<long>(i));
+      continue;
+    }
+    if ((c == kInput || c == kConstant) && !used_outside[i] && !user_instances[i].empty()) {
+      if (user_instances[i].size() == 1) {
+        S.where[i] = *user_instances[i].begin();
+        continue;
+      }
+      std::set<long> steps;
+      for (long k : user_instances[i]) steps.insert(S.instances[static_cast<std::size_t>(k)].step);
+      if (steps.size() == 1) {
+        S.column_inputs[*steps.begin()].push_back(static_cast<long>(i));
+        continue;
+      }
+    }
+    S.other.push_back(static_cast<long>(i));
+  }
+  for (std::size_t i = 0; i < n; ++i) {
+    if (S.where[i] >= 0)
+      S.instances[static_cast<std::size_t>(S.where[i])].nodes.push_back(static_cast<long>(i));
+  }
+  return S;
+}
+
+// A step's ops relative to the step: their kinds, shapes, scopes below the step and the
+// in-step edges. Steps with the same key share one laid-out template.
+template <class T>
+Sketch step_sketch(const Tape<T>& tape, const std::vector<Place>& places, const Instance& in,
+                   std::string* key) {
+  Sketch s;
+  std::map<long, long> slot;
+  for (std::size_t k = 0; k < in.nodes.size(); ++k) slot[in.nodes[k]] = static_cast<long>(k);
+  for (std::size_t k = 0; k < in.nodes.size(); ++k) {
+    const auto i = static_cast<std::size_t>(in.nodes[k]);
+    const Place& p = places[i];
+    std::string rel;
+    if (p.step) {
+      for (std::size_t c = p.step_component + 1; c < p.path.size(); ++c)
+        rel += (rel.empty() ? "" : "/") + p.path[c];
+    }
+    s.labels.push_back(label_of(tape, i));
+    s.clusters.push_back(rel);
+    *key += fmt::format("{}|{}|{}|", s.labels.back(), rel, static_cast<int>(category(tape, i)));
+    for (const std::uint32_t j : tape.inputs_of(i)) {
+      const auto it = slot.find(static_cast<long>(j));
+      if (it != slot.end()) {
+        s.edges.emplace_back(it->second, static_cast<long>(k));
+        *key += fmt::format("{},", it->second);
+      } else {
+        *key += "x,";
+      }
+    }
+    *key += ';';
+  }
+  return s;
+}
+
+template <class T>
+double norm_of(ConstMap<T> m) {
+  return static_cast<double>(m.template cast<double>().norm());
+}
+
+template <class T>
+void put_stats(std::string& out, ConstMap<T> m) {
+  if (m.size() == 0) {
+    out += "0,0,0";
+    return;
+  }
+  put_number(out, static_cast<double>(m.minCoeff()));
+  out += ',';
+  put_number(out, static_cast<double>(m.maxCoeff()));
+  out += ',';
+  put_number(out, norm_of<T>(m));
+}
+
+template <class T>
+bool finite(ConstMap<T> m) {
+  return m.allFinite();
+}
+
+// Matching between two recordings: scope path, kind and ordinal among equal (scope, kind).
+template <class T>
+std::vector<std::string> keys_of(const Tape<T>& tape) {
+  std::vector<std::string> keys(tape.size());
+  std::map<std::string, long> seen;
+  for (std::size_t i = 0; i < tape.size(); ++i) {
+    const std::string base = fmt::format("{}\x1f{}", tape.scope_path(i), kind_of(tape, i));
+    keys[i] = fmt::format("{}\x1f{}", base, seen[base]++);
+  }
+  return keys;
+}
+
+struct PaneResult {
+  std::string json;
+  std::string overview;  // SVG markup, or empty
+  HtmlSummary summary;
+};
+
+std::string strip_prolog(std::string svg) {
+  const std::size_t at = svg.find("<svg");
+  if (at != std::string::npos) svg.erase(0, at);
+  // Graphviz writes comments with node names; they are not needed in the page.
+  std::size_t c;
+  while ((c = svg.find("<!--")) != std::string::npos) {
+    const std::size_t e = svg.find("-->", c);
+    if (e == std::string::npos) break;
+    svg.erase(c, e + 3 - c);
+  }
+  return svg;
+}
+
+template <class T>
+PaneResult pane(const Tape<T>& tape, const std::string& name, const HtmlOptions& o) {
+  PaneResult R;
+  const std::size_t n = tape.size();
+  const std::vector<Place> places = viz::places_of(tape);
+  Structure S = structure_of(tape, places);
+  Strings strings;
+  std::string& out = R.json;
+  out.reserve(n * 96);
+
+  // Templates.
+  std::map<std::string, long> template_of;
+  std::vector<Laid> templates;
+  for (Instance& in : S.instances) {
+    std::string key;
+    const Sketch sketch = step_sketch(tape, places, in, &key);
+    const auto it = template_of.find(key);
+    if (it != template_of.end()) {
+      in.tpl = it->second;
+      continue;
+    }
+    in.tpl = static_cast<long>(templates.size());
+    template_of.emplace(std::move(key), in.tpl);
+    templates.push_back(lay_out(sketch));
+  }
+  // Ops outside every sequence.
+  Sketch other;
+  std::map<long, long> other_slot;
+  for (std::size_t k = 0; k < S.other.size(); ++k) {
+    const auto i = static_cast<std::size_t>(S.other[k]);
+    other_slot[S.other[k]] = static_cast<long>(k);
+    other.labels.push_back(label_of(tape, i));
+    other.clusters.emplace_back();
+  }
+  for (std::size_t k = 0; k < S.other.size(); ++k) {
+    for (const std::uint32_t j : tape.inputs_of(static_cast<std::size_t>(S.other[k]))) {
+      const auto it = other_slot.find(static_cast<long>(j));
+      if (it != other_slot.end()) other.edges.emplace_back(it->second, static_cast<long>(k));
+    }
+  }
+  const Laid other_laid = S.other.empty() ? Laid{}
+                          : S.other.size() <= kMaxOtherLayout ? lay_out(other)
+                                                              : grid(other);
+
+  // The table.
+  const bool grads = tape.has_backward();
+  const auto loss = tape.last_loss();
+  long first_bad = -1;
+  std::size_t bad_count = 0;
+  std::vector<long> kind(n), scope(n), cat(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    kind[i] = strings.of(kind_of(tape, i));
+    scope[i] = strings.of(tape.scope_path(i));
+    cat[i] = category(tape, i);
+    const auto g = tape.grad(i);
+    if (!finite<T>(tape.value(i)) || (g && !finite<T>(*g))) {
+      ++bad_count;
+      if (first_bad < 0) first_bad = static_cast<long>(i);
+    }
+  }
+  out += fmt::format("{{\"name\":");
+  put_string(out, name);
+  out += fmt::format(",\"n\":{},\"grads\":{},\"loss\":{},\"first_bad\":{},\"bad\":{}", n,
+                     grads ? "true" : "false", loss ? static_cast<long>(*loss) : -1L, first_bad,
+                     bad_count);
+  out += ",\"kind\":";
+  put_ints(out, kind);
+  out += ",\"cat\":";
+  put_ints(out, cat);
+  out += ",\"scope\":";
+  put_ints(out, scope);
+  out += ",\"shape\":[";
+  for (std::size_t i = 0; i < n; ++i) {
+    const Shape s = tape.shape(i);
+    out += fmt::format("{}{},{}", i == 0 ? "" : ",", s.rows, s.cols);
+  }
+  out += "],\"pofs\":[0";
+  std::size_t offset = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    offset += tape.inputs_of(i).size();
+    out += fmt::format(",{}", offset);
+  }
+  out += "],\"par\":[";
+  bool first = true;
+  for (std::size_t i = 0; i < n; ++i) {
+    for (const std::uint32_t j : tape.inputs_of(i)) {
+      out += fmt::format("{}{}", first ? "" : ",", j);
+      first = false;
+    }
+  }
+  out += "],\"val\":[";
+  for (std::size_t i = 0; i < n; ++i) {
+    if (i > 0) out += ',';
+    put_stats<T>(out, tape.value(i));
+  }
+  out += "],\"grad\":[";
+  for (std::size_t i = 0; i < n; ++i) {
+    if (i > 0) out += ',';
+    if (const auto g = tape.grad(i)) {
+      put_stats<T>(out, *g);
+    } else {
+      out += "null,null,null";
+    }
+  }
+  out += ']';
+
+  // Rows and their steps.
+  out += ",\"rows\":[";
+  for (std::size_t r = 0; r < S.rows.size(); ++r) {
+    std::vector<long> steps, tpls;
+    std::vector<const Instance*> mine;
+    for (const Instance& in : S.instances) {
+      if (in.row != static_cast<long>(r)) continue;
+      steps.push_back(in.step);
+      tpls.push_back(in.tpl);
+      mine.push_back(&in);
+    }
+    out += r == 0 ? "{\"path\":" : ",{\"path\":";
+    put_string(out, S.rows[r]);
+    out += ",\"params\":";
+    put_ints(out, S.row_params[r]);
+    out += ",\"steps\":";
+    put_ints(out, steps);
+    out += ",\"tpl\":";
+    put_ints(out, tpls);
+    out += ",\"nodes\":";
+    put_array(out, mine, [&](const Instance* in) { put_ints(out, in->nodes); });
+    out += '}';
+  }
+  out += "],\"columns\":";
+  put_array(out, S.column_inputs, [&](const auto& c) {
+    out += fmt::format("[{},", c.first);
+    put_ints(out, c.second);
+    out += ']';
+  });
+  out += ",\"templates\":";
+  put_array(out, templates, [&](const Laid& L) {
+    out += '{';
+    put_laid(out, L, strings);
+    out += '}';
+  });
+  out += ",\"other\":{\"nodes\":";
+  put_ints(out, S.other);
+  out += ',';
+  put_laid(out, other_laid, strings);
+  out += "},\"strings\":";
+  put_array(out, strings.list, [&](const std::string& s) { put_string(out, s); });
+  out += '}';
+
+  if (o.overview && viz::have_gvc()) {
+    std::ostringstream dot;
+    DotOptions d;
+    d.rolled = true;
+    d.keep_steps = std::max(o.keep_steps, 1);
+    d.max_nodes = 800;
+    d.gradients = grads;
+    d.element_ids = true;
+    write_dot(tape, dot, d);
+    viz::with_layout(dot.str(), "write_html",
+                     [&](Agraph_s* g) { R.overview = strip_prolog(viz::render_data(g, "svg")); });
+  }
+  R.summary.ops = n;
+  R.summary.rows = S.rows.size();
+  R.summary.steps = S.instances.size();
+  R.summary.templates = templates.size();
+  return R;
+}
+
+std::string page(const HtmlOptions& o, const std::vector<PaneResult>& panes,
+                 const std::string& compare) {
+  const std::string& title = o.title;
+  std::string html;
+  html += "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>";
+  for (const char c : title) {
+    if (c == '<') html += "&lt;";
+    else if (c == '&') html += "&amp;";
+    else html += c;
+  }
+  html += "</title>\n<style>\n";
+  html += viz::kPageCss;
+  html += "</style>\n</head>\n<body>\n";
+  for (std::size_t k = 0; k < panes.size(); ++k) {
+    html += fmt::format("<template id=\"overview-{}\">", k);
+    html += panes[k].overview;
+    html += "</template>\n";
+  }
+  html += "<script type=\"application/json\" id=\"rewind-data\">";
+  html += fmt::format("{{\"version\":{},\"title\":", kFormatVersion);
+  put_string(html, title);
+  html += ",\"palette\":";
+  put_array(html, viz::kPalette, [&](const char* c) { put_string(html, c); });
+  html += ",\"panes\":[";
+  for (std::size_t k = 0; k < panes.size(); ++k) {
+    if (k > 0) html += ',';
+    html += panes[k].json;
+  }
+  html += fmt::format("],\"options\":{{\"window\":{}}},\"compare\":", o.window);
+  html += compare.empty() ? "null" : compare;
+  html += "}</script>\n<script>\n";
+  html += viz::kPageJs;
+  html += "</script>\n</body>\n</html>\n";
+  return html;
+}
+
+void check_options(const HtmlOptions& o, std::string_view who) {
+  if (o.window < 1) throw UsageError(fmt::format("{}: window must be at least 1, got {}", who, o.window));
+  if (o.keep_steps < 1)
+    throw UsageError(fmt::format("{}: keep_steps must be at least 1, got {}", who, o.keep_steps));
+  // The layout needs Graphviz's library: say so before any work.
+  if (!viz::have_gvc()) viz::with_layout({}, who, {});
+}
+
+}  // namespace
+
+template <class T>
+HtmlSummary write_html(const Tape<T>& tape, std::ostream& out, const HtmlOptions& o) {
+  check_options(o, "write_html");
+  std::vector<PaneResult> panes;
+  panes.push_back(pane(tape, o.title, o));
+  const std::string html = page(o, panes, {});
+  out << html;
+  HtmlSummary s = panes[0].summary;
+  s.bytes = html.size();
+  return s;
+}
+
+template <class T>
+HtmlSummary write_html_compare(const Tape<T>& left, const Tape<T>& right, std::ostream& out,
+                               const HtmlCompareOptions& o) {
+  check_options(o.page, "write_html_compare");
+  if (!(o.threshold > 1))
+    throw UsageError(fmt::format("write_html_compare: threshold must be above 1, got {}", o.threshold));
+  std::vector<PaneResult> panes;
+  panes.push_back(pane(left, o.left, o.page));
+  panes.push_back(pane(right, o.right, o.page));
+  // Match by key; outline where the gradient norms differ by more than the threshold (or one
+  // is zero, absent or not finite and the other is not).
+  const auto ka = keys_of(left), kb = keys_of(right);
+  std::map<std::string, long> in_b;
+  for (std::size_t j = 0; j < kb.size(); ++j) in_b.emplace(kb[j], static_cast<long>(j));
+  std::vector<long> match(left.size(), -1), differ_a, differ_b;
+  std::size_t matched = 0;
+  for (std::size_t i = 0; i < left.size(); ++i) {
+    const auto it = in_b.find(ka[i]);
+    if (it == in_b.end()) continue;
+    match[i] = it->second;
+    ++matched;
+    const auto ga = left.grad(i);
+    const auto gb = right.grad(static_cast<std::size_t>(it->second));
+    if (!ga && !gb) continue;
+    const double a = ga ? norm_of<T>(*ga) : 0, b = gb ? norm_of<T>(*gb) : 0;
+    bool differs = false;
+    if (!std::isfinite(a) || !std::isfinite(b)) {
+      differs = std::isfinite(a) != std::isfinite(b);
+    } else if (a == 0 || b == 0) {
+      differs = (a == 0) != (b == 0);
+    } else {
+      differs = std::max(a, b) / std::min(a, b) > o.threshold;
+    }
+    if (differs) {
+      differ_a.push_back(static_cast<long>(i));
+      differ_b.push_back(it->second);
+    }
+  }
+  std::string compare = fmt::format("{{\"threshold\":{},\"matched\":{},\"match\":", o.threshold, matched);
+  put_ints(compare, match);
+  compare += ",\"differ\":[";
+  put_ints(compare, differ_a);
+  compare += ',';
+  put_ints(compare, differ_b);
+  compare += "]}";
+  const std::string html = page(o.page, panes, compare);
+  out << html;
+  HtmlSummary s = panes[0].summary;
+  s.ops += panes[1].summary.ops;
+  s.steps += panes[1].summary.steps;
+  s.differing = differ_a.size();
+  s.bytes = html.size();
+  return s;
+}
+
+template HtmlSummary write_html<float>(const Tape<float>&, std::ostream&, const HtmlOptions&);
+template HtmlSummary write_html<double>(const Tape<double>&, std::ostream&, const HtmlOptions&);
+template HtmlSummary write_html_compare<float>(const Tape<float>&, const Tape<float>&,
+                                              std::ostream&, const HtmlCompareOptions&);
+template HtmlSummary write_html_compare<double>(const Tape<double>&, const Tape<double>&,
+                                                std::ostream&, const HtmlCompareOptions&);
+
+}  // namespace rwd
