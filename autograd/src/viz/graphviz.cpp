@@ -416,6 +416,71 @@ int collect_error(char* message) {
 
 bool viz::have_gvc() { return true; }
 
+namespace {
+// Object ids in creation order. Graphviz's default id discipline makes a named object's id the
+// address of its interned name, and orders subgraphs by id: a page laid out after other graphs
+// in the same process came out with its clusters in a different order from run to run. With ids
+// handed out in the order the DOT text names things, the layout depends on the text alone.
+struct Ids {
+  std::map<std::string, IDTYPE, std::less<>> by_name;
+  std::vector<std::string> names;
+  IDTYPE anonymous = 1;
+};
+void* ids_open(Agraph_t*, Agdisc_t*) { return new Ids; }
+long ids_map(void* state, int, char* str, IDTYPE* id, int create) {
+  auto* s = static_cast<Ids*>(state);
+  if (str == nullptr) {
+    *id = s->anonymous;
+    s->anonymous += 2;
+    return 1;
+  }
+  const auto it = s->by_name.find(std::string_view(str));
+  if (it != s->by_name.end()) {
+    *id = it->second;
+    return 1;
+  }
+  if (create == 0) return 0;
+  *id = static_cast<IDTYPE>(2 * s->names.size());
+  s->names.emplace_back(str);
+  s->by_name.emplace(str, *id);
+  return 1;
+}
+long ids_alloc(void*, int, IDTYPE) { return 0; }
+void ids_free(void*, int, IDTYPE) {}
+char* ids_print(void* state, int, IDTYPE id) {
+  auto* s = static_cast<Ids*>(state);
+  if (id % 2 != 0 || id / 2 >= s->names.size()) return nullptr;
+  return s->names[id / 2].data();
+}
+void ids_close(void* state) { delete static_cast<Ids*>(state); }
+void ids_register(void*, int, void*) {}
+Agiddisc_t ordered_ids{ids_open, ids_map, ids_alloc, ids_free, ids_print, ids_close, ids_register};
+
+// Reads DOT text from memory, a line at a time (as Graphviz's own in-memory reader does).
+struct Text {
+  const char* at;
+};
+int text_read(void* chan, char* buf, int size) {
+  auto* t = static_cast<Text*>(chan);
+  int n = 0;
+  while (n + 1 < size && *t->at != '\0') {
+    const char c = *t->at++;
+    buf[n++] = c;
+    if (c == '\n') break;
+  }
+  return n;
+}
+Agiodisc_t text_io{text_read, nullptr, nullptr};
+
+Agraph_t* read_ordered(const std::string& dot) {
+  text_io.putstr = AgIoDisc.putstr;
+  text_io.flush = AgIoDisc.flush;
+  static Agdisc_t disc{&AgMemDisc, &ordered_ids, &text_io};
+  Text text{dot.c_str()};
+  return agread(&text, &disc);
+}
+}  // namespace
+
 void viz::with_layout(const std::string& dot, std::string_view who,
                       const std::function<void(Agraph_s*)>& use) {
   std::lock_guard<std::mutex> lock(gv_mutex);
@@ -434,7 +499,7 @@ void viz::with_layout(const std::string& dot, std::string_view who,
   };
   GVC_t* gvc = gv_context();
   if (gvc == nullptr) fail("Graphviz could not start");
-  Agraph_t* g = agmemread(dot.c_str());
+  Agraph_t* g = read_ordered(dot);
   if (g == nullptr) fail("Graphviz could not parse the graph");
   if (gvLayout(gvc, g, "dot") != 0) {
     agclose(g);
