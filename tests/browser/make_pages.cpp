@@ -135,13 +135,15 @@ int main(int argc, char** argv) {
                             {"grad", tape.grad(i) ? stats(*tape.grad(i)) : json()}});
     }
     r["search"] = json::array();
-    r["search"].push_back({{"query", "layer1/bwd/t7/**"}, {"hits", count(tape, [](const std::string& t) {
-                             return t.rfind("layer1/bwd/t7/", 0) == 0;
-                           })}});
-    r["search"].push_back({{"query", "layer0/*/t1?/f/sigmoid"}, {"hits", count(tape, [](const std::string& t) {
-                             static const std::regex re("layer0/[^/]*/t1[0-9]/f/sigmoid");
-                             return std::regex_match(t, re);
-                           })}});
+    r["search"].push_back(
+        {{"query", "layer1/bwd/t7/**"}, {"hits", count(tape, [](const std::string& t) {
+                                           return t.rfind("layer1/bwd/t7/", 0) == 0;
+                                         })}});
+    r["search"].push_back({{"query", "layer0/*/t1?/f/sigmoid"},
+                           {"hits", count(tape, [](const std::string& t) {
+                              static const std::regex re("layer0/[^/]*/t1[0-9]/f/sigmoid");
+                              return std::regex_match(t, re);
+                            })}});
     r["search"].push_back({{"query", "/^layer[01]\\/fwd\\/t1[0-9]\\/(i|o)\\//"},
                            {"hits", count(tape, [](const std::string& t) {
                               static const std::regex re("^layer[01]/fwd/t1[0-9]/(i|o)/");
@@ -175,7 +177,8 @@ int main(int argc, char** argv) {
     record(ta, a, 12, rng_a);
     record(tb, b, 12, rng_b);
     write(dir / "compare.html", [&](std::ostream& o) {
-      write_html_compare(ta, tb, o, {.page = {.title = "W_hh x1 vs x6"}, .left = "x1", .right = "x6"});
+      write_html_compare(ta, tb, o,
+                         {.page = {.title = "W_hh x1 vs x6"}, .left = "x1", .right = "x6"});
     });
     // Match by scope path, kind and ordinal; count the pairs whose gradient norms differ by
     // more than 10x (or where exactly one is zero).

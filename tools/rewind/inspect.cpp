@@ -89,10 +89,11 @@ void record(const ModelOptions& m, bool gradients, Tape<double>& tape) {
 }
 
 std::string title_of(const ModelOptions& m) {
-  return fmt::format("{} ({} layer{}{}, {} steps{})",
-                     m.cell_file.empty() ? m.cell : std::filesystem::path(m.cell_file).filename().string(),
-                     m.layers, m.layers > 1 ? "s" : "", m.bidirectional ? ", bidirectional" : "",
-                     m.steps, m.seed == 1 ? "" : fmt::format(", seed {}", m.seed));
+  return fmt::format(
+      "{} ({} layer{}{}, {} steps{})",
+      m.cell_file.empty() ? m.cell : std::filesystem::path(m.cell_file).filename().string(),
+      m.layers, m.layers > 1 ? "s" : "", m.bidirectional ? ", bidirectional" : "", m.steps,
+      m.seed == 1 ? "" : fmt::format(", seed {}", m.seed));
 }
 }  // namespace
 
@@ -125,8 +126,8 @@ ModelOptions with_overrides(ModelOptions m, const std::string& spec) {
     } else if (key == "forget-bias") {
       number(m.forget_bias);
     } else {
-      throw UsageError(fmt::format(
-          "--compare: unknown key '{}' (seed, cell, cell-file or forget-bias)", key));
+      throw UsageError(
+          fmt::format("--compare: unknown key '{}' (seed, cell, cell-file or forget-bias)", key));
     }
   }
   return m;
@@ -144,11 +145,11 @@ HtmlSummary graph_html(const ModelOptions& m, const GraphOptions& g, std::ostrea
     const ModelOptions b = with_overrides(m, g.compare);
     Tape<double> other;
     record(b, true, other);
-    s = write_html_compare(tape, other, file,
-                           {.page = {.title = fmt::format("{} vs {}", title_of(m), title_of(b)),
-                                     .window = g.window},
-                            .left = title_of(m),
-                            .right = title_of(b)});
+    s = write_html_compare(
+        tape, other, file,
+        {.page = {.title = fmt::format("{} vs {}", title_of(m), title_of(b)), .window = g.window},
+         .left = title_of(m),
+         .right = title_of(b)});
   }
   file.close();
   if (!file) throw FileError(fmt::format("could not finish writing '{}'", g.html));
@@ -161,12 +162,11 @@ HtmlSummary graph_html(const ModelOptions& m, const GraphOptions& g, std::ostrea
 DotSummary graph(const ModelOptions& m, const GraphOptions& g, std::ostream& out) {
   Tape<double> tape;
   record(m, g.gradients, tape);
-  const DotOptions o{
-      .cluster_depth = g.depth,
-      .rolled = g.rolled,
-      .max_nodes = g.max_nodes,
-      .gradients = g.gradients,
-      .title = title_of(m)};
+  const DotOptions o{.cluster_depth = g.depth,
+                     .rolled = g.rolled,
+                     .max_nodes = g.max_nodes,
+                     .gradients = g.gradients,
+                     .title = title_of(m)};
   const std::filesystem::path path(g.output);
   DotSummary s;
   if (path.extension() == ".dot" || g.output.empty() || g.output == "-") {

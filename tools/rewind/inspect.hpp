@@ -29,7 +29,7 @@ struct GraphOptions {
   bool gradients = false;
   int depth = 4;
   std::size_t max_nodes = 0;
-  std::string output;  ///< .dot, .svg, .png or .pdf
+  std::string output;   ///< .dot, .svg, .png or .pdf
   std::string html;     ///< the interactive page (write_html)
   std::string compare;  ///< with html: a second recording, "seed=2,cell=gru,..."
   int window = 3;       ///< steps expanded when the page opens

@@ -1,7 +1,5 @@
 #include "rewind/autograd/graphviz.hpp"
 
-#include "structure.hpp"
-
 #include <algorithm>
 #include <charconv>
 #include <cmath>
@@ -12,6 +10,8 @@
 #include <set>
 #include <sstream>
 #include <vector>
+
+#include "structure.hpp"
 
 #if REWIND_HAVE_GVC
 #include <graphviz/cgraph.h>
@@ -132,8 +132,9 @@ Layout plan(const Tape<T>& tape, const std::vector<Place>& places, bool rolled, 
     const bool data_leaf =
         std::holds_alternative<ops::Input>(op) || std::holds_alternative<ops::Constant>(op);
     if (!data_leaf || users[i].empty()) continue;
-    const bool all_folded = std::all_of(users[i].begin(), users[i].end(),
-                                        [](const std::string& u) { return u.rfind("fold", 0) == 0; });
+    const bool all_folded = std::all_of(users[i].begin(), users[i].end(), [](const std::string& u) {
+      return u.rfind("fold", 0) == 0;
+    });
     if (!all_folded) continue;
     seen.erase(L.rep[i]);
     if (users[i].size() == 1) {
@@ -242,8 +243,8 @@ DotSummary write_dot(const Tape<T>& tape, std::ostream& out, const DotOptions& o
     if (id.rfind("step", 0) == 0) {
       const Place& p = places[i];
       place_in(cluster_of(split_path(L.fold_cluster[id])),
-               fmt::format("{} [label=\"t{}\\n{} ops\", shape=box3d, fillcolor=\"#f7f7f7\"{}];",
-                           id, *p.step, L.summary_ops[id], id_of(id)));
+               fmt::format("{} [label=\"t{}\\n{} ops\", shape=box3d, fillcolor=\"#f7f7f7\"{}];", id,
+                           *p.step, L.summary_ops[id], id_of(id)));
       continue;
     }
     const Op& op = tape.op(i);

@@ -39,13 +39,27 @@ void put_string(std::string& out, std::string_view s) {
   out += '"';
   for (const char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      case '<': out += "\\u003c"; break;
-      case '>': out += "\\u003e"; break;
-      case '&': out += "\\u0026"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '<':
+        out += "\\u003c";
+        break;
+      case '>':
+        out += "\\u003e";
+        break;
+      case '&':
+        out += "\\u0026";
+        break;
       default:
         if (static_cast<unsigned char>(c) < 0x20) {
           out += fmt::format("\\u{:04x}", static_cast<int>(c));
@@ -160,7 +174,8 @@ std::string sketch_dot(const Sketch& s) {
       stack.push_back({path, true});
     }
     for (long k : members[path])
-      dot += fmt::format("s{} [label=\"{}\"];\n", k, viz::escape(s.labels[static_cast<std::size_t>(k)]));
+      dot += fmt::format("s{} [label=\"{}\"];\n", k,
+                         viz::escape(s.labels[static_cast<std::size_t>(k)]));
     const auto& kids = children[path];
     for (auto it = kids.rbegin(); it != kids.rend(); ++it) stack.push_back({*it, false});
   }
@@ -338,9 +353,9 @@ struct Instance {
 };
 
 struct Structure {
-  std::vector<std::string> rows;             // sequence paths, first appearance
-  std::vector<std::vector<long>> row_params;  // per row
-  std::vector<Instance> instances;           // by (row, step) in row then step order
+  std::vector<std::string> rows;                    // sequence paths, first appearance
+  std::vector<std::vector<long>> row_params;        // per row
+  std::vector<Instance> instances;                  // by (row, step) in row then step order
   std::map<long, std::vector<long>> column_inputs;  // step -> data leaves used only at that step
   std::vector<long> other;
   std::vector<long> where;  // per node: instance index, or -1
@@ -540,7 +555,7 @@ PaneResult pane(const Tape<T>& tape, const std::string& name, const HtmlOptions&
       if (it != other_slot.end()) other.edges.emplace_back(it->second, static_cast<long>(k));
     }
   }
-  const Laid other_laid = S.other.empty() ? Laid{}
+  const Laid other_laid = S.other.empty()                     ? Laid{}
                           : S.other.size() <= kMaxOtherLayout ? lay_out(other)
                                                               : grid(other);
 
@@ -674,9 +689,12 @@ std::string page(const HtmlOptions& o, const std::vector<PaneResult>& panes,
   std::string html;
   html += "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>";
   for (const char c : title) {
-    if (c == '<') html += "&lt;";
-    else if (c == '&') html += "&amp;";
-    else html += c;
+    if (c == '<')
+      html += "&lt;";
+    else if (c == '&')
+      html += "&amp;";
+    else
+      html += c;
   }
   html += "</title>\n<style>\n";
   html += viz::kPageCss;
@@ -705,7 +723,8 @@ std::string page(const HtmlOptions& o, const std::vector<PaneResult>& panes,
 }
 
 void check_options(const HtmlOptions& o, std::string_view who) {
-  if (o.window < 1) throw UsageError(fmt::format("{}: window must be at least 1, got {}", who, o.window));
+  if (o.window < 1)
+    throw UsageError(fmt::format("{}: window must be at least 1, got {}", who, o.window));
   if (o.keep_steps < 1)
     throw UsageError(fmt::format("{}: keep_steps must be at least 1, got {}", who, o.keep_steps));
   // The layout needs Graphviz's library: say so before any work.
@@ -731,7 +750,8 @@ HtmlSummary write_html_compare(const Tape<T>& left, const Tape<T>& right, std::o
                                const HtmlCompareOptions& o) {
   check_options(o.page, "write_html_compare");
   if (!(o.threshold > 1))
-    throw UsageError(fmt::format("write_html_compare: threshold must be above 1, got {}", o.threshold));
+    throw UsageError(
+        fmt::format("write_html_compare: threshold must be above 1, got {}", o.threshold));
   std::vector<PaneResult> panes;
   panes.push_back(pane(left, o.left, o.page));
   panes.push_back(pane(right, o.right, o.page));
@@ -764,7 +784,8 @@ HtmlSummary write_html_compare(const Tape<T>& left, const Tape<T>& right, std::o
       differ_b.push_back(it->second);
     }
   }
-  std::string compare = fmt::format("{{\"threshold\":{},\"matched\":{},\"match\":", o.threshold, matched);
+  std::string compare =
+      fmt::format("{{\"threshold\":{},\"matched\":{},\"match\":", o.threshold, matched);
   put_ints(compare, match);
   compare += ",\"differ\":[";
   put_ints(compare, differ_a);
@@ -784,7 +805,7 @@ HtmlSummary write_html_compare(const Tape<T>& left, const Tape<T>& right, std::o
 template HtmlSummary write_html<float>(const Tape<float>&, std::ostream&, const HtmlOptions&);
 template HtmlSummary write_html<double>(const Tape<double>&, std::ostream&, const HtmlOptions&);
 template HtmlSummary write_html_compare<float>(const Tape<float>&, const Tape<float>&,
-                                              std::ostream&, const HtmlCompareOptions&);
+                                               std::ostream&, const HtmlCompareOptions&);
 template HtmlSummary write_html_compare<double>(const Tape<double>&, const Tape<double>&,
                                                 std::ostream&, const HtmlCompareOptions&);
 
