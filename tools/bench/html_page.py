@@ -60,8 +60,9 @@ def main():
         print(f"interactive: {p.evaluate('rewind.readyAt'):.0f} ms after navigation start "
               f"({p.evaluate('rewind.panes[0].n')} ops)")
 
-        def act(name, js):
-            r = p.evaluate(f"rewind.act({json.dumps(name)}, () => {js}).then(r => r.ms)")
+        def act(name, js, how="render"):
+            # how: "restyle" for what moves nothing (a trace, a colour), as the page's handlers do
+            r = p.evaluate(f"rewind.act({json.dumps(name)}, () => {js}, {json.dumps(how)}).then(r => r.ms)")
             times.setdefault(name, []).append(r)
 
         for k in range(1, 31):
@@ -74,13 +75,13 @@ def main():
                 f"rewind.state.closed.has('{path}') ? rewind.state.closed.delete('{path}') : rewind.state.closed.add('{path}')")
         n = p.evaluate("rewind.panes[0].n")
         for k in range(20):
-            act("trace", f"rewind.trace(0, {(k * 7919 + 13) % n})")
-        act("trace", "rewind.trace(0, null)")
+            act("trace", f"rewind.trace(0, {(k * 7919 + 13) % n})", "restyle")
+        act("trace", "rewind.trace(0, null)", "restyle")
         for q in ["layer1/bwd/t42/**", "layer0/*/t1?/f/sigmoid", "/^layer1\\/fwd\\/t3[0-9]\\/o\\//",
                   "**/mul", "layer0/fwd/t499/**"] * 2:
             act("search", f"rewind.search({json.dumps(q)})")
         for mode in ["value", "off", "grad"] * 4:
-            act("colour switch", f"rewind.setColour('{mode}')")
+            act("colour switch", f"rewind.setColour('{mode}')", "restyle")
         if a.screenshot:
             p.evaluate("rewind.search(''); rewind.state.steps.clear(); rewind.setWindow(0); rewind.act('x', () => null)")
             p.screenshot(a.screenshot)

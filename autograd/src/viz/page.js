@@ -360,6 +360,76 @@
     return {x0: x0 - w / 2, x1: x0 + 1.5 * w, y0: y0 - h / 2, y1: y0 + 1.5 * h, inner: {x0, y0, w, h},
             k: state.k};
   }
+  function marked(m, id, base) {
+    let c = base;
+    if (m.lit.has(id)) c += " lit";
+    if (m.hit.has(id)) c += " hit";
+    if (m.differ.has(id)) c += " differ";
+    if (m.sel === id) c += " sel";
+    return c;
+  }
+  function nodeClass(p, i) {
+    return "node" + (p.cat[i] === 1 ? " param" : "") + (i === p.loss ? " loss" : "");
+  }
+  const inViewOf = (view, it) => it.x < view.x1 && it.x + it.w > view.x0 && it.y < view.y1 && it.y + it.h > view.y0;
+  // Folded steps and column boxes in view, as one path per look (colour and marks), not one
+  // element each: thousands of them would cost the browser more than everything else together.
+  function stripsOf(p, L, m) {
+    const strips = new Map();
+    if (!p.instFill) p.instFill = p.instances.map((q) => groupFill(p, q.nodes) || "#ffffff");
+    for (const [id, it] of L.items) {
+      if ((it.kind !== "step" && it.kind !== "colin") || !inViewOf(p.view, it)) continue;
+      const key = it.kind === "step" ? marked(m, id, "step") + "|" + p.instFill[it.inst]
+                                     : marked(m, id, "colin") + "|#d9ead3";
+      strips.set(key, (strips.get(key) || "") + `M${f1(it.x)},${f1(it.y)}h${f1(it.w)}v${f1(it.h)}h${f1(-it.w)}z`);
+    }
+    const out = [];
+    for (const [key, d] of strips) {
+      const [c, fill] = key.split("|");
+      out.push(`<path class="${c}" data-strip="1" d="${d}" fill="${fill}"/>`);
+    }
+    return out.join("");
+  }
+  function gateMembers(p, it) {
+    const inst = p.instances[it.inst];
+    return inst.nodes.filter((i, slot) => {
+      const rel = p.templates[inst.tpl].relPath[slot];
+      return rel === it.rel || rel.startsWith(it.rel + "/");
+    });
+  }
+  // A trace, the colours or the outlines changed and nothing moved: restyle what is drawn, in
+  // place (no new elements but the strips: the browser only restyles and repaints).
+  function restyle(p) {
+    const t0 = performance.now();
+    const L = p.L, m = marks(p, L);
+    for (const el of p.scene.querySelectorAll("[data-id]")) {
+      const id = el.dataset.id, it = L.items.get(id);
+      if (!it) continue;
+      if (it.kind === "node") {
+        const fill = nodeFill(p, it.i);
+        el.setAttribute("class", marked(m, id, nodeClass(p, it.i)));
+        el.setAttribute("fill", fill);
+        const label = el.nextElementSibling;
+        if (label && label.tagName === "text") label.classList.toggle("light", lightText(fill));
+      } else if (it.kind === "gate") {
+        const fill = groupFill(p, gateMembers(p, it)) || "#eeeeee";
+        el.setAttribute("class", marked(m, id, "gatebox"));
+        el.setAttribute("fill", fill);
+        const label = el.nextElementSibling;
+        if (label && label.tagName === "text") label.classList.toggle("light", lightText(fill));
+      } else if (it.kind === "bar") {
+        el.setAttribute("class", marked(m, id, "bar"));
+      }
+    }
+    for (const el of p.scene.querySelectorAll("path[data-e]")) {
+      const [a, b] = el.dataset.e.split(">");
+      el.classList.toggle("lit", m.lit.has(a) && m.lit.has(b));
+    }
+    for (const el of p.scene.querySelectorAll("path[data-strip]")) el.remove();
+    p.scene.insertAdjacentHTML("beforeend", stripsOf(p, L, m));
+    p.scene.classList.toggle("dim", !!p.traced);
+    p.renderMs = performance.now() - t0;
+  }
   function render(p) {
     const t0 = performance.now();
     const L = layout(p);
@@ -369,14 +439,7 @@
     const m = marks(p, L);
     const t2 = performance.now();
     const s = p.strings, out = [];
-    const cls = (id, base) => {
-      let c = base;
-      if (m.lit.has(id)) c += " lit";
-      if (m.hit.has(id)) c += " hit";
-      if (m.differ.has(id)) c += " differ";
-      if (m.sel === id) c += " sel";
-      return c;
-    };
+    const cls = (id, base) => marked(m, id, base);
     // Row labels: each component clickable (collapses that prefix).
     const labelRow = (parts, x, y, cls0) => {
       let path = "", t = `<text class="${cls0}" x="${x}" y="${y}">`;
@@ -412,7 +475,7 @@
         const ia = inst.nodes[a], ib = inst.nodes[b];
         if (L.items.has("n" + ia) && L.items.has("n" + ib) && d) {
           const lit = p.traced && p.traced.set.has(ia) && p.traced.set.has(ib) ? " lit" : "";
-          edges.push(`<path class="edge${lit}" transform="translate(${f1(it.ox)},${f1(it.oy)})" d="${d}" marker-end="url(#arrow)"/>`);
+          edges.push(`<path class="edge${lit}" data-e="n${ia}>n${ib}" transform="translate(${f1(it.ox)},${f1(it.oy)})" d="${d}" marker-end="url(#arrow)"/>`);
         }
       }
     });
@@ -430,7 +493,7 @@
       const A = L.items.get(a), B = L.items.get(b);
       if (!A || !B || (!inView(A) && !inView(B))) return;
       const lit = m.lit.has(a) && m.lit.has(b) ? " lit" : "";
-      edges.push(`<path class="edge cross${lit}" d="${edgePath(A, B)}" marker-end="url(#arrow)"/>`);
+      edges.push(`<path class="edge cross${lit}" data-e="${esc(key)}" d="${edgePath(A, B)}" marker-end="url(#arrow)"/>`);
     };
     for (const it of L.items.values()) {
       if (it.kind !== "node") continue;
@@ -449,8 +512,7 @@
       }
     }
     out.push(edges.join(""));
-    // Boxes and nodes, those in (or near) the view.
-    const strips = new Map();
+    // Boxes and nodes, those in (or near) the view; folded steps and column boxes as strips.
     L.items.forEach((it, id) => {
       if (!inView(it)) return;
       const x = f1(it.x), y = f1(it.y), w = f1(it.w), h = f1(it.h);
@@ -458,33 +520,20 @@
         const rows = it.rows.map((r) => p.rows[r]);
         let ops = 0;
         for (const row of rows) for (const nodes of row.nodes) ops += nodes.length;
-        out.push(`<rect class="${cls(id, "bar")}" data-bar="${esc(it.path)}" x="${x}" y="${y}" width="${w}" height="${h}" rx="4"/>`);
+        out.push(`<rect class="${cls(id, "bar")}" data-id="${esc(id)}" data-bar="${esc(it.path)}" x="${x}" y="${y}" width="${w}" height="${h}" rx="4"/>`);
         out.push(`<text class="bartext" x="${f1(it.x + 8)}" y="${f1(it.y + 18)}">▸ ${esc(it.path)}: ${rows.length} sequence${rows.length > 1 ? "s" : ""}, ${ops + rows.reduce((a, r) => a + r.params.length, 0)} ops (click to expand)</text>`);
       } else if (it.kind === "step") {
-        // Folded steps are drawn as one path per look (colour and marks), not one element each:
-        // thousands of them would cost the browser more than everything else together.
         const inst = p.instances[it.inst];
-        if (!p.instFill) p.instFill = p.instances.map((q) => groupFill(p, q.nodes) || "#ffffff");
-        const key = cls(id, "step") + "|" + p.instFill[it.inst];
-        strips.set(key, (strips.get(key) || "") + `M${x},${y}h${w}v${h}h${f1(-it.w)}z`);
         if (state.k >= kText && (inst.t % 10 === 0 || state.k >= 1.5))
           out.push(`<text class="steptext" x="${f1(it.x + it.w / 2)}" y="${f1(it.y + 10)}" text-anchor="middle">${inst.t}</text>`);
       } else if (it.kind === "gate") {
-        const inst = p.instances[it.inst];
-        const members = inst.nodes.filter((i, slot) => {
-          const rel = p.templates[inst.tpl].relPath[slot];
-          return rel === it.rel || rel.startsWith(it.rel + "/");
-        });
+        const members = gateMembers(p, it);
         const fill = groupFill(p, members) || "#eeeeee";
-        out.push(`<rect class="${cls(id, "gatebox")}" data-gate="${it.inst}:${esc(it.rel)}" x="${x}" y="${y}" width="${w}" height="${h}" rx="3" fill="${fill}"/>`);
+        out.push(`<rect class="${cls(id, "gatebox")}" data-id="${esc(id)}" data-gate="${it.inst}:${esc(it.rel)}" x="${x}" y="${y}" width="${w}" height="${h}" rx="3" fill="${fill}"/>`);
         out.push(`<text class="nodetext${lightText(fill) ? " light" : ""}" x="${f1(it.x + it.w / 2)}" y="${f1(it.y + it.h / 2 + 3)}">${esc(it.rel)} · ${members.length} ops ▸</text>`);
-      } else if (it.kind === "colin") {
-        const key = cls(id, "colin") + "|#d9ead3";
-        strips.set(key, (strips.get(key) || "") + `M${x},${y}h${w}v${h}h${f1(-it.w)}z`);
       } else if (it.kind === "node") {
         const i = it.i, fill = nodeFill(p, i);
-        let c = "node" + (p.cat[i] === 1 ? " param" : "") + (i === p.loss ? " loss" : "");
-        out.push(`<rect class="${cls(id, c)}" data-i="${i}" x="${x}" y="${y}" width="${w}" height="${h}" rx="4" fill="${fill}"/>`);
+        out.push(`<rect class="${cls(id, nodeClass(p, i))}" data-id="${id}" data-i="${i}" x="${x}" y="${y}" width="${w}" height="${h}" rx="4" fill="${fill}"/>`);
         if (it.w >= 24 && state.k >= kText) {
           const light = lightText(fill) ? " light" : "";
           const sh = p.shape[2 * i] + "x" + p.shape[2 * i + 1];
@@ -492,10 +541,7 @@
         }
       }
     });
-    for (const [key, d] of strips) {
-      const [c, fill] = key.split("|");
-      out.push(`<path class="${c}" data-strip="1" d="${d}" fill="${fill}"/>`);
-    }
+    out.push(stripsOf(p, L, m));
     p.scene.classList.toggle("dim", !!p.traced);
     const html = out.join("");
     const t3 = performance.now();
@@ -534,10 +580,16 @@
   }
 
   // ---- actions (each one timed until the frame after it is painted) -----------------------------
-  function act(name, fn) {
+  // An action: fn changes the state; then the scene is drawn again, or only restyled when
+  // nothing moved (a trace, a colour switch).
+  function act(name, fn, how = "render") {
     const t0 = performance.now();
     const result = fn();
-    renderAll();
+    if (how === "restyle") {
+      for (const p of panes) restyle(p);
+    } else {
+      renderAll();
+    }
     return new Promise((resolve) => {
       requestAnimationFrame(() => setTimeout(() => {
         const ms = performance.now() - t0;
@@ -800,7 +852,7 @@
     svg.addEventListener("click", (e) => {
       if (moved) return;
       const t = e.target, d = Object.assign({}, t.dataset || {}, boxAt(p, e.clientX, e.clientY, t));
-      if (d.i !== undefined) act("trace", () => trace(k, Number(d.i)));
+      if (d.i !== undefined) act("trace", () => trace(k, Number(d.i)), "restyle");
       else if (d.step !== undefined) act("step", () => {
         const inst = p.instances[Number(d.step)];
         state.steps.set(inst.path, !stepOpen(inst) || !p.L.open[Number(d.step)]);
@@ -813,7 +865,7 @@
       else if (d.row !== undefined) act("row", () => state.closed.add(d.row));
       else if (d.bar !== undefined) act("row", () => state.closed.delete(d.bar));
       else if (d.col !== undefined) act("step", () => setWindow(p.steps.indexOf(Number(d.col)) - Math.floor(state.window / 2)));
-      else if (p.traced) act("trace", () => trace(k, null));
+      else if (p.traced) act("trace", () => trace(k, null), "restyle");
     });
     svg.addEventListener("mousemove", (e) => {
       const d = Object.assign({}, e.target.dataset || {}, boxAt(p, e.clientX, e.clientY, e.target));
@@ -888,7 +940,7 @@
         if (p) { focusNode(p, p.hits[0], false); applyView(); }
       });
     });
-    $("colour").addEventListener("change", (e) => act("colour", () => setColour(e.target.value)));
+    $("colour").addEventListener("change", (e) => act("colour", () => setColour(e.target.value), "restyle"));
     $("bad").addEventListener("click", () => act("bad", jumpBad));
     $("gates").addEventListener("click", () => act("gate", () => toggleAllGates()));
     $("fit").addEventListener("click", () => { fit(); applyView(); });
@@ -901,7 +953,7 @@
       else if (e.key === "ArrowLeft") act("window", () => setWindow(state.start - step));
       else if (e.key === "f") { fit(); applyView(); }
       else if (e.key === "/") { e.preventDefault(); $("search").focus(); }
-      else if (e.key === "Escape") act("trace", () => trace(0, null));
+      else if (e.key === "Escape") act("trace", () => trace(0, null), "restyle");
     });
   }
   // Collapse (or expand) every gate of the open steps.
