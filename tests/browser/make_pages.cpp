@@ -152,6 +152,25 @@ int main(int argc, char** argv) {
     r["first_bad"] = -1;
   }
 
+  // Issue 16's workload: a 2-layer bidirectional LSTM over 500 steps (about 34 000 ops), and
+  // 20 probes traced here.
+  {
+    layers::Rng rng(1);
+    layers::Lstm<double> net({.input = 3, .hidden = 4, .num_layers = 2, .bidirectional = true},
+                             rng);
+    Tape<double> tape;
+    record(tape, net, 500, rng);
+    write(dir / "big.html", [&](std::ostream& o) {
+      write_html(tape, o, {.title = "lstm 2 layers bidirectional, 500 steps"});
+    });
+    json& r = ref["big"];
+    r["n"] = tape.size();
+    for (int k = 0; k < 20; ++k) {
+      const std::size_t i = (static_cast<std::size_t>(k) * 7919 + 13) % tape.size();
+      r["probes"].push_back({{"node", i}, {"traced", traced(tape, i)}});
+    }
+  }
+
   // The same shape of model with a NaN in one input element at step 4.
   {
     layers::Rng rng(3);

@@ -269,19 +269,27 @@ class OtherPages(unittest.TestCase):
             self.assertEqual(p.errors(), [])
 
     def test_500_steps_of_a_2_layer_bidirectional_lstm(self):
-        subprocess.run([ARGS.rewind, "graph", "--cell", "lstm", "--layers", "2", "--bidirectional",
-                        "--steps", "500", "--html", page_path("big.html")], check=True,
-                       stdout=subprocess.DEVNULL)
         p = open_page("big.html")
-        self.assertGreater(p.evaluate("rewind.panes[0].n"), 30000)
+        ref = REF["big"]
+        self.assertEqual(p.evaluate("rewind.panes[0].n"), ref["n"])
+        self.assertGreater(ref["n"], 30000)
         for k in range(1, 21):
             timed(p, "window (500 steps)", f"rewind.setWindow({k})")
         self.assertEqual(sorted({s.rsplit('/', 1)[1] for s in p.evaluate("rewind.openSteps(0)")}), ["t20", "t21", "t22"])
-        for k in range(20):
-            timed(p, "trace (500 steps)", f"rewind.trace(0, {(k * 7919) % 33000})", "restyle")
+        for probe in ref["probes"]:
+            timed(p, "trace (500 steps)", f"rewind.trace(0, {probe['node']})", "restyle")
+            self.assertEqual(p.evaluate("rewind.traceNodes(0)"), probe["traced"], f"node {probe['node']}")
         timed(p, "search (500 steps)", "rewind.search('layer1/bwd/t42/**')")
         self.assertEqual(p.evaluate("rewind.panes[0].hits.length"), p.evaluate("rewind.panes[0].hits.filter(i => rewind.rep(0, i) === 'n' + i).length"))
         p.screenshot(page_path("big.png"))
+        self.assertEqual(p.errors(), [])
+
+    def test_the_command_writes_the_same_page(self):
+        subprocess.run([ARGS.rewind, "graph", "--cell", "lstm", "--layers", "2", "--bidirectional",
+                        "--steps", "30", "--html", page_path("cli.html")], check=True,
+                       stdout=subprocess.DEVNULL)
+        p = open_page("cli.html")
+        self.assertEqual(len(p.evaluate("rewind.panes[0].rows")), 6)
         self.assertEqual(p.errors(), [])
 
 

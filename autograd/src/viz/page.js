@@ -62,7 +62,12 @@
     }
     p.steps = [...stepSet].sort((a, b) => a - b);
     for (const tpl of p.templates) tpl.relPath = tpl.rel.map((k) => s[k]);
-    p.text = (i) => s[p.scope[i]] + (s[p.scope[i]] ? "/" : "") + s[p.kind[i]];
+    // What search matches: "scope/kind", made once on the first search.
+    let texts = null;
+    p.text = (i) => {
+      if (!texts) texts = Array.from({length: n}, (_, j) => s[p.scope[j]] + (s[p.scope[j]] ? "/" : "") + s[p.kind[j]]);
+      return texts[i];
+    };
     p.headW = 110;
     for (const row of p.rows)
       for (const i of row.params) p.headW = Math.max(p.headW, textWidth(s[p.kind[i]]) + 28);
