@@ -187,6 +187,12 @@ class Page(unittest.TestCase):
         p = self.page
         self.assertEqual(p.evaluate("rewind.state.colour"), "grad")  # the page has gradients
         self.assertEqual(p.evaluate("document.querySelectorAll('#legend .swatch').length"), 9)
+        # Folded steps are painted in their colour (no style rule hides the attribute).
+        strips = p.evaluate("[...document.querySelectorAll('.scene path.step')].map(e => [e.getAttribute('fill'), getComputedStyle(e).fill])")
+        self.assertGreater(len({a for a, _ in strips}), 2)
+        for attr, painted in strips:
+            rgb = tuple(int(attr[k:k + 2], 16) for k in (1, 3, 5))
+            self.assertEqual(painted, "rgb(%d, %d, %d)" % rgb)
         fill = lambda: p.evaluate("[...document.querySelectorAll('.scene rect.node')].map(e => e.getAttribute('fill')).join(',')")
         grad = fill()
         p.evaluate("(() => { const s = document.getElementById('colour'); s.value = 'value'; s.dispatchEvent(new Event('change')); })()")
