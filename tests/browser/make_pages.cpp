@@ -3,12 +3,14 @@
 // and descendants for 20 probes, search counts, the first NaN/Inf, the ops whose gradient norms
 // differ by more than 10x between two recordings.
 // Usage: make_pages <output folder>
+// (No std::regex here: g++ 12 warns falsely inside it under the sanitizers, and -Werror.)
+#include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
-#include <regex>
 #include <rewind/rewind.hpp>
 #include <set>
 
@@ -73,6 +75,23 @@ std::vector<std::size_t> traced(const Tape<double>& tape, std::size_t i) {
   return {up.begin(), up.end()};
 }
 
+std::vector<std::string> split(const std::string& path) {
+  std::vector<std::string> parts;
+  std::size_t at = 0;
+  while (at <= path.size() && !path.empty()) {
+    const std::size_t slash = std::min(path.find('/', at), path.size());
+    parts.push_back(path.substr(at, slash - at));
+    at = slash + 1;
+  }
+  return parts;
+}
+
+bool is_step(const std::string& part) {
+  return part.size() >= 2 && part[0] == 't' &&
+         std::all_of(part.begin() + 1, part.end(),
+                     [](char c) { return std::isdigit(static_cast<unsigned char>(c)) != 0; });
+}
+
 std::size_t count(const Tape<double>& tape, const std::function<bool(const std::string&)>& f) {
   std::size_t c = 0;
   for (std::size_t i = 0; i < tape.size(); ++i) c += f(text(tape, i)) ? 1 : 0;
@@ -112,13 +131,18 @@ int main(int argc, char** argv) {
     });
     json& r = ref["lstm"];
     r["n"] = tape.size();
-    std::set<std::string> sequences;
+    std::set<std::string> sequences;  // the scope before a t<digits> component
     for (std::size_t i = 0; i < tape.size(); ++i) {
-      const std::string s = tape.scope_path(i);
-      static const std::regex step("(^|/)t[0-9]+(/|$)");
-      std::smatch m;
-      if (!std::holds_alternative<ops::Param>(tape.op(i)) && std::regex_search(s, m, step))
-        sequences.insert(s.substr(0, static_cast<std::size_t>(m.position(0))));
+      if (std::holds_alternative<ops::Param>(tape.op(i))) continue;
+      const auto parts = split(tape.scope_path(i));
+      for (std::size_t c = 0; c < parts.size(); ++c) {
+        if (is_step(parts[c])) {
+          std::string prefix;
+          for (std::size_t k = 0; k < c; ++k) prefix += (k ? "/" : "") + parts[k];
+          sequences.insert(prefix);
+          break;
+        }
+      }
     }
     r["sequences"] = sequences;
     for (int k = 0; k < 20; ++k) {
@@ -134,6 +158,7 @@ int main(int argc, char** argv) {
                             {"value", stats(tape.value(i))},
                             {"grad", tape.grad(i) ? stats(*tape.grad(i)) : json()}});
     }
+    // Each query's hits, by a predicate written here over the path's components.
     r["search"] = json::array();
     r["search"].push_back(
         {{"query", "layer1/bwd/t7/**"}, {"hits", count(tape, [](const std::string& t) {
@@ -141,13 +166,18 @@ int main(int argc, char** argv) {
                                          })}});
     r["search"].push_back({{"query", "layer0/*/t1?/f/sigmoid"},
                            {"hits", count(tape, [](const std::string& t) {
-                              static const std::regex re("layer0/[^/]*/t1[0-9]/f/sigmoid");
-                              return std::regex_match(t, re);
+                              const auto c = split(t);
+                              return c.size() == 5 && c[0] == "layer0" && c[2].size() == 3 &&
+                                     c[2].rfind("t1", 0) == 0 && c[3] == "f" && c[4] == "sigmoid";
                             })}});
     r["search"].push_back({{"query", "/^layer[01]\\/fwd\\/t1[0-9]\\/(i|o)\\//"},
                            {"hits", count(tape, [](const std::string& t) {
-                              static const std::regex re("^layer[01]/fwd/t1[0-9]/(i|o)/");
-                              return std::regex_search(t, re);
+                              const auto c = split(t);
+                              return c.size() >= 5 && (c[0] == "layer0" || c[0] == "layer1") &&
+                                     c[1] == "fwd" && c[2].size() == 3 &&
+                                     c[2].rfind("t1", 0) == 0 &&
+                                     std::isdigit(static_cast<unsigned char>(c[2][2])) &&
+                                     (c[3] == "i" || c[3] == "o");
                             })}});
     r["first_bad"] = -1;
   }
@@ -195,10 +225,11 @@ int main(int argc, char** argv) {
     Tape<double> ta, tb;
     record(ta, a, 12, rng_a);
     record(tb, b, 12, rng_b);
-    write(dir / "compare.html", [&](std::ostream& o) {
-      write_html_compare(ta, tb, o,
-                         {.page = {.title = "W_hh x1 vs x6"}, .left = "x1", .right = "x6"});
-    });
+    HtmlCompareOptions options;  // member by member: see tools/rewind/inspect.cpp
+    options.page.title = "W_hh x1 vs x6";
+    options.left = "x1";
+    options.right = "x6";
+    write(dir / "compare.html", [&](std::ostream& o) { write_html_compare(ta, tb, o, options); });
     // Match by scope path, kind and ordinal; count the pairs whose gradient norms differ by
     // more than 10x (or where exactly one is zero).
     const auto keys = [](const Tape<double>& t) {

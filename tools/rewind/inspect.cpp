@@ -139,17 +139,23 @@ HtmlSummary graph_html(const ModelOptions& m, const GraphOptions& g, std::ostrea
   std::ofstream file(g.html, std::ios::binary);
   if (!file) throw FileError(fmt::format("cannot write '{}'", g.html));
   HtmlSummary s;
+  // Options set member by member: g++ 12 warns (maybe-uninitialized, a false positive under
+  // the sanitizers) on nested designated initializers holding strings.
+  HtmlOptions page;
+  page.title = title_of(m);
+  page.window = g.window;
   if (g.compare.empty()) {
-    s = write_html(tape, file, {.title = title_of(m), .window = g.window});
+    s = write_html(tape, file, page);
   } else {
     const ModelOptions b = with_overrides(m, g.compare);
     Tape<double> other;
     record(b, true, other);
-    s = write_html_compare(
-        tape, other, file,
-        {.page = {.title = fmt::format("{} vs {}", title_of(m), title_of(b)), .window = g.window},
-         .left = title_of(m),
-         .right = title_of(b)});
+    HtmlCompareOptions c;
+    c.page = page;
+    c.page.title = fmt::format("{} vs {}", title_of(m), title_of(b));
+    c.left = title_of(m);
+    c.right = title_of(b);
+    s = write_html_compare(tape, other, file, c);
   }
   file.close();
   if (!file) throw FileError(fmt::format("could not finish writing '{}'", g.html));
