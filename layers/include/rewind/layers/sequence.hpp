@@ -135,6 +135,12 @@ class Sequence {
             {fmt::format("layer{}/{}", layer, d == 0 ? "fwd" : "bwd"), run.outputs, d == 1});
         per_direction.push_back(std::move(run.outputs));
       }
+      const bool drop =
+          call.dropout_rng != nullptr && options_.dropout > 0 && layer + 1 < options_.num_layers;
+      if (directions() == 1 && !drop) {  // nothing recorded between the layers
+        in = std::move(per_direction[0]);
+        continue;
+      }
       std::vector<Var<T>> next(in.size());
       for (std::size_t t = 0; t < in.size(); ++t) {
         // Under the step's scope (layer<k>/t<t>), so graphs and diagnostics see these per-step
@@ -142,10 +148,7 @@ class Sequence {
         auto step_scope = tape.scope(fmt::format("t{}", t));
         next[t] = directions() == 1 ? per_direction[0][t]
                                     : concat_cols({per_direction[0][t], per_direction[1][t]});
-        if (call.dropout_rng != nullptr && options_.dropout > 0 &&
-            layer + 1 < options_.num_layers) {
-          next[t] = dropout(next[t], options_.dropout, *call.dropout_rng);
-        }
+        if (drop) next[t] = dropout(next[t], options_.dropout, *call.dropout_rng);
       }
       in = std::move(next);
     }
