@@ -163,7 +163,7 @@ Layout plan(const Tape<T>& tape, const std::vector<Place>& places, bool rolled, 
 template <class T>
 std::string stats(ConstMap<T> m) {
   if (m.size() == 0) return "empty";
-  const double norm = static_cast<double>(m.template cast<double>().norm());
+  const double norm = viz::norm_of<T>(m);
   return fmt::format("min {:.4g}, max {:.4g}, norm {:.4g}", static_cast<double>(m.minCoeff()),
                      static_cast<double>(m.maxCoeff()), norm);
 }
@@ -200,7 +200,7 @@ DotSummary write_dot(const Tape<T>& tape, std::ostream& out, const DotOptions& o
     for (std::size_t i = 0; i < n; ++i) {
       const auto g = tape.grad(i);
       if (!g) continue;
-      const double v = static_cast<double>(g->template cast<double>().norm());
+      const double v = viz::norm_of<T>(*g);
       norms[i] = v;
       has_grad[i] = true;
       if (!std::isfinite(v)) {

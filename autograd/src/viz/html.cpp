@@ -4,7 +4,6 @@
 #include "rewind/autograd/html.hpp"
 
 #include <algorithm>
-#include <charconv>
 #include <cmath>
 #include <map>
 #include <ostream>
@@ -25,6 +24,7 @@ namespace rwd {
 namespace {
 
 using viz::join;
+using viz::norm_of;
 using viz::Place;
 using viz::split_path;
 
@@ -462,11 +462,6 @@ Sketch step_sketch(const Tape<T>& tape, const std::vector<Place>& places, const 
 }
 
 template <class T>
-double norm_of(ConstMap<T> m) {
-  return static_cast<double>(m.template cast<double>().norm());
-}
-
-template <class T>
 void put_stats(std::string& out, ConstMap<T> m) {
   if (m.size() == 0) {
     out += "0,0,0";
@@ -477,11 +472,6 @@ void put_stats(std::string& out, ConstMap<T> m) {
   put_number(out, static_cast<double>(m.maxCoeff()));
   out += ',';
   put_number(out, norm_of<T>(m));
-}
-
-template <class T>
-bool finite(ConstMap<T> m) {
-  return m.allFinite();
 }
 
 // Matching between two recordings: scope path, kind and ordinal among equal (scope, kind).
@@ -570,7 +560,7 @@ PaneResult pane(const Tape<T>& tape, const std::string& name, const HtmlOptions&
     scope[i] = strings.of(tape.scope_path(i));
     cat[i] = category(tape, i);
     const auto g = tape.grad(i);
-    if (!finite<T>(tape.value(i)) || (g && !finite<T>(*g))) {
+    if (!tape.value(i).allFinite() || (g && !g->allFinite())) {
       ++bad_count;
       if (first_bad < 0) first_bad = static_cast<long>(i);
     }
@@ -664,7 +654,7 @@ PaneResult pane(const Tape<T>& tape, const std::string& name, const HtmlOptions&
   put_array(out, strings.list, [&](const std::string& s) { put_string(out, s); });
   out += '}';
 
-  if (o.overview && viz::have_gvc()) {
+  if (o.overview) {  // check_options made sure libgvc is there
     std::ostringstream dot;
     DotOptions d;
     d.rolled = true;

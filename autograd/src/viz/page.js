@@ -61,6 +61,8 @@
       stepSet.add(t);
     }
     p.steps = [...stepSet].sort((a, b) => a - b);
+    const colIndex = new Map(p.steps.map((t, c) => [t, c]));
+    for (const inst of p.instances) inst.col = colIndex.get(inst.t);  // its column
     for (const tpl of p.templates) tpl.relPath = tpl.rel.map((k) => s[k]);
     // What search matches: "scope/kind", made once on the first search.
     let texts = null;
@@ -80,7 +82,7 @@
     window: Math.max(1, data.options.window), start: 0,
     steps: new Map(),   // step path -> true (expanded) / false (collapsed), over the window
     closed: new Set(),  // collapsed row prefixes and gate paths
-    colour: "off", trace: null, hits: [], hitAt: -1, tx: 20, ty: 60, k: 1, tab: "unrolled",
+    colour: "off", tx: 20, ty: 60, k: 1, tab: "unrolled",
   };
   const timings = {};
   const panes = data.panes.map((p, k) => decode(p, k));
@@ -217,8 +219,6 @@
   function layout(p) {
     const L = {items: new Map(), open: new Uint8Array(p.instances.length), rowBar: [],
                colOpen: new Map(), colX: new Map(), colW: new Map(), rows: []};
-    const colIndex = new Map(p.steps.map((t, c) => [t, c]));
-    for (const inst of p.instances) inst.col = colIndex.get(inst.t);
     // Rows: collapsed under a prefix, or open.
     p.rows.forEach((row, r) => { L.rowBar[r] = rowClosed(row) ? "b" + rowClosed(row) : null; });
     p.instances.forEach((inst, k) => { L.open[k] = !L.rowBar[inst.row] && stepOpen(inst) ? 1 : 0; });
@@ -659,7 +659,6 @@
   // the window moves to the first).
   function search(q) {
     for (const p of panes) p.hits = [];
-    state.hitAt = -1;
     q = (q || "").trim();
     if (!q) return {hits: 0};
     let re;
@@ -681,7 +680,6 @@
       focusNode(p, p.hits[0], false);
     }
     for (const i of p.hits) reveal(p, i);
-    state.hitAt = p.hits.length ? 0 : -1;
     return {hits: total};
   }
   // Open whatever hides node i: its row prefixes, its step, its gates.

@@ -59,6 +59,12 @@ std::vector<Place> places_of(const Tape<T>& tape) {
   return places;
 }
 
+/// The Frobenius norm, accumulated in double.
+template <class T>
+double norm_of(const ConstMap<T>& m) {
+  return static_cast<double>(m.template cast<double>().norm());
+}
+
 /// Whether this build has Graphviz's library.
 bool have_gvc();
 /// Parses DOT, lays it out with `dot` and calls `use` on the laid-out graph, under the process-
