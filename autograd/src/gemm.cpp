@@ -125,18 +125,63 @@ constexpr Index kJitRows = 64;
 
 #if REWIND_HAVE_LIBXSMM
 template <class T>
-using JitKernel = std::conditional_t<std::is_same_v<T, float>, libxsmm_smmfunction,
-                                     libxsmm_dmmfunction>;
+using JitKernel =
+    std::conditional_t<std::is_same_v<T, float>, libxsmm_smmfunction, libxsmm_dmmfunction>;
 
+/// Column-major C (rows×n, leading dimension ldc) = or += A (rows×k, lda)·B, B k×n (ldb) or,
+/// with trans_b, Bᵀ for a column-major n×k B (ldb).
 template <class T>
-JitKernel<T> jit_kernel(Index rows, Index n, Index k, Index ldc, bool add) {
-  const libxsmm_blasint m_ = rows, n_ = n, k_ = k, lda = rows, ldb = k, ldc_ = ldc;
+JitKernel<T> jit_kernel(Index rows, Index n, Index k, Index lda, Index ldb, Index ldc, bool add,
+                        bool trans_b = false) {
+  const libxsmm_blasint m_ = rows, n_ = n, k_ = k, lda_ = lda, ldb_ = ldb, ldc_ = ldc;
   const T one = 1, beta = add ? 1 : 0;
+  const int flags = trans_b ? LIBXSMM_GEMM_FLAG_TRANS_B : LIBXSMM_GEMM_FLAG_NONE;
   if constexpr (std::is_same_v<T, float>) {
-    return libxsmm_smmdispatch(m_, n_, k_, &lda, &ldb, &ldc_, &one, &beta, nullptr, nullptr);
+    return libxsmm_smmdispatch(m_, n_, k_, &lda_, &ldb_, &ldc_, &one, &beta, &flags, nullptr);
   } else {
-    return libxsmm_dmmdispatch(m_, n_, k_, &lda, &ldb, &ldc_, &one, &beta, nullptr, nullptr);
+    return libxsmm_dmmdispatch(m_, n_, k_, &lda_, &ldb_, &ldc_, &one, &beta, &flags, nullptr);
   }
+}
+
+/// The kernel for panel rows of the product above, or an error naming the product.
+template <class T>
+JitKernel<T> checked_kernel(Index rows, Index n, Index k, Index lda, Index ldb, Index ldc, bool add,
+                            bool trans_b, Index m) {
+  const JitKernel<T> f = jit_kernel<T>(rows, n, k, lda, ldb, ldc, add, trans_b);
+  if (f == nullptr) {
+    throw std::runtime_error("libxsmm generated no kernel for a " + std::to_string(m) + "x" +
+                             std::to_string(k) + " product with " + std::to_string(n) + " columns");
+  }
+  return f;
+}
+
+/// Column-major C (m×n, leading dimension ldc) = or += A·B, A m×k (leading dimension lda) and B
+/// k×n (leading dimension ldb; with trans_b, B is stored transposed: n×k column-major), as one
+/// JIT product per panel of kJitRows rows of A and C. Panel p of A starts at a + p·panel_stride;
+/// `packed`: each panel is stored with its own row count as leading dimension (a weight's
+/// panels), else every panel has lda. Two threads take half of the panels each, so the result
+/// does not depend on the thread count.
+template <class T>
+void run_panels(Index m, Index n, Index k, const T* a, Index lda, Index panel_stride, bool packed,
+                const T* b, Index ldb, bool trans_b, T* c, Index ldc, bool add) {
+  const Index panels = (m + kJitRows - 1) / kJitRows;
+  const Index last = m - (panels - 1) * kJitRows;
+  const JitKernel<T> tail =
+      checked_kernel<T>(last, n, k, packed ? last : lda, ldb, ldc, add, trans_b, m);
+  const JitKernel<T> full =
+      panels == 1 ? tail : checked_kernel<T>(kJitRows, n, k, lda, ldb, ldc, add, trans_b, m);
+  const auto panel = [&](Index p) {
+    (p + 1 == panels ? tail : full)(a + p * panel_stride, b, c + p * kJitRows);
+  };
+#ifdef _OPENMP
+  if (panels > 1 &&
+      split_product(static_cast<double>(m) * static_cast<double>(k) * static_cast<double>(n))) {
+#pragma omp parallel for num_threads(Eigen::nbThreads()) schedule(static)
+    for (Index p = 0; p < panels; ++p) panel(p);
+    return;
+  }
+#endif
+  for (Index p = 0; p < panels; ++p) panel(p);
 }
 
 /// Whether this process uses libxsmm: not switched off by REWIND_GEMM=eigen, and libxsmm can
@@ -145,8 +190,8 @@ bool jit_enabled() {
   static const bool enabled = [] {
     const char* choice = std::getenv("REWIND_GEMM");
     if (choice != nullptr && std::strcmp(choice, "eigen") == 0) return false;
-    return jit_kernel<float>(kJitRows, 8, 64, kJitRows, true) != nullptr &&
-           jit_kernel<double>(kJitRows, 8, 64, kJitRows, true) != nullptr;
+    return jit_kernel<float>(kJitRows, 8, 64, kJitRows, 64, kJitRows, true) != nullptr &&
+           jit_kernel<double>(kJitRows, 8, 64, kJitRows, 64, kJitRows, true) != nullptr;
   }();
   return enabled;
 }
@@ -171,8 +216,9 @@ void pack_jit(typename PackedWeight<T>::View& v, const T* data, Index m, Index k
         for (Index p = 0; p < k; ++p) out[p * rows + i] = src[p];
       }
     } else {
-      for (Index p = 0; p < k; ++p) std::memcpy(out + p * rows, data + p * stride + i0,
-                                                sizeof(T) * static_cast<std::size_t>(rows));
+      for (Index p = 0; p < k; ++p)
+        std::memcpy(out + p * rows, data + p * stride + i0,
+                    sizeof(T) * static_cast<std::size_t>(rows));
     }
   }
   v.valid = true;
@@ -182,27 +228,32 @@ void pack_jit(typename PackedWeight<T>::View& v, const T* data, Index m, Index k
 /// column-major matrix at `b`.
 template <class T>
 void run_jit(const typename PackedWeight<T>::View& v, const T* b, Index n, T* c, bool add) {
-  const Index panels = (v.m + kJitRows - 1) / kJitRows;
-  const Index last = v.m - (panels - 1) * kJitRows;
-  const JitKernel<T> tail = jit_kernel<T>(last, n, v.k, v.m, add);
-  const JitKernel<T> full = panels == 1 ? tail : jit_kernel<T>(kJitRows, n, v.k, v.m, add);
-  if (full == nullptr || tail == nullptr) {
-    throw std::runtime_error("libxsmm generated no kernel for a " + std::to_string(v.m) + "x" +
-                             std::to_string(v.k) + " product with " + std::to_string(n) +
-                             " columns");
-  }
-  const auto panel = [&](Index p) {
-    (p + 1 == panels ? tail : full)(v.panels.data() + p * kJitRows * v.k, b, c + p * kJitRows);
-  };
-#ifdef _OPENMP
-  if (panels > 1 &&
-      split_product(static_cast<double>(v.m) * static_cast<double>(v.k) * static_cast<double>(n))) {
-#pragma omp parallel for num_threads(Eigen::nbThreads()) schedule(static)
-    for (Index p = 0; p < panels; ++p) panel(p);
-    return;
-  }
-#endif
-  for (Index p = 0; p < panels; ++p) panel(p);
+  // Each panel is column-major with kJitRows rows (the last: fewer), stored one after another.
+  run_panels<T>(v.m, n, v.k, v.panels.data(), kJitRows, kJitRows * v.k, true, b, v.k, false, c, v.m,
+                add);
+}
+
+/// Whether the weight gradient y = aᵀ·b (y m×k) goes through libxsmm: the result small enough
+/// to stay in a core's L2 cache over the product (at most 512 KiB). There libxsmm's kernels run
+/// 1.2-1.9x Eigen's on the steps' shapes; at hidden 512 (y = 4 MiB for W_hh) the product is
+/// bound by streaming y through memory and Eigen's kernel does better (docs/benchmarks.md).
+template <class T>
+bool jit_gradient_pays(Index m, Index k, Index n) {
+  // libxsmm generates the kernels that read B transposed on this processor.
+  static const bool trans_b =
+      jit_kernel<T>(kJitRows, 64, 8, kJitRows, 64, kJitRows, true, true) != nullptr;
+  return trans_b && m >= 16 && k >= 16 && n >= 8 &&
+         static_cast<std::size_t>(m * k) * sizeof(T) <= (512u << 10);
+}
+
+/// y (m×k, row-major) = or += aᵀ·b, a n×m and b n×k row-major. Column-major this is yᵀ (k×m) =
+/// bᵀ·a: bᵀ (k×n) is b's buffer, and a's buffer is column-major aᵀ (m×n), read transposed by
+/// the kernel. Nothing is copied. Panels of kJitRows rows of yᵀ (columns of y): bᵀ's rows i0..
+/// start at b + i0.
+template <class T>
+void run_jit_gradient(MutMap<T> y, bool add, const ConstMap<T>& a, const ConstMap<T>& b) {
+  const Index n = a.rows(), m = a.cols(), k = b.cols();
+  run_panels<T>(k, m, n, b.data(), k, kJitRows, false, a.data(), m, true, y.data(), k, add);
 }
 #else
 bool jit_enabled() { return false; }
@@ -210,6 +261,12 @@ template <class T>
 void pack_jit(typename PackedWeight<T>::View&, const T*, Index, Index, Index, bool) {}
 template <class T>
 void run_jit(const typename PackedWeight<T>::View&, const T*, Index, T*, bool) {}
+template <class T>
+bool jit_gradient_pays(Index, Index, Index) {
+  return false;
+}
+template <class T>
+void run_jit_gradient(MutMap<T>, bool, const ConstMap<T>&, const ConstMap<T>&) {}
 #endif
 
 }  // namespace
@@ -269,6 +326,10 @@ void gradient_product(MutMap<T> y, bool add, const ConstMap<T>& a, const ConstMa
     assign_or_add(y.middleRows(r0, r1 - r0), add, a.middleCols(r0, r1 - r0).transpose() * b);
   };
   const Index m = y.rows();
+  if (jit_enabled() && jit_gradient_pays<T>(m, y.cols(), a.rows())) {
+    run_jit_gradient<T>(y, add, a, b);
+    return;
+  }
   const double madds =
       static_cast<double>(m) * static_cast<double>(y.cols()) * static_cast<double>(a.rows());
   if (!split_product(madds)) {

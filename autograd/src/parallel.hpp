@@ -21,11 +21,15 @@ inline bool two_threads() {
 #endif
 }
 
-/// Whether a product of this many multiply-adds is worth two threads. Waking the second core
-/// costs several microseconds when it has gone to sleep between products; below 4·10⁶
-/// multiply-adds (about 40 µs on one core) the halves do not finish sooner. Measured with
-/// bench_train at two threads: train-rnn-128 4.1 -> 2.6 ms, H=512 unchanged (docs/benchmarks.md).
-inline bool worth_two_threads(double madds) { return madds >= 4e6; }
+/// Whether a product of this many multiply-adds is worth two threads. Forking a parallel region
+/// costs about 1.5 µs while the second thread still spins from the last one (libgomp's default
+/// wait policy; far more once it sleeps: OMP_WAIT_POLICY=passive made train-lstm-128 four times
+/// slower); a 5·10⁵ multiply-add product takes 10-20 µs on one core. 2.5·10⁵ gained nothing more.
+/// Measured with bench_train at two threads, same session, medians of five runs
+/// (docs/benchmarks.md): 4·10⁶ (the threshold when products went through Eigen's own parallel GEMM)
+/// -> 5·10⁵: train-lstm-128 22.1 -> 17.0 ms, gru-128 15.9 -> 12.7, rnn-128 5.0 -> 4.8; H=512 (every
+/// product above 4·10⁶) unchanged.
+inline bool worth_two_threads(double madds) { return madds >= 5e5; }
 
 /// f(0) and f(1), on two threads when built with OpenMP (one after the other otherwise).
 template <class F>

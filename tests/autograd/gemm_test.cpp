@@ -3,8 +3,8 @@
 // have changed).
 #include <boost/test/unit_test.hpp>
 #include <cstdlib>
-#include <string>
 #include <rewind/rewind.hpp>
+#include <string>
 
 #include "support.hpp"
 
@@ -107,7 +107,8 @@ BOOST_AUTO_TEST_CASE(match_eigen_products_on_two_threads) {
 // A product's result does not depend on the thread count: the threads split the weight's rows.
 BOOST_AUTO_TEST_CASE(products_with_a_packed_weight_are_identical_on_one_and_two_threads) {
   const int before = Eigen::nbThreads();
-  const Matrix<float> l = random_matrix<float>(32, 512, 21), w = random_matrix<float>(2048, 512, 22);
+  const Matrix<float> l = random_matrix<float>(32, 512, 21),
+                      w = random_matrix<float>(2048, 512, 22);
   Matrix<float> y[2];
   for (const int threads : {1, 2}) {
     Eigen::setNbThreads(threads);
@@ -119,6 +120,26 @@ BOOST_AUTO_TEST_CASE(products_with_a_packed_weight_are_identical_on_one_and_two_
   }
   Eigen::setNbThreads(before);
   BOOST_TEST((y[0].array() == y[1].array()).all());
+}
+
+// Nor does a weight gradient's: libxsmm's panels (a result up to 512 KiB) and Eigen's row halves
+// (larger) each compute whole sums.
+BOOST_AUTO_TEST_CASE(weight_gradients_are_identical_on_one_and_two_threads) {
+  const int before = Eigen::nbThreads();
+  for (const Index m : {512, 2048}) {
+    const Index k = m / 4;
+    const Matrix<float> a = random_matrix<float>(32, m, 23), b = random_matrix<float>(32, k, 24);
+    Matrix<float> y[2];
+    for (const int threads : {1, 2}) {
+      Eigen::setNbThreads(threads);
+      y[threads - 1] = random_matrix<float>(m, k, 25);
+      detail::gradient_product<float>(MutMap<float>(y[threads - 1].data(), m, k), true,
+                                      ConstMap<float>(a.data(), 32, m),
+                                      ConstMap<float>(b.data(), 32, k));
+    }
+    BOOST_TEST_CONTEXT("y " << m << "x" << k) { BOOST_TEST((y[0].array() == y[1].array()).all()); }
+  }
+  Eigen::setNbThreads(before);
 }
 
 // Large rowwise ops run on two threads, each over half of the rows, forward and backward. Every
