@@ -81,7 +81,7 @@ std::vector<double> reference(const Shape& s, const Vec& w, const Vec& rhs, cons
 }
 
 #if defined(USE_EIGEN)
-const char* kBackend = "eigen-packed (rewind today)";
+const char* kBackend = "eigen, rewind packing (REWIND_GEMM=eigen)";
 Run prepare(const Shape& s, const Vec& w) {
   using rwd::detail::PackedWeight;
   auto packed = std::make_shared<PackedWeight<float>>();
