@@ -27,8 +27,8 @@ inline bool two_threads() {
 /// slower); a 5·10⁵ multiply-add product takes 10-20 µs on one core. 2.5·10⁵ gained nothing more.
 /// Measured with bench_train at two threads, same session, medians of five runs
 /// (docs/benchmarks.md): 4·10⁶ (the threshold when products went through Eigen's own parallel GEMM)
-/// -> 5·10⁵: train-lstm-128 22.1 -> 17.0 ms, gru-128 15.9 -> 12.7, rnn-128 5.0 -> 4.8; H=512 (every
-/// product above 4·10⁶) unchanged.
+/// -> 5·10⁵: train-lstm-128 22.1 -> 17.0 ms, gru-128 15.9 -> 12.7, rnn-128 5.0 -> 4.8. At H=512
+/// only the input products of gru and rnn (3·10⁶, 10⁶) newly split; that was not measured alone.
 inline bool worth_two_threads(double madds) { return madds >= 5e5; }
 
 /// f(0) and f(1), on two threads when built with OpenMP (one after the other otherwise).
