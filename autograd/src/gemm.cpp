@@ -159,29 +159,46 @@ JitKernel<T> checked_kernel(Index rows, Index n, Index k, Index lda, Index ldb, 
 /// k×n (leading dimension ldb; with trans_b, B is stored transposed: n×k column-major), as one
 /// JIT product per panel of kJitRows rows of A and C. Panel p of A starts at a + p·panel_stride;
 /// `packed`: each panel is stored with its own row count as leading dimension (a weight's
-/// panels), else every panel has lda. Two threads take half of the panels each, so the result
-/// does not depend on the thread count.
+/// panels), else every panel has lda. A product worth two threads with an odd number of panels
+/// (one, for the input weight's gradient, whose m is the input size) is also cut into two column
+/// halves, so that two threads get equal shares. The cut depends on the shape only and two
+/// threads take half of the pieces each, so the result does not depend on the thread count.
 template <class T>
 void run_panels(Index m, Index n, Index k, const T* a, Index lda, Index panel_stride, bool packed,
                 const T* b, Index ldb, bool trans_b, T* c, Index ldc, bool add) {
   const Index panels = (m + kJitRows - 1) / kJitRows;
   const Index last = m - (panels - 1) * kJitRows;
-  const JitKernel<T> tail =
-      checked_kernel<T>(last, n, k, packed ? last : lda, ldb, ldc, add, trans_b, m);
-  const JitKernel<T> full =
-      panels == 1 ? tail : checked_kernel<T>(kJitRows, n, k, lda, ldb, ldc, add, trans_b, m);
-  const auto panel = [&](Index p) {
-    (p + 1 == panels ? tail : full)(a + p * panel_stride, b, c + p * kJitRows);
+  const double madds = static_cast<double>(m) * static_cast<double>(k) * static_cast<double>(n);
+  const bool halves = panels % 2 == 1 && n >= 16 && worth_two_threads(madds);
+  const Index cut = halves ? (n + 1) / 2 : n;  // the first column piece's width
+  struct Kernels {
+    JitKernel<T> full, tail;
+  };
+  const auto kernels = [&](Index cols) {
+    const JitKernel<T> tail =
+        checked_kernel<T>(last, cols, k, packed ? last : lda, ldb, ldc, add, trans_b, m);
+    return Kernels{panels == 1 ? tail
+                               : checked_kernel<T>(kJitRows, cols, k, lda, ldb, ldc, add, trans_b, m),
+                   tail};
+  };
+  const Kernels first = kernels(cut);
+  const Kernels second = halves ? kernels(n - cut) : first;
+  const Index pieces = halves ? 2 * panels : panels;
+  const auto piece = [&](Index q) {
+    const Index p = halves ? q / 2 : q;
+    const Index j0 = halves && q % 2 == 1 ? cut : 0;
+    const Kernels& f = j0 == 0 ? first : second;
+    (p + 1 == panels ? f.tail : f.full)(a + p * panel_stride, b + (trans_b ? j0 : j0 * ldb),
+                                        c + p * kJitRows + j0 * ldc);
   };
 #ifdef _OPENMP
-  if (panels > 1 &&
-      split_product(static_cast<double>(m) * static_cast<double>(k) * static_cast<double>(n))) {
+  if (pieces > 1 && split_product(madds)) {
 #pragma omp parallel for num_threads(Eigen::nbThreads()) schedule(static)
-    for (Index p = 0; p < panels; ++p) panel(p);
+    for (Index q = 0; q < pieces; ++q) piece(q);
     return;
   }
 #endif
-  for (Index p = 0; p < panels; ++p) panel(p);
+  for (Index q = 0; q < pieces; ++q) piece(q);
 }
 
 /// Whether this process uses libxsmm: not switched off by REWIND_GEMM=eigen, and libxsmm can

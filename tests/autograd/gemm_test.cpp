@@ -104,40 +104,57 @@ BOOST_AUTO_TEST_CASE(match_eigen_products_on_two_threads) {
   Eigen::setNbThreads(before);
 }
 
-// A product's result does not depend on the thread count: the threads split the weight's rows.
+// A product's result does not depend on the thread count: the threads split the weight's rows
+// (2048 outputs: 32 libxsmm panels) or, for an odd number of panels (192 outputs: 3), the rows and
+// two column halves of the batch.
 BOOST_AUTO_TEST_CASE(products_with_a_packed_weight_are_identical_on_one_and_two_threads) {
   const int before = Eigen::nbThreads();
-  const Matrix<float> l = random_matrix<float>(32, 512, 21),
-                      w = random_matrix<float>(2048, 512, 22);
-  Matrix<float> y[2];
-  for (const int threads : {1, 2}) {
-    Eigen::setNbThreads(threads);
-    detail::PackedWeight<float> packed;
-    y[threads - 1] = Matrix<float>::Zero(32, 2048);
-    detail::weight_product<float>(MutMap<float>(y[threads - 1].data(), 32, 2048), false,
-                                  ConstMap<float>(l.data(), 32, 512),
-                                  ConstMap<float>(w.data(), 2048, 512), true, &packed);
-  }
-  Eigen::setNbThreads(before);
-  BOOST_TEST((y[0].array() == y[1].array()).all());
-}
-
-// Nor does a weight gradient's: libxsmm's panels (a result up to 512 KiB) and Eigen's row halves
-// (larger) each compute whole sums.
-BOOST_AUTO_TEST_CASE(weight_gradients_are_identical_on_one_and_two_threads) {
-  const int before = Eigen::nbThreads();
-  for (const Index m : {512, 2048}) {
-    const Index k = m / 4;
-    const Matrix<float> a = random_matrix<float>(32, m, 23), b = random_matrix<float>(32, k, 24);
+  for (const Index m : {2048, 192}) {
+    const Matrix<float> l = random_matrix<float>(32, 512, 21),
+                        w = random_matrix<float>(m, 512, 22);
     Matrix<float> y[2];
     for (const int threads : {1, 2}) {
       Eigen::setNbThreads(threads);
-      y[threads - 1] = random_matrix<float>(m, k, 25);
-      detail::gradient_product<float>(MutMap<float>(y[threads - 1].data(), m, k), true,
-                                      ConstMap<float>(a.data(), 32, m),
-                                      ConstMap<float>(b.data(), 32, k));
+      detail::PackedWeight<float> packed;
+      y[threads - 1] = Matrix<float>::Zero(32, m);
+      detail::weight_product<float>(MutMap<float>(y[threads - 1].data(), 32, m), false,
+                                    ConstMap<float>(l.data(), 32, 512),
+                                    ConstMap<float>(w.data(), m, 512), true, &packed);
     }
-    BOOST_TEST_CONTEXT("y " << m << "x" << k) { BOOST_TEST((y[0].array() == y[1].array()).all()); }
+    BOOST_TEST_CONTEXT("y 32x" << m) {
+      BOOST_TEST((y[0].array() == y[1].array()).all());
+      BOOST_TEST(rel_error(y[0], Matrix<float>(l * w.transpose())) < 1e-5);
+    }
+  }
+  Eigen::setNbThreads(before);
+}
+
+// Nor does a weight gradient's: libxsmm's panels (a result up to 512 KiB), cut into column
+// halves too when there is one panel (an input weight's gradient over a whole sequence: 64
+// inputs, 50 steps of 32), and Eigen's row halves (larger) each compute whole sums.
+BOOST_AUTO_TEST_CASE(weight_gradients_are_identical_on_one_and_two_threads) {
+  const int before = Eigen::nbThreads();
+  struct Shape {
+    Index n, m, k;
+  };
+  for (const Shape s : {Shape{32, 512, 128}, Shape{32, 2048, 512}, Shape{1600, 512, 64}}) {
+    const Matrix<float> a = random_matrix<float>(s.n, s.m, 23),
+                        b = random_matrix<float>(s.n, s.k, 24);
+    const Matrix<float> base = random_matrix<float>(s.m, s.k, 25);
+    Matrix<float> y[2];
+    for (const int threads : {1, 2}) {
+      Eigen::setNbThreads(threads);
+      y[threads - 1] = base;
+      detail::gradient_product<float>(MutMap<float>(y[threads - 1].data(), s.m, s.k), true,
+                                      ConstMap<float>(a.data(), s.n, s.m),
+                                      ConstMap<float>(b.data(), s.n, s.k));
+    }
+    BOOST_TEST_CONTEXT("y " << s.m << "x" << s.k << " from " << s.n << " rows") {
+      BOOST_TEST((y[0].array() == y[1].array()).all());
+      const Matrix<double> expect =
+          base.cast<double>() + a.cast<double>().transpose() * b.cast<double>();
+      BOOST_TEST(rel_error(Matrix<double>(y[0].cast<double>()), expect) < 1e-4);
+    }
   }
   Eigen::setNbThreads(before);
 }
