@@ -86,6 +86,9 @@ BOOST_AUTO_TEST_CASE(the_kernel_follows_the_build_and_the_environment) {
   const bool forced_eigen = choice != nullptr && std::string(choice) == "eigen";
   const std::string expect = REWIND_HAVE_LIBXSMM && !forced_eigen ? "libxsmm" : "eigen";
   BOOST_TEST(detail::product_kernel() == expect);
+  // The large float weight gradients: oneDNN (REWIND_ONEDNN) unless REWIND_GEMM=eigen.
+  BOOST_TEST(detail::gradient_kernel() ==
+             std::string(REWIND_HAVE_DNNL && !forced_eigen ? "onednn" : "eigen"));
 }
 
 BOOST_AUTO_TEST_CASE(match_eigen_products) {

@@ -56,9 +56,15 @@ void weight_product(MutMap<T> y, bool add, const ConstMap<T>& l, const ConstMap<
 /// libxsmm has no code generator for).
 const char* product_kernel();
 
+/// The kernel the float weight gradients above libxsmm's size (a result over 512 KiB, such as
+/// W_hh's at hidden 512) use in this process: "onednn" or "eigen" (REWIND_GEMM=eigen, a build
+/// without REWIND_ONEDNN, or oneDNN failing to create its primitive). Double always uses Eigen's.
+const char* gradient_kernel();
+
 /// y = aᵀ·b, assigned or added (`add`): a weight's gradient from a batch (a: n×m, b: n×k). In a
 /// REWIND_OPENMP build with two threads each thread computes half of y's rows (Eigen's own
-/// parallel product synchronises the threads inside every product instead).
+/// parallel product synchronises the threads inside every product instead), so the result does
+/// not depend on the thread count.
 template <class T>
 void gradient_product(MutMap<T> y, bool add, const ConstMap<T>& a, const ConstMap<T>& b);
 
