@@ -347,11 +347,14 @@ class Dnnl {
       dnnl::memory s(src, engine_, const_cast<float*>(a)), w(wei, engine_, const_cast<float*>(b)),
           d(dst, engine_, y);
       // oneDNN's OpenMP runtime uses omp_get_max_threads() threads: the caller splits instead.
-      const int before = omp_get_max_threads();
-      omp_set_num_threads(1);
+      // The calling thread's count is restored however this returns.
+      struct OneThread {
+        int before = omp_get_max_threads();
+        OneThread() { omp_set_num_threads(1); }
+        ~OneThread() { omp_set_num_threads(before); }
+      } one_thread;
       mm.execute(stream, {{DNNL_ARG_SRC, s}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_DST, d}});
       stream.wait();
-      omp_set_num_threads(before);
       return true;
     } catch (...) {
       return false;
