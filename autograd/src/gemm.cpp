@@ -186,9 +186,9 @@ void run_panels(Index m, Index n, Index k, const T* a, Index lda, Index panel_st
   const auto kernels = [&](Index cols) {
     const JitKernel<T> tail =
         checked_kernel<T>(last, cols, k, packed ? last : lda, ldb, ldc, add, trans_b, m);
-    return Kernels{panels == 1 ? tail
-                               : checked_kernel<T>(kJitRows, cols, k, lda, ldb, ldc, add, trans_b, m),
-                   tail};
+    return Kernels{
+        panels == 1 ? tail : checked_kernel<T>(kJitRows, cols, k, lda, ldb, ldc, add, trans_b, m),
+        tail};
   };
   const Kernels first = kernels(cut);
   const Kernels second = halves ? kernels(n - cut) : first;
@@ -329,7 +329,8 @@ class Dnnl {
         attr.set_post_ops(sum);
       }
       const auto [src, wei, dst] = descs(rows, n, k, lda);
-      dnnl::matmul mm(dnnl::matmul::primitive_desc(dnnl::matmul::desc(src, wei, dst), attr, engine_));
+      dnnl::matmul mm(
+          dnnl::matmul::primitive_desc(dnnl::matmul::desc(src, wei, dst), attr, engine_));
       return &matmuls_.emplace(key, std::move(mm)).first->second;
     } catch (const dnnl::error&) {
       failed_.store(true, std::memory_order_relaxed);

@@ -113,8 +113,7 @@ BOOST_AUTO_TEST_CASE(match_eigen_products_on_two_threads) {
 BOOST_AUTO_TEST_CASE(products_with_a_packed_weight_are_identical_on_one_and_two_threads) {
   const int before = Eigen::nbThreads();
   for (const Index m : {2048, 192}) {
-    const Matrix<float> l = random_matrix<float>(32, 512, 21),
-                        w = random_matrix<float>(m, 512, 22);
+    const Matrix<float> l = random_matrix<float>(32, 512, 21), w = random_matrix<float>(m, 512, 22);
     Matrix<float> y[2];
     for (const int threads : {1, 2}) {
       Eigen::setNbThreads(threads);
