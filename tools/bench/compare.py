@@ -11,11 +11,14 @@ python3-torch, once per thread configuration ("torch threads, BLAS threads"); it
 that of the whole run. Without python3-torch the PyTorch columns are skipped with a message.
 Medians, all in this one run: the machine is noisy, compare ratios, not figures across runs.
 PyTorch gets its best: the peer script removes OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE (which
-this workplace sets, forcing AVX2 kernels on an AVX-512 processor) before torch loads, and this
+this workplace has set, forcing AVX2 kernels on an AVX-512 processor) before torch loads, and this
 script checks that torch loaded OpenBLAS (Debian's libopenblas0-pthread) and says so; with the
-reference BLAS the PyTorch columns would flatter rewind, so they are marked.
+reference BLAS the PyTorch columns would flatter rewind, so they are marked. Where OpenBLAS does
+not know the processor and picks slow kernels of its own (Debian 12's 0.3.21 gives an Emerald
+Rapids Xeon its SSE3 ones), the fastest kernel set the processor runs is forced at load for the
+peer (--peer-kernels; see PeerBlas), and the output says which and why.
 How close to the machine: each workload's product rate (GFLOP/s) against, in this same run,
-Eigen's 1024^3 sgemm, OpenBLAS's 1024^3 sgemm (through torch.mm, native kernels, one thread) and
+Eigen's 1024^3 sgemm, OpenBLAS's 1024^3 sgemm (through torch.mm, the peer's kernels, one thread) and
 the FMA peak of one core (bench_train's fma-peak probe).
 --scaling: train-lstm-128 at sequence lengths 50, 500 and 5000 (one process each): time and
 peak RSS, and both per time step. --memory N: RSS and tape storage after 10, 100 and N steps.
@@ -85,13 +88,136 @@ def memory(build, steps):
         print(bench_train(build, ["--workload", w, "--memory", str(steps)]).strip(), flush=True)
 
 
-def peer_env():
-    """The peer's environment: the workplace's OpenBLAS overrides removed (the peer script does
-    it too; here it also covers the sgemm probe)."""
-    env = dict(os.environ)
-    for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
-        env.pop(k, None)
-    return env
+# Which OpenBLAS kernels PyTorch runs with. OpenBLAS (DYNAMIC_ARCH) picks its kernels from the
+# processor's family and model when it loads; Debian 12's 0.3.21 does not know processors newer
+# than it (an Emerald Rapids Xeon, family 6 model 207, gets its SSE3 "Prescott" kernels: 45
+# GFLOP/s sgemm where its own AVX-512 kernels give 195-218). Removing the workplace's override is
+# then not PyTorch's best, so `--peer-kernels auto` (the default) measures sgemm with OpenBLAS's
+# own choice and with every kernel set the processor's flags allow, and runs the peer with the
+# fastest. The peer script removes OPENBLAS_CORETYPE before torch loads, so a choice is made at
+# the process's start instead: OpenBLAS is preloaded (LD_PRELOAD) with OPENBLAS_CORETYPE and
+# OPENBLAS_NUM_THREADS set, and reads them in its constructor, before the script runs; the probe
+# below removes the variables the way the script does and reports the kernels actually in use.
+BLAS_PROBE = """
+import ctypes, os, sys, time
+for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):  # as the peer script does
+    os.environ.pop(k, None)
+os.environ.setdefault("OPENBLAS_NUM_THREADS", sys.argv[1])
+import torch
+torch.set_num_threads(int(sys.argv[1]))
+path = next((l.split()[-1] for l in open("/proc/self/maps") if "libopenblas" in l), None)
+core, threads = "none", 0
+if path:
+    lib = ctypes.CDLL(path)
+    lib.openblas_get_corename.restype = ctypes.c_char_p
+    core, threads = lib.openblas_get_corename().decode(), lib.openblas_get_num_threads()
+a = torch.rand(1024, 1024); b = torch.rand(1024, 1024)
+for _ in range(3): a @ b
+t = []
+for _ in range(15):
+    t0 = time.perf_counter(); a @ b; t.append(time.perf_counter() - t0)
+t.sort(); print(path, core, threads, 2 * 1024**3 / t[len(t) // 2] * 1e-9)
+"""
+
+
+def cpu_flags():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def kernel_candidates(flags):
+    """OpenBLAS's x86-64 kernel sets (OPENBLAS_CORETYPE names) this processor can run, newest
+    first: a set needs every instruction it is compiled for."""
+    out = []
+    avx512 = {"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512cd"} <= flags
+    if avx512 and "avx512_bf16" in flags:
+        out.append("Cooperlake")
+    if avx512:
+        out.append("SkylakeX")
+    if {"avx2", "fma"} <= flags:
+        out.append("Haswell")
+    if "avx" in flags:
+        out.append("Sandybridge")
+    return out
+
+
+class PeerBlas:
+    """The OpenBLAS kernels the peer runs with: None for OpenBLAS's own choice, or a forced set."""
+
+    def __init__(self):
+        self.coretype = None   # OPENBLAS_CORETYPE forced at load, or None
+        self.library = None    # the libopenblas that torch loads (preloaded when forcing)
+        self.native = None     # OpenBLAS's own choice: (core name, GFLOP/s)
+        self.tried = []        # (coretype, core name reported, GFLOP/s)
+
+    def env(self, blas_threads=1):
+        """The peer's environment: the workplace's OpenBLAS overrides removed (the peer script
+        removes them too), and the chosen kernels forced at load if OpenBLAS's own are slower."""
+        env = dict(os.environ)
+        for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
+            env.pop(k, None)
+        if self.coretype:
+            env["OPENBLAS_CORETYPE"] = self.coretype
+            env["OPENBLAS_NUM_THREADS"] = str(blas_threads)
+            env["LD_PRELOAD"] = " ".join(filter(None, [self.library, env.get("LD_PRELOAD")]))
+        return env
+
+    def probe(self, threads=1):
+        """(library, core name, OpenBLAS threads, sgemm 1024^3 GFLOP/s) in the peer's setting."""
+        proc = subprocess.run(["/usr/bin/python3", "-c", BLAS_PROBE, str(threads)],
+                              capture_output=True, text=True, env=self.env(threads))
+        if proc.returncode != 0:
+            return None
+        path, core, n, rate = proc.stdout.split()[-4:]
+        return (None if path == "None" else path), core, int(n), float(rate)
+
+    def choose(self, mode):
+        """mode: 'native' (OpenBLAS's own choice), 'auto' (the fastest measured; a forced set must
+        beat OpenBLAS's own by 5%, the probe's noise) or an OPENBLAS_CORETYPE name."""
+        native = self.probe()
+        if native is None or native[0] is None:
+            return  # no torch, or torch without OpenBLAS: nothing to choose
+        self.library, self.native = native[0], (native[1], native[3])
+        if mode == "native":
+            return
+        for c in kernel_candidates(cpu_flags()) if mode == "auto" else [mode]:
+            self.coretype = c
+            r = self.probe()
+            if r is not None:
+                self.tried.append((c, r[1], r[3]))
+        self.coretype = None
+        fastest = max(self.tried, key=lambda t: t[2], default=None)
+        if fastest and (mode != "auto" or fastest[2] > 1.05 * native[3]):
+            self.coretype = fastest[0]
+        if self.coretype:  # the peer's process must report the forced kernels
+            check = self.probe()
+            if check is None or check[1] != fastest[1]:
+                print(f"PyTorch's OpenBLAS did not take OPENBLAS_CORETYPE={self.coretype} at load: "
+                      f"keeping its own kernels ({native[1]})", flush=True)
+                self.coretype = None
+
+    def describe(self):
+        if self.native is None:
+            return "OpenBLAS not loaded by torch: no kernel choice"
+        tried = ", ".join(f"{c} {g:.1f}" for c, _, g in self.tried)
+        own = f"OpenBLAS's own choice on this processor is {self.native[0]} ({self.native[1]:.1f} GFLOP/s sgemm 1024^3)"
+        if self.coretype:
+            return (f"kernels {self.coretype}, forced at load (LD_PRELOAD of {self.library} with "
+                    f"OPENBLAS_CORETYPE): {own}; measured {tried}")
+        return f"kernels {self.native[0]}, OpenBLAS's own choice" + (f" (others measured: {tried})" if tried else "")
+
+
+PEER_BLAS = PeerBlas()
+
+
+def peer_env(blas_threads=1):
+    return PEER_BLAS.env(blas_threads)
 
 
 def blas_of(stderr):
@@ -104,7 +230,8 @@ def blas_of(stderr):
 def torch_side(config, mode=None):
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     proc = subprocess.run(["/usr/bin/python3", PEER] + config.split() + ([mode] if mode else []),
-                          capture_output=True, text=True, env=peer_env())
+                          capture_output=True, text=True,
+                          env=peer_env(int(config.split()[-1])))
     if proc.returncode != 0:
         print(f"PyTorch ({config}) failed: {proc.stderr.strip().splitlines()[-1:]}")
         return None
@@ -123,25 +250,11 @@ def torch_side(config, mode=None):
     return rows, max(peak, before) / 1024.0, blas
 
 
-SGEMM_PROBE = """
-import os, sys, time
-os.environ["OPENBLAS_NUM_THREADS"] = sys.argv[1]
-import torch
-torch.set_num_threads(int(sys.argv[1]))
-a = torch.rand(1024, 1024); b = torch.rand(1024, 1024)
-for _ in range(3): a @ b
-t = []
-for _ in range(15):
-    t0 = time.perf_counter(); a @ b; t.append(time.perf_counter() - t0)
-t.sort(); print(2 * 1024**3 / t[len(t) // 2] * 1e-9)
-"""
-
-
 def openblas_sgemm(threads):
-    """OpenBLAS's 1024^3 sgemm in GFLOP/s through torch.mm, native kernels; None without torch."""
-    proc = subprocess.run(["/usr/bin/python3", "-c", SGEMM_PROBE, str(threads)],
-                          capture_output=True, text=True, env=peer_env())
-    return float(proc.stdout.strip()) if proc.returncode == 0 else None
+    """OpenBLAS's 1024^3 sgemm in GFLOP/s through torch.mm with the peer's kernels; None without
+    torch."""
+    r = PEER_BLAS.probe(threads)
+    return r[3] if r else None
 
 
 HVP_WORKLOADS = [f"hvp-{c}-{h}" for h in (128, 512) for c in ("lstm", "gru", "rnn")]
@@ -282,6 +395,9 @@ def main():
     ap.add_argument("--memory", type=int, metavar="N", help="also RSS over N training steps per workload")
     ap.add_argument("--hvp", action="store_true", help="the second-order workloads (H·v) instead")
     ap.add_argument("--checkpointing", action="store_true", help="checkpointed against plain BPTT instead")
+    ap.add_argument("--peer-kernels", default="auto", metavar="auto|native|CORETYPE",
+                    help="PyTorch's OpenBLAS kernels: the fastest measured (auto), OpenBLAS's own "
+                         "choice (native), or an OPENBLAS_CORETYPE name")
     ap.add_argument("--distributed", action="store_true",
                     help="data parallel (mpirun, a -DREWIND_MPI=ON build) against one process instead")
     args = ap.parse_args()
@@ -294,6 +410,9 @@ def main():
         have_torch = subprocess.run(["/usr/bin/python3", "-c", "import torch"], capture_output=True).returncode == 0
         if not have_torch:
             print("PyTorch columns skipped: Debian's python3-torch is not installed (apt-get install python3-torch).")
+        else:
+            PEER_BLAS.choose(args.peer_kernels)
+            print(f"PyTorch's OpenBLAS: {PEER_BLAS.describe()}", flush=True)
         return hvp_main(args, configs, have_torch)
     rewind = rewind_side(args.build, 5 if args.quick else 0)
     rewind2 = rewind_side(args.omp_build, 5 if args.quick else 0, 2) if args.omp_build else None
@@ -302,6 +421,8 @@ def main():
     if not have_torch:
         print("PyTorch columns skipped: Debian's python3-torch is not installed (apt-get install python3-torch).")
     else:
+        PEER_BLAS.choose(args.peer_kernels)
+        print(f"PyTorch's OpenBLAS: {PEER_BLAS.describe()}", flush=True)
         for c in configs:
             r = torch_side(c)
             if r:
@@ -313,13 +434,13 @@ def main():
     oblas = openblas_sgemm(1) if have_torch else None
     print(f"Eigen sgemm 1024^3 in this run: {rate1:.1f} GFLOP/s on 1 thread"
           + (f", {rate2:.1f} on 2 threads" if rate2 else ""))
-    print(f"OpenBLAS sgemm 1024^3 (torch.mm, native kernels) in this run: "
+    print(f"OpenBLAS sgemm 1024^3 (torch.mm, the peer's kernels) in this run: "
           + (f"{oblas:.1f} GFLOP/s on 1 thread" if oblas else "not measured (no python3-torch)"))
     print(f"FMA peak of one core in this run: " + (f"{peak:.1f} GFLOP/s" if peak else "unknown"))
     blases = sorted({b for (_, _, b) in torch.values()})
     if torch:
-        print(f"PyTorch's BLAS in this run: {', '.join(blases)}; OPENBLAS_CORETYPE and "
-              f"OPENBLAS_L2_SIZE removed for its processes")
+        print(f"PyTorch's BLAS in this run: {', '.join(blases)}; the workplace's OPENBLAS_CORETYPE "
+              f"and OPENBLAS_L2_SIZE removed for its processes; {PEER_BLAS.describe()}")
     print("| workload | rewind 1 thread ms (peak MB) | rewind 2 threads ms | PyTorch pinned 1 thread, best variant | PyTorch best (config, variant) | rewind 1 / pinned | rewind 2 threads / PyTorch best | products GFLOP/s, 1 thread (of Eigen sgemm / OpenBLAS sgemm / FMA peak) |")
     print("|---|---|---|---|---|---|---|---|")
     for w in WORKLOADS:
