@@ -209,6 +209,7 @@ Var<T> Tape<T>::record_in_scope(const Op& op, std::span<const Var<T>> inputs) {
           node.cols = ys.cols;
           node.requires_grad = requires_grad && !stops_gradient<O>();
           node.accumulates = accumulates<O>();
+          node.passes = passes_gradient<O>();
           if constexpr (aliases_input<O>()) {
             node.value = refs_[0].data;
             if constexpr (requires { o.alias_offset(std::span<const Shape>(shapes_)); }) {
@@ -237,7 +238,10 @@ Var<T> Tape<T>::record_in_scope(const Op& op, std::span<const Var<T>> inputs) {
           node.first_input = static_cast<std::uint32_t>(edges_.size());
           node.num_inputs = static_cast<std::uint32_t>(count);
           node.scope = current_scope_;
-          for (const Var<T>& v : inputs) edges_.push_back(v.index_);
+          for (const Var<T>& v : inputs) {
+            edges_.push_back(v.index_);
+            ++nodes_[v.index_].uses;
+          }
           nodes_.push_back(node);
           return Var<T>(this, static_cast<std::uint32_t>(nodes_.size() - 1), generation_);
         }
@@ -324,7 +328,14 @@ void Tape<T>::prepare_slots(const Node& n, Sweep sweep, const bool* skip) {
                                                   : bgrad_[xi];
       mode = GradMode::assign;
       const bool fresh = sweep == Sweep::grad ? x.grad_epoch != epoch_ : buffer == nullptr;
-      if (fresh) {
+      if (fresh && sweep == Sweep::grad && x.uses == 1 && (n.passes >> k & 1) != 0) {
+        // The input's whole gradient is gy (an add's operand, say) and nothing else adds to it:
+        // it shares n's buffer instead of a copy. Gradients are only read once complete, so
+        // the two nodes reading one buffer cannot tell. Not in the tangent or block sweeps.
+        buffer = n.grad;
+        x.grad_epoch = epoch_;
+        mode = GradMode::none;
+      } else if (fresh) {
         buffer = (sweep == Sweep::grad           ? grads_
                   : sweep == Sweep::grad_tangent ? grad_tangents_
                                                  : block_grads_)
@@ -480,7 +491,11 @@ void Tape<T>::sweep(std::size_t top, const BackwardOptions& options) {
     gather_inputs(n);
     prepare_slots(n, Sweep::grad);
     Grads<T> g(slots_.data(), modes_.data(), count);
-    call_backward(n, n.grad, g);
+    // Not when every input shares n's buffer (prepare_slots): there is nothing left to write.
+    if (n.passes == 0 ||
+        std::any_of(modes_.begin(), modes_.end(), [](GradMode m) { return m != GradMode::none; })) {
+      call_backward(n, n.grad, g);
+    }
     if (anomaly_) {
       for (int k = 0; k < count; ++k) {
         const TensorRef<T>& slot = slots_[static_cast<std::size_t>(k)];

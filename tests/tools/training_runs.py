@@ -90,7 +90,10 @@ def resume(rewind, examples):
     print(f"seed {seed} (REWIND_TEST_SEED={seed} repeats these kill points)")
     rng = random.Random(seed)
     base = ["train", "--task", "adding", "--hidden", "24", "--seq-len", "40", "--batch", "16",
-            "--steps", "200", "--checkpoint-every", "20", "--keep", "3", "--no-progress",
+            # 400 steps, killed after checkpoint 20-180: 220 or more steps are still to run when
+            # the kill comes (up to 4 ms after the checkpoint appears). With 200, the last ones
+            # took less than that on a fast host, and the run could finish before the kill.
+            "--steps", "400", "--checkpoint-every", "20", "--keep", "3", "--no-progress",
             "--log-every", "5"]
     cells = [["--cell", c] for c in ("lstm", "gru", "rnn")]
     cells.append(["--cell-file", os.path.join(examples, "cells", "mgu.cell")])

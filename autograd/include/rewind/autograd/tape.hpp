@@ -277,8 +277,10 @@ class Tape {
     std::uint32_t num_inputs = 0;
     std::uint32_t scope = 0;
     std::uint32_t grad_epoch = 0;  // grad is valid iff grad_epoch == epoch_
+    std::uint32_t uses = 0;        // edges into this node: how many times ops consume it
     bool requires_grad = false;
     bool accumulates = false;  // the op adds into an existing input gradient (Grads::put)
+    std::uint8_t passes = 0;   // passes_gradient<op>(): inputs whose gradient is gy itself
   };
   struct ScopeEntry {
     std::uint32_t parent = 0;

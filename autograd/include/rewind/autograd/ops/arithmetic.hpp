@@ -12,6 +12,7 @@ struct Add : BinaryShape<Add> {
   static constexpr std::string_view name = "add";
   static constexpr Rules kRules = Rules::linear;
   static constexpr bool kAccumulates = true;
+  static constexpr std::uint8_t kPassesGradient = 0b11;
   template <class T>
   void forward(const Inputs<T>& x, MutMap<T> y) const {
     y = x[0] + x[1];
@@ -28,6 +29,7 @@ struct Sub : BinaryShape<Sub> {
   static constexpr std::string_view name = "sub";
   static constexpr Rules kRules = Rules::linear;
   static constexpr bool kAccumulates = true;
+  static constexpr std::uint8_t kPassesGradient = 0b01;
   template <class T>
   void forward(const Inputs<T>& x, MutMap<T> y) const {
     y = x[0] - x[1];
@@ -161,6 +163,7 @@ struct AddScalar {  // no UnaryShape base, so that AddScalar{c} builds it
   static constexpr int arity = 1;
   Shape shape(std::span<const Shape> x) const { return x[0]; }
   static constexpr std::string_view name = "add_scalar";
+  static constexpr std::uint8_t kPassesGradient = 0b1;
   static constexpr bool kRowwise = true;
   static constexpr Rules kRules = Rules::piecewise_linear;  // affine: ẏ = ẋ
   double c = 0;

@@ -198,6 +198,7 @@ struct AddRowVector {
   static constexpr std::string_view name = "add_row_vector";
   static constexpr int arity = 2;
   static constexpr bool kAccumulates = true;
+  static constexpr std::uint8_t kPassesGradient = 0b01;
   static constexpr Rules kRules = Rules::linear;
   Shape shape(std::span<const Shape> x) const {
     if (x[1].rows != 1 || x[1].cols != x[0].cols) {

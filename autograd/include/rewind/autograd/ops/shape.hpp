@@ -135,6 +135,7 @@ struct Reshape {
   static constexpr Rules kRules = Rules::linear;
   static constexpr int arity = 1;
   static constexpr bool kAliasesInput = true;
+  static constexpr std::uint8_t kPassesGradient = 0b1;  // row-major: the same elements, in order
   Index rows = 0;
   Index cols = 0;
   Shape shape(std::span<const Shape> x) const {
