@@ -202,8 +202,16 @@ void run_panels(Index m, Index n, Index k, const T* a, Index lda, Index panel_st
   };
 #ifdef _OPENMP
   if (pieces > 1 && split_product(madds)) {
+    // The pieces are fixed by the shape: one thread or two, the result is the same bits.
+    const SplitChooser::Key key{m, n, k, (trans_b ? 2 : 0) + (add ? 1 : 0)};
+    SplitChooser::run(key, [&](bool two) {
+      if (two) {
 #pragma omp parallel for num_threads(Eigen::nbThreads()) schedule(static)
-    for (Index q = 0; q < pieces; ++q) piece(q);
+        for (Index q = 0; q < pieces; ++q) piece(q);
+      } else {
+        for (Index q = 0; q < pieces; ++q) piece(q);
+      }
+    });
     return;
   }
 #endif
@@ -411,7 +419,15 @@ bool run_dnnl_gradient(MutMap<float> y, bool add, const ConstMap<float>& a,
   if (!halves) {
     part(0);
   } else if (split_product(madds)) {
-    on_two_threads(part);
+    // The halves are fixed by the shape: one thread or two, the result is the same bits.
+    SplitChooser::run({m, n, k, add ? 5 : 4}, [&](bool two) {
+      if (two) {
+        on_two_threads(part);
+      } else {
+        part(0);
+        part(1);
+      }
+    });
   } else {
     part(0);
     part(1);
