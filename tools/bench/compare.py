@@ -463,7 +463,9 @@ def main():
                  f"{r['ms'] / pinned_best[1]:.2f}" if pinned_best else "-",
                  f"{mine / best[0]:.2f}" if best else "-", share]
         print("| " + " | ".join(cells) + " |")
-    print(f"| tiny-ops | {rewind['tiny-ops']['ms']:.3f} ms = {rewind['tiny-ops']['ms'] * 1e6 / 3000:.0f} ns/op | "
+    tiny = rewind["tiny-ops"]
+    print(f"| tiny-ops | {tiny['ms']:.3f} ms = {tiny['ms'] * 1e6 / 3000:.0f} ns/op (recording "
+          f"{tiny.get('record_ns_per_op', '-')}; with flush-to-zero {tiny.get('ftz_ns_per_op', '-')}) | "
           + " | ".join(["-"] * 6) + " |")
     for c, (_, rss, _) in torch.items():
         print(f"PyTorch '{c}' peak RSS over its whole run: {rss:.0f} MB")
