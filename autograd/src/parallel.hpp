@@ -97,13 +97,6 @@ class SplitChooser {
     }
   }
 
-  /// Whether `key`'s choice is made, and which (tests and diagnostics).
-  static std::pair<bool, bool> choice(const Key& key) {
-    const auto it = table().find(key);
-    if (it == table().end()) return {false, false};
-    return {it->second.decided, it->second.two};
-  }
-
  private:
   static constexpr int kTrials = 4;
   static constexpr double kMargin = 0.8;
