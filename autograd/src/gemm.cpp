@@ -245,9 +245,12 @@ void pack_jit(typename PackedWeight<T>::View& v, const T* data, Index m, Index k
     const Index rows = std::min(i0 + kJitRows, m) - i0;
     T* out = v.panels.data() + i0 * k;
     if (row_major) {
-      for (Index i = 0; i < rows; ++i) {
-        const T* src = data + (i0 + i) * stride;
-        for (Index p = 0; p < k; ++p) out[p * rows + i] = src[p];
+      // Written in order, read down the panel's rows: the rows' current cache lines (64 of
+      // them) stay in L1 for 16 columns. Row by row, each row's k writes went to k different
+      // lines of a 128 KiB panel: 2.3% of train-lstm-512's step (perf), for 4.5 MiB a step.
+      const T* src = data + i0 * stride;
+      for (Index p = 0; p < k; ++p) {
+        for (Index i = 0; i < rows; ++i) out[p * rows + i] = src[i * stride + p];
       }
     } else {
       for (Index p = 0; p < k; ++p)
@@ -463,13 +466,31 @@ const char* gradient_kernel() {
 
 template <class T>
 void weight_product(MutMap<T> y, bool add, const ConstMap<T>& l, const ConstMap<T>& w,
-                    bool transpose_w, PackedWeight<T>* packed) {
+                    bool transpose_w, PackedWeight<T>* packed, const T* bias) {
   // Column-major, yᵀ = op(W)ᵀ·lᵀ: the weight is GEMM's left operand. For y = l·Wᵀ that is W's
   // buffer read row-major (m = W.rows), for y = l·W the buffer read column-major (m = W.cols).
   const Index n = l.rows(), k = l.cols();
   const Index m = transpose_w ? w.rows() : w.cols();
   const bool pays =
       packed != nullptr && n >= Traits<T>::nr && m >= 16 && k >= 16 && k * n <= (Index{1} << 20);
+  if (bias != nullptr) {
+    const Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>> b(bias, m);
+    if (pays && jit_enabled()) {
+      // libxsmm assigns without reading y (beta = 0); the bias is then added while y is in
+      // cache. Broadcasting it first wrote y through the caches once more (affine's bias was
+      // 2.2% of train-lstm-512's step in perf).
+      weight_product<T>(y, add, l, w, transpose_w, packed);
+      y.rowwise() += b;
+      return;
+    }
+    // Eigen's kernels accumulate into y: the bias goes in first.
+    if (add) {
+      y.rowwise() += b;
+    } else {
+      y.rowwise() = b;
+    }
+    add = true;
+  }
   if (!pays) {
     if (split_product(static_cast<double>(m) * static_cast<double>(k) * static_cast<double>(n))) {
       if (transpose_w) {
@@ -566,8 +587,10 @@ template void gradient_product<double>(MutMap<double>, bool, const ConstMap<doub
                                        const ConstMap<double>&);
 
 template void weight_product<float>(MutMap<float>, bool, const ConstMap<float>&,
-                                    const ConstMap<float>&, bool, PackedWeight<float>*);
+                                    const ConstMap<float>&, bool, PackedWeight<float>*,
+                                    const float*);
 template void weight_product<double>(MutMap<double>, bool, const ConstMap<double>&,
-                                     const ConstMap<double>&, bool, PackedWeight<double>*);
+                                     const ConstMap<double>&, bool, PackedWeight<double>*,
+                                     const double*);
 
 }  // namespace rwd::detail

@@ -46,10 +46,11 @@ struct PackedWeight {
 
 /// y = l·Wᵀ (transpose_w) or y = l·W, assigned or added (`add`); y, l, W row-major. With `packed`
 /// (W is a parameter leaf of the recording) the product reuses or fills W's packing; without it,
-/// or when the product is small, it is Eigen's ordinary product.
+/// or when the product is small, it is Eigen's ordinary product. With `bias` (y.cols() values),
+/// the bias is added to every row too, where it is cheapest for the kernel in use.
 template <class T>
 void weight_product(MutMap<T> y, bool add, const ConstMap<T>& l, const ConstMap<T>& w,
-                    bool transpose_w, PackedWeight<T>* packed);
+                    bool transpose_w, PackedWeight<T>* packed, const T* bias = nullptr);
 
 /// The kernel the products with a packed weight use in this process: "libxsmm" or "eigen"
 /// (REWIND_GEMM=eigen in the environment, a build without REWIND_LIBXSMM, or a processor
@@ -87,8 +88,10 @@ extern template void gradient_product<double>(MutMap<double>, bool, const ConstM
                                               const ConstMap<double>&);
 
 extern template void weight_product<float>(MutMap<float>, bool, const ConstMap<float>&,
-                                           const ConstMap<float>&, bool, PackedWeight<float>*);
+                                           const ConstMap<float>&, bool, PackedWeight<float>*,
+                                           const float*);
 extern template void weight_product<double>(MutMap<double>, bool, const ConstMap<double>&,
-                                            const ConstMap<double>&, bool, PackedWeight<double>*);
+                                            const ConstMap<double>&, bool, PackedWeight<double>*,
+                                            const double*);
 
 }  // namespace rwd::detail

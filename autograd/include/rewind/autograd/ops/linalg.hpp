@@ -101,8 +101,7 @@ struct Affine {
   }
   template <class T>
   void forward(const Inputs<T>& x, MutMap<T> y) const {
-    y.rowwise() = x[2].row(0);
-    detail::weight_product(y, true, x[0], x[1], true, x.packed(1));
+    detail::weight_product(y, false, x[0], x[1], true, x.packed(1), x[2].data());
   }
   template <class T>
   void backward(const Inputs<T>& x, ConstMap<T> y, ConstMap<T> gy, Grads<T>& g) const {
