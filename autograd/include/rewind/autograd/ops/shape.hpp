@@ -99,8 +99,14 @@ struct SliceCols {
   }
   template <class T>
   void backward(const Inputs<T>&, ConstMap<T>, ConstMap<T> gy, Grads<T>& g) const {
-    if (!g.adds(0)) g[0].setZero();  // only the slice's columns are touched when adding
-    g[0].middleCols(begin, end - begin) += gy;
+    if (g.adds(0)) {  // only the slice's columns are touched when adding
+      g[0].middleCols(begin, end - begin) += gy;
+      return;
+    }
+    // One pass over g: an LSTM's gate gradient is four slices of a 32x2048 one at hidden 512.
+    g[0].leftCols(begin).setZero();
+    g[0].middleCols(begin, end - begin) = gy;
+    g[0].rightCols(g[0].cols() - end).setZero();
   }
 };
 
