@@ -56,13 +56,17 @@ inline SplitPolicy split_policy() {
 /// steps' products (0.5-2·10⁶ multiply-adds) made those training steps 1.3-1.6x faster on one
 /// 2-core machine (an AMD EPYC, about 110 GFLOP/s a core) and no faster on another (a Xeon, 210
 /// GFLOP/s a core, where a product's half takes 3 µs), while the hidden-512 steps gained on both
-/// (docs/benchmarks.md). So each thread keeps, per product shape, the fastest time of kTrials
-/// runs on two threads and of kTrials on one (alternating, after one untimed run), then uses two
-/// threads only if they were faster by kMargin: 20%, because the timing sees the product alone,
-/// and the other core's share of the result still has to travel back to the calling thread (on
-/// the Xeon, products 10-20% faster alone did not make the step faster). Only for products whose
-/// pieces are fixed by the shape, so the result is the same bits either way: the choice changes
-/// the time, never the numbers.
+/// (docs/benchmarks.md). What a split costs is not all inside the product: the other core's
+/// share of the result has to travel to the calling thread's cache when the next ops read it
+/// (on the Xeon, hidden-128 products 10-25% faster alone on two threads made no step faster). So
+/// a run is timed from its start to the start of the calling thread's next product (any shape):
+/// the product and the ops that consume its result. Each thread keeps, per product shape, the
+/// shortest such time of kTrials runs on two threads and of kTrials on one (after one untimed
+/// run; in the order one, two, two, one, ... so that a shape used at two places of a step in
+/// turn is not always split at the same one), then uses two threads if they were 15% faster
+/// (kMargin: on the Xeon, gru-128's shapes that gained 5-13% so did not make its step faster). Only
+/// for products whose pieces are fixed by the shape, so the result is the same bits either way: the
+/// choice changes the time, never the numbers.
 class SplitChooser {
  public:
   using Key = std::array<std::int64_t, 4>;
@@ -78,32 +82,42 @@ class SplitChooser {
       case SplitPolicy::measure:
         break;
     }
-    Entry& e = table()[key];
+    State& st = state();
+    if (st.timed != nullptr) {  // the previous trial's interval ends here
+      const auto now = std::chrono::steady_clock::now();
+      st.timed->record(st.timed_two,
+                       std::chrono::duration<double, std::nano>(now - st.started).count());
+      st.timed = nullptr;
+    }
+    Entry& e = st.table[key];
     if (e.decided) return work(e.two);
-    if (e.runs == 0) {  // first use: kernels, caches and the second thread warm up
-      ++e.runs;
-      return work(false);
-    }
-    const bool two = e.runs % 2 == 1;
-    const auto t0 = std::chrono::steady_clock::now();
+    if (e.runs++ == 0) return work(false);  // first use: kernels and caches warm up
+    const auto now = std::chrono::steady_clock::now();
+    // Trials 1..2·kTrials: one, two, two, one, one, two, two, one.
+    const int t = e.runs - 2;
+    const bool two = ((t + 1) / 2) % 2 == 1;
+    st.timed = &e;
+    st.timed_two = two;
+    st.started = now;
     work(two);
-    const double ns =
-        std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count();
-    double& best = two ? e.best_two : e.best_one;
-    if (best == 0 || ns < best) best = ns;
-    if (++e.runs > 2 * kTrials) {
-      e.decided = true;
-      e.two = e.best_two < kMargin * e.best_one;
-    }
   }
 
  private:
   static constexpr int kTrials = 4;
-  static constexpr double kMargin = 0.8;
+  static constexpr double kMargin = 0.85;
   struct Entry {
     int runs = 0;
+    int timed = 0;
     double best_one = 0, best_two = 0;
     bool decided = false, two = false;
+    void record(bool on_two, double ns) {
+      double& best = on_two ? best_two : best_one;
+      if (best == 0 || ns < best) best = ns;
+      if (++timed == 2 * kTrials) {
+        decided = true;
+        two = best_two < kMargin * best_one;
+      }
+    }
   };
   struct Hash {
     std::size_t operator()(const Key& k) const {
@@ -112,9 +126,15 @@ class SplitChooser {
       return h;
     }
   };
-  static std::unordered_map<Key, Entry, Hash>& table() {
-    thread_local std::unordered_map<Key, Entry, Hash> t;
-    return t;
+  struct State {
+    std::unordered_map<Key, Entry, Hash> table;  // entries never move: `timed` stays valid
+    Entry* timed = nullptr;                      // the trial whose interval is running
+    bool timed_two = false;
+    std::chrono::steady_clock::time_point started;
+  };
+  static State& state() {
+    thread_local State s;
+    return s;
   }
 };
 
