@@ -328,7 +328,7 @@ void Tape<T>::prepare_slots(const Node& n, Sweep sweep, const bool* skip) {
                                                   : bgrad_[xi];
       mode = GradMode::assign;
       const bool fresh = sweep == Sweep::grad ? x.grad_epoch != epoch_ : buffer == nullptr;
-      if (fresh && sweep == Sweep::grad && x.uses == 1 && (n.passes >> k & 1) != 0) {
+      if (fresh && sweep == Sweep::grad && x.uses == 1 && k < 8 && (n.passes >> k & 1) != 0) {
         // The input's whole gradient is gy (an add's operand, say) and nothing else adds to it:
         // it shares n's buffer instead of a copy. Gradients are only read once complete, so
         // the two nodes reading one buffer cannot tell. Not in the tangent or block sweeps.
