@@ -200,22 +200,22 @@ void run_panels(Index m, Index n, Index k, const T* a, Index lda, Index panel_st
     (p + 1 == panels ? f.tail : f.full)(a + p * panel_stride, b + (trans_b ? j0 : j0 * ldb),
                                         c + p * kJitRows + j0 * ldc);
   };
+  const auto run_pieces = [&]([[maybe_unused]] bool two) {
 #ifdef _OPENMP
+    if (two) {
+#pragma omp parallel for num_threads(Eigen::nbThreads()) schedule(static)
+      for (Index q = 0; q < pieces; ++q) piece(q);
+      return;
+    }
+#endif
+    for (Index q = 0; q < pieces; ++q) piece(q);
+  };
   if (pieces > 1 && split_product(madds)) {
     // The pieces are fixed by the shape: one thread or two, the result is the same bits.
-    const SplitChooser::Key key{m, n, k, (trans_b ? 2 : 0) + (add ? 1 : 0)};
-    SplitChooser::run(key, [&](bool two) {
-      if (two) {
-#pragma omp parallel for num_threads(Eigen::nbThreads()) schedule(static)
-        for (Index q = 0; q < pieces; ++q) piece(q);
-      } else {
-        for (Index q = 0; q < pieces; ++q) piece(q);
-      }
-    });
-    return;
+    SplitChooser::run({m, n, k, (trans_b ? 2 : 0) + (add ? 1 : 0)}, run_pieces);
+  } else {
+    run_pieces(false);
   }
-#endif
-  for (Index q = 0; q < pieces; ++q) piece(q);
 }
 
 /// Whether this process uses libxsmm: not switched off by REWIND_GEMM=eigen, and libxsmm can
@@ -419,21 +419,21 @@ bool run_dnnl_gradient(MutMap<float> y, bool add, const ConstMap<float>& a,
     ok[t] = dnnl.run(t == 0 ? *first : *second, r1 - r0, n, k, m, a.data() + r0, b.data(),
                      y.data() + r0 * k);
   };
+  const auto both_halves = [&](bool two) {
+    if (two) {
+      on_two_threads(part);
+    } else {
+      part(0);
+      part(1);
+    }
+  };
   if (!halves) {
     part(0);
   } else if (split_product(madds)) {
     // The halves are fixed by the shape: one thread or two, the result is the same bits.
-    SplitChooser::run({m, n, k, add ? 5 : 4}, [&](bool two) {
-      if (two) {
-        on_two_threads(part);
-      } else {
-        part(0);
-        part(1);
-      }
-    });
+    SplitChooser::run({m, n, k, add ? 5 : 4}, both_halves);
   } else {
-    part(0);
-    part(1);
+    both_halves(false);
   }
   if (!ok[0] || !ok[1]) {
     throw std::runtime_error("oneDNN failed to run a " + std::to_string(m) + "x" +

@@ -216,6 +216,17 @@ class PeerBlas:
 PEER_BLAS = PeerBlas()
 
 
+def torch_ready(peer_kernels):
+    """Whether python3-torch is there (says so if not); if it is, PyTorch's OpenBLAS kernels are
+    chosen (PEER_BLAS) and printed."""
+    if subprocess.run(["/usr/bin/python3", "-c", "import torch"], capture_output=True).returncode:
+        print("PyTorch columns skipped: Debian's python3-torch is not installed (apt-get install python3-torch).")
+        return False
+    PEER_BLAS.choose(peer_kernels)
+    print(f"PyTorch's OpenBLAS: {PEER_BLAS.describe()}", flush=True)
+    return True
+
+
 def peer_env(blas_threads=1):
     return PEER_BLAS.env(blas_threads)
 
@@ -407,22 +418,12 @@ def main():
     if args.checkpointing:
         return checkpointing_main(args)
     if args.hvp:
-        have_torch = subprocess.run(["/usr/bin/python3", "-c", "import torch"], capture_output=True).returncode == 0
-        if not have_torch:
-            print("PyTorch columns skipped: Debian's python3-torch is not installed (apt-get install python3-torch).")
-        else:
-            PEER_BLAS.choose(args.peer_kernels)
-            print(f"PyTorch's OpenBLAS: {PEER_BLAS.describe()}", flush=True)
-        return hvp_main(args, configs, have_torch)
+        return hvp_main(args, configs, torch_ready(args.peer_kernels))
     rewind = rewind_side(args.build, 5 if args.quick else 0)
     rewind2 = rewind_side(args.omp_build, 5 if args.quick else 0, 2) if args.omp_build else None
-    have_torch = subprocess.run(["/usr/bin/python3", "-c", "import torch"], capture_output=True).returncode == 0
+    have_torch = torch_ready(args.peer_kernels)
     torch = {}
-    if not have_torch:
-        print("PyTorch columns skipped: Debian's python3-torch is not installed (apt-get install python3-torch).")
-    else:
-        PEER_BLAS.choose(args.peer_kernels)
-        print(f"PyTorch's OpenBLAS: {PEER_BLAS.describe()}", flush=True)
+    if have_torch:
         for c in configs:
             r = torch_side(c)
             if r:
