@@ -464,6 +464,37 @@ const char* gradient_kernel() {
 #endif
 }
 
+namespace {
+/// Whether a product of n rows with a weight of m output and k input columns uses the packing.
+template <class T>
+bool packing_pays(Index n, Index m, Index k) {
+  return n >= Traits<T>::nr && m >= 16 && k >= 16 && k * n <= (Index{1} << 20);
+}
+
+/// Fills `v` (not valid yet) with W packed for y = l·Wᵀ (transpose_w) or y = l·W, n rows of l.
+template <class T>
+void pack_view(typename PackedWeight<T>::View& v, const ConstMap<T>& w, bool transpose_w,
+               Index n) {
+  const Index m = transpose_w ? w.rows() : w.cols(), k = transpose_w ? w.cols() : w.rows();
+  if (jit_enabled()) {
+    pack_jit<T>(v, w.data(), m, k, w.cols(), transpose_w);
+  } else if (transpose_w) {
+    pack_weight<T, Eigen::RowMajor>(v, w.data(), m, k, w.cols(), n);
+  } else {
+    pack_weight<T, Eigen::ColMajor>(v, w.data(), m, k, w.cols(), n);
+  }
+}
+}  // namespace
+
+template <class T>
+void prepare_weight(PackedWeight<T>& packed, const ConstMap<T>& w, Index rows) {
+  for (const bool transpose_w : {false, true}) {
+    auto& v = packed.views[transpose_w ? 1 : 0];
+    const Index m = transpose_w ? w.rows() : w.cols(), k = transpose_w ? w.cols() : w.rows();
+    if (!v.valid && packing_pays<T>(rows, m, k)) pack_view<T>(v, w, transpose_w, rows);
+  }
+}
+
 template <class T>
 void weight_product(MutMap<T> y, bool add, const ConstMap<T>& l, const ConstMap<T>& w,
                     bool transpose_w, PackedWeight<T>* packed, const T* bias) {
@@ -471,8 +502,7 @@ void weight_product(MutMap<T> y, bool add, const ConstMap<T>& l, const ConstMap<
   // buffer read row-major (m = W.rows), for y = l·W the buffer read column-major (m = W.cols).
   const Index n = l.rows(), k = l.cols();
   const Index m = transpose_w ? w.rows() : w.cols();
-  const bool pays =
-      packed != nullptr && n >= Traits<T>::nr && m >= 16 && k >= 16 && k * n <= (Index{1} << 20);
+  const bool pays = packed != nullptr && packing_pays<T>(n, m, k);
   if (bias != nullptr) {
     const Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>> b(bias, m);
     if (pays && jit_enabled()) {
@@ -513,17 +543,10 @@ void weight_product(MutMap<T> y, bool add, const ConstMap<T>& l, const ConstMap<
     return;
   }
   auto& v = packed->views[transpose_w ? 1 : 0];
+  if (!v.valid) pack_view<T>(v, w, transpose_w, n);
   if (jit_enabled()) {
-    if (!v.valid) pack_jit<T>(v, w.data(), m, k, w.cols(), transpose_w);
     run_jit<T>(v, l.data(), n, y.data(), add);
     return;
-  }
-  if (!v.valid) {
-    if (transpose_w) {
-      pack_weight<T, Eigen::RowMajor>(v, w.data(), m, k, w.cols(), n);
-    } else {
-      pack_weight<T, Eigen::ColMajor>(v, w.data(), m, k, w.cols(), n);
-    }
   }
   if (!add) y.setZero();
   run_packed<T>(v, l.data(), n, y.data());
@@ -586,6 +609,8 @@ template void gradient_product<float>(MutMap<float>, bool, const ConstMap<float>
 template void gradient_product<double>(MutMap<double>, bool, const ConstMap<double>&,
                                        const ConstMap<double>&);
 
+template void prepare_weight<float>(PackedWeight<float>&, const ConstMap<float>&, Index);
+template void prepare_weight<double>(PackedWeight<double>&, const ConstMap<double>&, Index);
 template void weight_product<float>(MutMap<float>, bool, const ConstMap<float>&,
                                     const ConstMap<float>&, bool, PackedWeight<float>*,
                                     const float*);

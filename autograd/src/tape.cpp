@@ -1,7 +1,10 @@
 #include "rewind/autograd/tape.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <exception>
+#include <unordered_map>
 #include <utility>
 
 #include "parallel.hpp"
@@ -480,11 +483,284 @@ void Tape<T>::backward(std::span<const GradSeed<T>> seeds, const BackwardOptions
   sweep(top, options);
 }
 
+// ---- the reverse sweep on two threads ---------------------------------------------------------
+//
+// In a REWIND_OPENMP build with two threads a first-order sweep runs in one parallel region, each
+// thread owning half of the rows (for a recurrent network: half of the batch) of every gradient
+// whose op lets it: the rowwise ops, and the products and bias broadcasts for their row input
+// (row_local_inputs). Through a recurrent chain of such ops no thread reads what the other
+// wrote, so the threads meet only where the recording needs it: a barrier before an op that
+// reads or writes a gradient in a way the other thread's writes since the last barrier do not
+// match (a loss's reduction, a concat of time steps: thread 0 runs those alone). Per-product
+// splitting (gemm.cpp) paid on the 2-core hosts only for products of hidden 512; here all of a
+// step's row work is split without a fork or a join.
+//
+// The gradients summed over rows (a weight's gyᵀ·x, a bias's column sums) need every row of gy,
+// so they are deferred: after the row phase and one barrier, each such leaf's contributions are
+// computed in sweep order, exactly as the one-thread sweep computes them, the leaves shared out
+// between the two threads by their cost. Every gradient is therefore the same bits as the
+// one-thread sweep's (a product's row is the same whatever rows it is computed with), at any
+// thread count. The plan (which node runs how, where the barriers are, every slot) is made first
+// by the calling thread from the recording's shapes alone.
+
+template <class T>
+bool Tape<T>::parallel_sweep(std::size_t top) {
+#ifndef _OPENMP
+  static_cast<void>(top);
+  return false;
+#else
+  if (anomaly_ || !detail::two_threads() ||
+      detail::split_policy() == detail::SplitPolicy::never) {
+    return false;
+  }
+  // With the measured policy (REWIND_SPLIT unset), only nodes of 16 rows or more split, and only
+  // recordings whose splitting nodes hold 32 768 elements or more use two threads: below that a
+  // barrier (about a microsecond) costs more than half a node's rows save. REWIND_SPLIT=always
+  // splits every node of two rows or more (the tests use it to reach the rare paths).
+  const bool always = detail::split_policy() == detail::SplitPolicy::always;
+  const Index min_rows = always ? 2 : 16;
+  const double min_elements = always ? 0 : 32768;
+  const auto local_of = [](const Node& n) {
+    return std::visit([](const auto& o) { return row_local_inputs<std::decay_t<decltype(o)>>(); },
+                      n.op);
+  };
+  // Whether n can run on two threads: its row inputs have its rows, and every other input that
+  // takes a gradient is a leaf (whose gradient nothing reads before the sweep ends).
+  const auto splits = [&](const Node& n, std::uint8_t local) {
+    if (local == 0 || n.rows < min_rows || n.num_inputs > 8) return false;
+    const std::uint32_t* in = edges_.data() + n.first_input;
+    for (std::uint32_t k = 0; k < n.num_inputs; ++k) {
+      const Node& x = nodes_[in[k]];
+      if ((local >> k & 1) != 0 ? x.rows != n.rows : x.requires_grad && x.num_inputs != 0) {
+        return false;
+      }
+    }
+    return true;
+  };
+  // The leaves summed over rows by a node that splits: all of their contributions, from any
+  // node, are deferred (so they keep the one-thread order); per leaf, its cost in multiply-adds.
+  leaf_owner_.assign(top + 1, 0);
+  std::vector<double> cost(top + 1, 0.0);
+  double elements = 0;
+  for (std::size_t i = 0; i <= top; ++i) {
+    const Node& n = nodes_[i];
+    if (n.num_inputs == 0 || !n.requires_grad) continue;
+    const std::uint8_t local = local_of(n);
+    if (!splits(n, local)) continue;
+    elements += static_cast<double>(n.rows * n.cols);
+    const std::uint32_t* in = edges_.data() + n.first_input;
+    for (std::uint32_t k = 0; k < n.num_inputs; ++k) {
+      const Node& x = nodes_[in[k]];
+      if ((local >> k & 1) != 0 || !x.requires_grad) continue;
+      leaf_owner_[in[k]] = 1;
+    }
+  }
+  if (elements == 0 || elements < min_elements) return false;
+  const std::size_t edges = edges_.size();
+  plan_.clear();
+  deferred_.clear();
+  plan_slot_.assign(edges, nullptr);
+  plan_mode_.assign(edges, GradMode::none);
+  // Per gradient buffer since the last barrier: -1 thread 0 alone, R both threads on the halves
+  // of its R rows.
+  std::unordered_map<const T*, Index> state;
+  bool any_rows = false;
+  for (std::size_t i = top + 1; i-- > 0;) {
+    Node& n = nodes_[i];
+    if (n.grad_epoch != epoch_ || n.num_inputs == 0) continue;
+    prepare_slots(n, Sweep::grad);
+    const int count = static_cast<int>(n.num_inputs);
+    if (n.passes != 0 &&
+        std::none_of(modes_.begin(), modes_.end(), [](GradMode m) { return m != GradMode::none; })) {
+      continue;  // every input shares n's buffer: nothing to run
+    }
+    const std::uint8_t local = local_of(n);
+    const bool rows = splits(n, local);
+    const std::uint32_t* in = edges_.data() + n.first_input;
+    bool now = false;  // anything to run in the row phase
+    for (int k = 0; k < count; ++k) {
+      const std::size_t e = n.first_input + static_cast<std::size_t>(k);
+      plan_mode_[e] = modes_[k];
+      plan_slot_[e] = slots_[k].data;
+      if (modes_[k] == GradMode::none) continue;
+      const std::uint32_t xi = in[k];
+      if (leaf_owner_[xi] != 0) {
+        deferred_.emplace_back(static_cast<std::uint32_t>(i), static_cast<std::uint32_t>(k));
+        cost[xi] += static_cast<double>(n.rows) * static_cast<double>(nodes_[xi].rows * nodes_[xi].cols);
+      } else {
+        now = true;
+      }
+    }
+    for (const auto& [k, offset] : accumulate_) plan_slot_[n.first_input + k] = nullptr;
+    if (rows) {
+      for (int k = 0; k < count; ++k) {
+        if ((local >> k & 1) != 0) continue;
+        const Node& x = nodes_[in[k]];
+        if (const TensorRef<T> r = ref_of(x); r.packed != nullptr) {
+          // Both threads multiply by this weight: pack it now, for both halves' row counts.
+          const ConstMap<T> w(x.value, x.rows, x.cols);
+          detail::prepare_weight(*r.packed, w, n.rows / 2);
+          detail::prepare_weight(*r.packed, w, n.rows - n.rows / 2);
+        }
+      }
+    }
+    if (!now) continue;
+    // The buffers n reads (its gradient) and writes in the row phase, and how.
+    const auto each_buffer = [&](auto&& f) {
+      f(n.grad, rows ? n.rows : Index{-1});
+      for (int k = 0; k < count; ++k) {
+        if (modes_[k] == GradMode::none || leaf_owner_[in[k]] != 0) continue;
+        f(nodes_[in[k]].grad, rows && (local >> k & 1) != 0 ? n.rows : Index{-1});
+      }
+    };
+    bool barrier = false;
+    each_buffer([&](const T* buffer, Index how) {
+      const auto it = state.find(buffer);
+      if (it != state.end() && it->second != how) barrier = true;
+    });
+    if (barrier) state.clear();
+    each_buffer([&](const T* buffer, Index how) { state[buffer] = how; });
+    plan_.push_back(PlanStep{static_cast<std::uint32_t>(i), rows, barrier});
+    any_rows = any_rows || rows;
+  }
+  // The deferred leaves to the two threads, the costliest first, each to the less loaded.
+  std::vector<std::uint32_t> leaves;
+  for (std::size_t i = 0; i <= top; ++i) {
+    if (leaf_owner_[i] != 0) leaves.push_back(static_cast<std::uint32_t>(i));
+  }
+  std::stable_sort(leaves.begin(), leaves.end(),
+                   [&](std::uint32_t a, std::uint32_t b) { return cost[a] > cost[b]; });
+  double load[2] = {0, 0};
+  for (const std::uint32_t l : leaves) {
+    const int t = load[1] < load[0] ? 1 : 0;
+    leaf_owner_[l] = static_cast<std::uint8_t>(t + 1);
+    load[t] += cost[l];
+  }
+  // Thread t of `threads`. After an error a thread keeps meeting the other at every barrier and
+  // does nothing else; the first error is rethrown after the region.
+  std::atomic<bool> failed{false};
+  std::exception_ptr error[2];
+  const auto run = [&](int t, int threads) {
+    const auto guarded = [&](auto&& f) {
+      if (failed.load(std::memory_order_relaxed)) return;
+      try {
+        f();
+      } catch (...) {
+        error[t] = std::current_exception();
+        failed.store(true, std::memory_order_relaxed);
+      }
+    };
+    for (const PlanStep& s : plan_) {
+      if (s.barrier && threads == 2) {
+#pragma omp barrier
+      }
+      const Node& n = nodes_[s.node];
+      const Index half = n.rows / 2;
+      if (s.rows && threads == 2) {
+        guarded([&] { run_planned(n, t == 0 ? 0 : half, t == 0 ? half : n.rows, true); });
+      } else if (t == 0) {
+        guarded([&] { run_planned(n, 0, n.rows, false); });
+      }
+    }
+    if (threads == 2) {
+#pragma omp barrier
+    }
+    for (const auto& [i, k] : deferred_) {
+      const Node& n = nodes_[i];
+      if (threads == 2 && leaf_owner_[edges_[n.first_input + k]] != t + 1) continue;
+      guarded([&] { run_planned(n, 0, n.rows, false, static_cast<int>(k)); });
+    }
+  };
+  if (any_rows) {
+#pragma omp parallel num_threads(2)
+    run(omp_get_thread_num(), 2);
+  } else {
+    run(0, 1);
+  }
+  for (const std::exception_ptr& e : error) {
+    if (e) std::rethrow_exception(e);
+  }
+  return true;
+#endif
+}
+
+template <class T>
+void Tape<T>::run_planned(const Node& n, Index r0, Index r1, bool rows, int only) {
+  // Per thread: the op's inputs and slots (rows r0..r1 of the row inputs) and scratch.
+  thread_local std::vector<TensorRef<T>> in, slots;
+  thread_local std::vector<GradMode> modes;
+  thread_local std::vector<T> scratch;
+  const int count = static_cast<int>(n.num_inputs);
+  const std::uint8_t local =
+      rows ? std::visit([](const auto& o) { return row_local_inputs<std::decay_t<decltype(o)>>(); },
+                        n.op)
+           : std::uint8_t{0};
+  const std::uint32_t* edge = edges_.data() + n.first_input;
+  const auto mode_of = [&](int k) {  // what this call computes for input k
+    const bool deferred = leaf_owner_[edge[k]] != 0;
+    const bool wanted = only >= 0 ? k == only : !deferred;
+    return wanted ? plan_mode_[n.first_input + static_cast<std::size_t>(k)] : GradMode::none;
+  };
+  in.resize(static_cast<std::size_t>(count));
+  slots.resize(static_cast<std::size_t>(count));
+  modes.resize(static_cast<std::size_t>(count));
+  std::size_t need = 0;
+  for (int k = 0; k < count; ++k) {
+    const Node& x = nodes_[edge[k]];
+    const Index srows = (local >> k & 1) != 0 ? r1 - r0 : x.rows;
+    if (mode_of(k) != GradMode::none && plan_slot_[n.first_input + static_cast<std::size_t>(k)] == nullptr)
+      need += static_cast<std::size_t>(srows * x.cols);
+  }
+  if (need > scratch.size()) scratch.resize(need);
+  std::size_t offset = 0;
+  for (int k = 0; k < count; ++k) {
+    const auto kk = static_cast<std::size_t>(k);
+    const Node& x = nodes_[edge[k]];
+    const bool is_local = (local >> k & 1) != 0;
+    TensorRef<T> r = ref_of(x);
+    if (is_local) r = TensorRef<T>{r.data + r0 * x.cols, r1 - r0, x.cols, r.packed};
+    in[kk] = r;
+    const GradMode mode = mode_of(k);
+    T* const buffer = plan_slot_[n.first_input + kk];
+    const Index srows = is_local ? r1 - r0 : x.rows;
+    T* data = nullptr;
+    if (mode != GradMode::none) {
+      if (buffer == nullptr) {
+        data = scratch.data() + offset;
+        offset += static_cast<std::size_t>(srows * x.cols);
+      } else {
+        data = is_local ? buffer + r0 * x.cols : buffer;
+      }
+    }
+    slots[kk] = TensorRef<T>{data, srows, x.cols};
+    modes[kk] = mode;
+  }
+  std::visit(
+      [&](const auto& o) {
+        using O = std::decay_t<decltype(o)>;
+        if constexpr (!kIsLeaf<O>) {
+          Grads<T> g(slots.data(), modes.data(), count);
+          o.template backward<T>(Inputs<T>(in.data(), count),
+                                 ConstMap<T>(n.value + r0 * n.cols, r1 - r0, n.cols),
+                                 ConstMap<T>(n.grad + r0 * n.cols, r1 - r0, n.cols), g);
+        }
+      },
+      n.op);
+  // Scratch contributions into their buffers (this thread's rows of them).
+  for (int k = 0; k < count; ++k) {
+    const auto kk = static_cast<std::size_t>(k);
+    if (modes[kk] == GradMode::none || plan_slot_[n.first_input + kk] != nullptr) continue;
+    const Node& x = nodes_[edge[k]];
+    T* target = x.grad + ((local >> k & 1) != 0 ? r0 * x.cols : 0);
+    MutMap<T>(target, slots[kk].rows, x.cols) += ConstMap<T>(slots[kk].data, slots[kk].rows, x.cols);
+  }
+}
+
 template <class T>
 void Tape<T>::sweep(std::size_t top, const BackwardOptions& options) {
   const bool second = options.second_order;
   // Nodes after the loss cannot reach it; nodes without a gradient this epoch are skipped.
-  for (std::size_t i = top + 1; i-- > 0;) {
+  for (std::size_t i = second || !parallel_sweep(top) ? top + 1 : 0; i-- > 0;) {
     const Node& n = nodes_[i];
     if (n.grad_epoch != epoch_ || n.num_inputs == 0) continue;
     const int count = static_cast<int>(n.num_inputs);

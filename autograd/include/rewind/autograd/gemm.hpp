@@ -52,6 +52,12 @@ template <class T>
 void weight_product(MutMap<T> y, bool add, const ConstMap<T>& l, const ConstMap<T>& w,
                     bool transpose_w, PackedWeight<T>* packed, const T* bias = nullptr);
 
+/// Packs W into both views of `packed` now, where a product with an l of `rows` rows would pack
+/// it (weight_product packs on first use). The parallel reverse sweep calls it before two
+/// threads multiply by the weight at once, so that neither packs while the other reads.
+template <class T>
+void prepare_weight(PackedWeight<T>& packed, const ConstMap<T>& w, Index rows);
+
 /// The kernel the products with a packed weight use in this process: "libxsmm" or "eigen"
 /// (REWIND_GEMM=eigen in the environment, a build without REWIND_LIBXSMM, or a processor
 /// libxsmm has no code generator for).
@@ -87,6 +93,8 @@ extern template void gradient_product<float>(MutMap<float>, bool, const ConstMap
 extern template void gradient_product<double>(MutMap<double>, bool, const ConstMap<double>&,
                                               const ConstMap<double>&);
 
+extern template void prepare_weight<float>(PackedWeight<float>&, const ConstMap<float>&, Index);
+extern template void prepare_weight<double>(PackedWeight<double>&, const ConstMap<double>&, Index);
 extern template void weight_product<float>(MutMap<float>, bool, const ConstMap<float>&,
                                            const ConstMap<float>&, bool, PackedWeight<float>*,
                                            const float*);

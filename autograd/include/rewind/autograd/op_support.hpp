@@ -12,6 +12,9 @@
 //   static constexpr bool kAccumulates = true;    // backward writes with g.put (see below)
 //   static constexpr bool kRowwise = true;  // rows are independent, forward and backward: a
 //                                           // REWIND_OPENMP build runs big ones on two threads
+//   static constexpr std::uint8_t kRowLocalInputs = 0b01;  // backward: these inputs' gradient
+//                                           // rows follow gy's rows; the others' are sums over
+//                                           // rows (a product's weight, a bias): see registry.hpp
 // `backward` returns the gradient of each input k with g.wants(k) by assigning every element of
 // g[k]; the tape accumulates. The slot may be fresh memory: never read it, never `+=` into it.
 // An op that declares kAccumulates instead writes through `g.put(k, expr)` (or checks

@@ -113,6 +113,22 @@ constexpr bool rowwise() {
   }
 }
 
+/// The inputs whose rows are the output's rows in the backward: row r of their gradient depends
+/// on row r of the incoming gradient (and of the values) only. The other inputs are read whole
+/// and their gradient is a sum over rows (a weight's gyᵀ·x, a bias's column sums). Bit k for
+/// input k (inputs 0-7); a rowwise op has all of them. The parallel reverse sweep runs an op
+/// with any such input on two threads, each over half of the rows (Tape::backward).
+template <class O>
+constexpr std::uint8_t row_local_inputs() {
+  if constexpr (rowwise<O>()) {
+    return 0xff;
+  } else if constexpr (requires { O::kRowLocalInputs; }) {
+    return aliases_input<O>() ? 0 : O::kRowLocalInputs;
+  } else {
+    return 0;
+  }
+}
+
 /// Where the op's tangent and second-order rules come from (op_support.hpp); hand by default.
 template <class O>
 constexpr Rules rules() {

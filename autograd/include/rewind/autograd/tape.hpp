@@ -305,6 +305,12 @@ class Tape {
                   int count, F&& f);
   // n's backward with incoming gradient gy (n.grad, or its tangent in a second-order sweep).
   void call_backward(const Node& n, const T* gy, Grads<T>& g);
+  // The first-order sweep on two threads, each owning half of the rows (tape.cpp). False,
+  // nothing done, where it does not apply.
+  bool parallel_sweep(std::size_t top);
+  // One planned node of parallel_sweep: rows r0..r1 of its row inputs (rows: as a row-split
+  // step) and the inputs whose gradient is not deferred; or (only >= 0) that deferred input alone.
+  void run_planned(const Node& n, Index r0, Index r1, bool rows, int only = -1);
   // Which per-node buffers a reverse sweep writes: gradients, gradient tangents (second order),
   // or the k stacked cotangents of vjp_block.
   enum class Sweep : unsigned char { grad, grad_tangent, block };
@@ -347,6 +353,20 @@ class Tape {
   std::vector<Shape> shapes_;
   std::vector<GradMode> modes_;
   std::vector<TensorRef<T>> split_;  // row halves of inputs and slots (split_rows)
+  // parallel_sweep's plan: the nodes in sweep order; per edge (node input), the gradient buffer
+  // its op writes (null: the thread's scratch, then added) and how; per node, which thread
+  // computes a leaf's summed-over-rows gradient after the region (0: none, it is not deferred;
+  // 1 or 2: thread 0 or 1), and the deferred (node, input) pairs in sweep order.
+  struct PlanStep {
+    std::uint32_t node = 0;
+    bool rows = false;     // both threads, half of the rows each; else thread 0, all rows
+    bool barrier = false;  // both threads wait for each other first
+  };
+  std::vector<PlanStep> plan_;
+  std::vector<T*> plan_slot_;
+  std::vector<GradMode> plan_mode_;
+  std::vector<std::uint8_t> leaf_owner_;
+  std::vector<std::pair<std::uint32_t, std::uint32_t>> deferred_;
   std::vector<std::pair<std::uint32_t, std::size_t>> accumulate_;  // (input, scratch offset)
   std::vector<ScopeEntry> scopes_;
   std::uint32_t current_scope_ = 0;

@@ -8,6 +8,7 @@ namespace rwd::ops {
 /// y = a·b (m×k times k×n);  ga = gy·bᵀ, gb = aᵀ·gy
 struct Matmul {
   static constexpr std::string_view name = "matmul";
+  static constexpr std::uint8_t kRowLocalInputs = 0b01;  // input 0; the rest sum over rows
   static constexpr int arity = 2;
   static constexpr bool kAccumulates = true;
   static constexpr Rules kRules = Rules::bilinear;
@@ -44,6 +45,7 @@ struct Matmul {
 // on every use, and lets Eigen's GEMM read b transposed in place.
 struct MatmulNt {
   static constexpr std::string_view name = "matmul_nt";
+  static constexpr std::uint8_t kRowLocalInputs = 0b01;  // input 0; the rest sum over rows
   static constexpr int arity = 2;
   static constexpr bool kAccumulates = true;
   static constexpr Rules kRules = Rules::bilinear;
@@ -85,6 +87,7 @@ struct MatmulNt {
 // product's output and GEMM adds into it.
 struct Affine {
   static constexpr std::string_view name = "affine";
+  static constexpr std::uint8_t kRowLocalInputs = 0b01;  // input 0; the rest sum over rows
   static constexpr int arity = 3;
   static constexpr bool kAccumulates = true;
   Shape shape(std::span<const Shape> x) const {
@@ -195,6 +198,7 @@ struct Transpose {
 /// gx = gy, gb = Σ_rows gy
 struct AddRowVector {
   static constexpr std::string_view name = "add_row_vector";
+  static constexpr std::uint8_t kRowLocalInputs = 0b01;  // input 0; the rest sum over rows
   static constexpr int arity = 2;
   static constexpr bool kAccumulates = true;
   static constexpr std::uint8_t kPassesGradient = 0b01;
@@ -222,6 +226,7 @@ struct AddRowVector {
 /// gx = gy ⊙ (1·v), gv = Σ_rows gy ⊙ x
 struct MulRowVector {
   static constexpr std::string_view name = "mul_row_vector";
+  static constexpr std::uint8_t kRowLocalInputs = 0b01;  // input 0; the rest sum over rows
   static constexpr int arity = 2;
   static constexpr Rules kRules = Rules::bilinear;
   Shape shape(std::span<const Shape> x) const {
