@@ -504,14 +504,14 @@ void Tape<T>::backward(std::span<const GradSeed<T>> seeds, const BackwardOptions
 // by the calling thread from the recording's shapes alone.
 
 template <class T>
-bool Tape<T>::parallel_sweep(std::size_t top) {
+int Tape<T>::parallel_sweep(std::size_t top) {
 #ifndef _OPENMP
   static_cast<void>(top);
-  return false;
+  return 0;
 #else
   if (anomaly_ || !detail::two_threads() ||
       detail::split_policy() == detail::SplitPolicy::never) {
-    return false;
+    return 0;
   }
   // With the measured policy (REWIND_SPLIT unset), only nodes of 16 rows or more split, and only
   // recordings whose splitting nodes hold 32 768 elements or more use two threads: below that a
@@ -555,7 +555,7 @@ bool Tape<T>::parallel_sweep(std::size_t top) {
       leaf_owner_[in[k]] = 1;
     }
   }
-  if (elements == 0 || elements < min_elements) return false;
+  if (elements == 0 || elements < min_elements) return 0;
   const std::size_t edges = edges_.size();
   plan_.clear();
   deferred_.clear();
@@ -675,12 +675,12 @@ bool Tape<T>::parallel_sweep(std::size_t top) {
 #pragma omp parallel num_threads(2)
     run(omp_get_thread_num(), 2);
   } else {
-    run(0, 1);
+    run(0, 1);  // nothing split after all (no node that splits took a gradient)
   }
   for (const std::exception_ptr& e : error) {
     if (e) std::rethrow_exception(e);
   }
-  return true;
+  return any_rows ? 2 : 1;
 #endif
 }
 
@@ -760,7 +760,9 @@ template <class T>
 void Tape<T>::sweep(std::size_t top, const BackwardOptions& options) {
   const bool second = options.second_order;
   // Nodes after the loss cannot reach it; nodes without a gradient this epoch are skipped.
-  for (std::size_t i = second || !parallel_sweep(top) ? top + 1 : 0; i-- > 0;) {
+  const int parallel = second ? 0 : parallel_sweep(top);
+  backward_threads_ = std::max(parallel, 1);
+  for (std::size_t i = parallel != 0 ? 0 : top + 1; i-- > 0;) {  // else swept already
     const Node& n = nodes_[i];
     if (n.grad_epoch != epoch_ || n.num_inputs == 0) continue;
     const int count = static_cast<int>(n.num_inputs);

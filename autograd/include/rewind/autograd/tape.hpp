@@ -251,6 +251,11 @@ class Tape {
   std::string current_scope() const { return scope_string(current_scope_); }
   /// Whether backward ran since the last clear().
   bool has_backward() const { return backward_epoch_ != 0; }
+  /// How many threads ran the latest first-order backward sweep: 2 where it ran in one parallel
+  /// region, each thread on half of the rows (a REWIND_OPENMP build with two threads and a
+  /// recording big enough: docs/benchmarks.md), else 1. The gradients agree with the one-thread
+  /// sweep's to rounding (products over half the rows) and are the same bits on every run.
+  int backward_threads() const { return backward_threads_; }
   /// The node the latest backward started from.
   std::optional<std::size_t> last_loss() const {
     if (backward_epoch_ == 0) return std::nullopt;
@@ -305,9 +310,9 @@ class Tape {
                   int count, F&& f);
   // n's backward with incoming gradient gy (n.grad, or its tangent in a second-order sweep).
   void call_backward(const Node& n, const T* gy, Grads<T>& g);
-  // The first-order sweep on two threads, each owning half of the rows (tape.cpp). False,
-  // nothing done, where it does not apply.
-  bool parallel_sweep(std::size_t top);
+  // The first-order sweep on two threads, each owning half of the rows (tape.cpp): the threads
+  // it ran on (1 when its plan split nothing), or 0, nothing done, where it does not apply.
+  int parallel_sweep(std::size_t top);
   // One planned node of parallel_sweep: rows r0..r1 of its row inputs (rows: as a row-split
   // step) and the inputs whose gradient is not deferred; or (only >= 0) that deferred input alone.
   void run_planned(const Node& n, Index r0, Index r1, bool rows, int only = -1);
@@ -409,6 +414,7 @@ class Tape {
   std::uint32_t backward_epoch_ = 0;  // epoch of this recording's latest backward, 0 if none
   std::size_t last_loss_ = 0;
   bool anomaly_ = false;
+  int backward_threads_ = 1;
 };
 
 extern template class Tape<float>;
