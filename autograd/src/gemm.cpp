@@ -200,6 +200,12 @@ void run_panels(Index m, Index n, Index k, const T* a, Index lda, Index panel_st
     (p + 1 == panels ? f.tail : f.full)(a + p * panel_stride, b + (trans_b ? j0 : j0 * ldb),
                                         c + p * kJitRows + j0 * ldc);
   };
+  if (const ProductShare share = product_share(); share.parts == 2) {
+    // This thread's half of the pieces, as omp's static schedule gives two threads.
+    const Index half = (pieces + 1) / 2;
+    for (Index q = share.part == 0 ? 0 : half; q < (share.part == 0 ? half : pieces); ++q) piece(q);
+    return;
+  }
   const auto run_pieces = [&]([[maybe_unused]] bool two) {
 #ifdef _OPENMP
     if (two) {
@@ -409,6 +415,7 @@ bool run_dnnl_gradient(MutMap<float> y, bool add, const ConstMap<float>& a,
   const double madds = static_cast<double>(m) * static_cast<double>(k) * static_cast<double>(n);
   const bool halves = m >= 32 && worth_two_threads(madds);
   const Index cut = halves ? round_up((m + 1) / 2, Index{16}) : m;
+  const ProductShare share = product_share();
   Dnnl& dnnl = Dnnl::instance();
   const dnnl::matmul* first = dnnl.primitive(cut, n, k, m, add);
   const dnnl::matmul* second = halves ? dnnl.primitive(m - cut, n, k, m, add) : nullptr;
@@ -427,7 +434,9 @@ bool run_dnnl_gradient(MutMap<float> y, bool add, const ConstMap<float>& a,
       part(1);
     }
   };
-  if (!halves) {
+  if (share.parts == 2) {
+    if (halves || share.part == 0) part(halves ? share.part : 0);
+  } else if (!halves) {
     part(0);
   } else if (split_product(madds)) {
     // The halves are fixed by the shape: one thread or two, the result is the same bits.
@@ -552,6 +561,11 @@ void weight_product(MutMap<T> y, bool add, const ConstMap<T>& l, const ConstMap<
   run_packed<T>(v, l.data(), n, y.data());
 }
 
+ProductShare& product_share() {
+  thread_local ProductShare share;
+  return share;
+}
+
 template <class T>
 void gradient_product(MutMap<T> y, bool add, const ConstMap<T>& a, const ConstMap<T>& b) {
   const auto rows = [&](Index r0, Index r1) {
@@ -567,6 +581,9 @@ void gradient_product(MutMap<T> y, bool add, const ConstMap<T>& a, const ConstMa
   }
   const double madds =
       static_cast<double>(m) * static_cast<double>(y.cols()) * static_cast<double>(a.rows());
+  if (const ProductShare share = product_share(); share.parts == 2 && share.part != 0) {
+    return;  // Eigen's kernel: thread 0 computes all of y
+  }
   if (!split_product(madds)) {
     // Column-major yᵀ (n×m) = bᵀ·a: b's buffer read column-major is bᵀ (n×k), a's is k×m
     // row-major.

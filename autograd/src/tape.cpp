@@ -623,14 +623,33 @@ int Tape<T>::parallel_sweep(std::size_t top) {
     plan_.push_back(PlanStep{static_cast<std::uint32_t>(i), rows, barrier});
     any_rows = any_rows || rows;
   }
-  // The deferred leaves to the two threads, the costliest first, each to the less loaded.
+  // The deferred leaves to the threads. A leaf whose every contribution is one product (a
+  // weight's gradient, gradient_product) is shared: both threads compute each contribution, each
+  // its pieces of the product (owner 3). The others go whole to one thread (owner 1 or 2), the
+  // costliest first, each to the less loaded.
+  std::vector<bool> shared(top + 1, true);
+  for (const auto& [i, k] : deferred_) {
+    const Node& n = nodes_[i];
+    const std::uint8_t products = std::visit(
+        [](const auto& o) { return product_gradient_inputs<std::decay_t<decltype(o)>>(); }, n.op);
+    if ((products >> k & 1) == 0 || plan_slot_[n.first_input + k] == nullptr) {
+      shared[edges_[n.first_input + k]] = false;
+    }
+  }
   std::vector<std::uint32_t> leaves;
+  double load[2] = {0, 0};
   for (std::size_t i = 0; i <= top; ++i) {
-    if (leaf_owner_[i] != 0) leaves.push_back(static_cast<std::uint32_t>(i));
+    if (leaf_owner_[i] == 0) continue;
+    if (shared[i]) {
+      leaf_owner_[i] = 3;
+      load[0] += cost[i] / 2;
+      load[1] += cost[i] / 2;
+    } else {
+      leaves.push_back(static_cast<std::uint32_t>(i));
+    }
   }
   std::stable_sort(leaves.begin(), leaves.end(),
                    [&](std::uint32_t a, std::uint32_t b) { return cost[a] > cost[b]; });
-  double load[2] = {0, 0};
   for (const std::uint32_t l : leaves) {
     const int t = load[1] < load[0] ? 1 : 0;
     leaf_owner_[l] = static_cast<std::uint8_t>(t + 1);
@@ -667,8 +686,18 @@ int Tape<T>::parallel_sweep(std::size_t top) {
     }
     for (const auto& [i, k] : deferred_) {
       const Node& n = nodes_[i];
-      if (threads == 2 && leaf_owner_[edges_[n.first_input + k]] != t + 1) continue;
-      guarded([&] { run_planned(n, 0, n.rows, false, static_cast<int>(k)); });
+      const std::uint8_t owner = leaf_owner_[edges_[n.first_input + k]];
+      if (threads == 2 && owner != 3 && owner != t + 1) continue;
+      guarded([&] {
+        // A shared leaf: this thread's pieces of the product (the share is reset however the
+        // call ends).
+        struct Share {
+          detail::ProductShare before = detail::product_share();
+          explicit Share(detail::ProductShare s) { detail::product_share() = s; }
+          ~Share() { detail::product_share() = before; }
+        } share(threads == 2 && owner == 3 ? detail::ProductShare{t, 2} : detail::product_share());
+        run_planned(n, 0, n.rows, false, static_cast<int>(k));
+      });
     }
   };
   if (any_rows) {

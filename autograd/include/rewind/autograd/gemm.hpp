@@ -68,6 +68,18 @@ const char* product_kernel();
 /// without REWIND_ONEDNN, or oneDNN failing to create its primitive). Double always uses Eigen's.
 const char* gradient_kernel();
 
+/// Which share of each gradient_product the calling thread computes: `part` of `parts`. The
+/// parallel reverse sweep sets 0 and 1 of 2 on its two threads for a weight's gradient: each
+/// thread then computes the pieces of y it would take if the product were split between two
+/// threads (libxsmm's panels, oneDNN's halves; Eigen's kernel: thread 0 all of it), so together
+/// they write every element once, and the bits are the one-thread product's. Thread-local;
+/// 0 of 1 (everything) by default.
+struct ProductShare {
+  int part = 0;
+  int parts = 1;
+};
+ProductShare& product_share();
+
 /// y = aᵀ·b, assigned or added (`add`): a weight's gradient from a batch (a: n×m, b: n×k). In a
 /// REWIND_OPENMP build with two threads each thread computes half of y's rows (Eigen's own
 /// parallel product synchronises the threads inside every product instead), so the result does

@@ -15,6 +15,8 @@
 //   static constexpr std::uint8_t kRowLocalInputs = 0b01;  // backward: these inputs' gradient
 //                                           // rows follow gy's rows; the others' are sums over
 //                                           // rows (a product's weight, a bias): see registry.hpp
+//   static constexpr std::uint8_t kProductGradientInputs = 0b10;  // these inputs' gradient is
+//                                           // one detail::gradient_product, nothing else
 // `backward` returns the gradient of each input k with g.wants(k) by assigning every element of
 // g[k]; the tape accumulates. The slot may be fresh memory: never read it, never `+=` into it.
 // An op that declares kAccumulates instead writes through `g.put(k, expr)` (or checks

@@ -129,6 +129,18 @@ constexpr std::uint8_t row_local_inputs() {
   }
 }
 
+/// The inputs whose gradient the op's backward writes with exactly one detail::gradient_product
+/// and nothing else (a product's weight). The parallel reverse sweep lets both threads compute
+/// such a gradient, each its share of the product (detail::ProductShare). Bit k for input k.
+template <class O>
+constexpr std::uint8_t product_gradient_inputs() {
+  if constexpr (requires { O::kProductGradientInputs; }) {
+    return O::kProductGradientInputs;
+  } else {
+    return 0;
+  }
+}
+
 /// Where the op's tangent and second-order rules come from (op_support.hpp); hand by default.
 template <class O>
 constexpr Rules rules() {

@@ -9,6 +9,7 @@ namespace rwd::ops {
 struct Matmul {
   static constexpr std::string_view name = "matmul";
   static constexpr std::uint8_t kRowLocalInputs = 0b01;  // input 0; the rest sum over rows
+  static constexpr std::uint8_t kProductGradientInputs = 0b10;  // gW: gradient_product
   static constexpr int arity = 2;
   static constexpr bool kAccumulates = true;
   static constexpr Rules kRules = Rules::bilinear;
@@ -46,6 +47,7 @@ struct Matmul {
 struct MatmulNt {
   static constexpr std::string_view name = "matmul_nt";
   static constexpr std::uint8_t kRowLocalInputs = 0b01;  // input 0; the rest sum over rows
+  static constexpr std::uint8_t kProductGradientInputs = 0b10;  // gW: gradient_product
   static constexpr int arity = 2;
   static constexpr bool kAccumulates = true;
   static constexpr Rules kRules = Rules::bilinear;
@@ -88,6 +90,7 @@ struct MatmulNt {
 struct Affine {
   static constexpr std::string_view name = "affine";
   static constexpr std::uint8_t kRowLocalInputs = 0b01;  // input 0; the rest sum over rows
+  static constexpr std::uint8_t kProductGradientInputs = 0b10;  // gW: gradient_product
   static constexpr int arity = 3;
   static constexpr bool kAccumulates = true;
   Shape shape(std::span<const Shape> x) const {
