@@ -339,6 +339,9 @@ class Dnnl {
     auto it = matmuls_.find(key);
     if (it != matmuls_.end()) return &it->second;
     try {
+      // A primitive is made for the threads oneDNN may use then (it keeps that count and
+      // forks them when it runs): one, like its runs.
+      const OneThread one_thread;
       dnnl::primitive_attr attr;
       if (add) {
         dnnl::post_ops sum;
@@ -364,13 +367,7 @@ class Dnnl {
       const auto [src, wei, dst] = descs(rows, n, k, lda);
       dnnl::memory s(src, engine_, const_cast<float*>(a)), w(wei, engine_, const_cast<float*>(b)),
           d(dst, engine_, y);
-      // oneDNN's OpenMP runtime uses omp_get_max_threads() threads: the caller splits instead.
-      // The calling thread's count is restored however this returns.
-      struct OneThread {
-        int before = omp_get_max_threads();
-        OneThread() { omp_set_num_threads(1); }
-        ~OneThread() { omp_set_num_threads(before); }
-      } one_thread;
+      const OneThread one_thread;
       mm.execute(stream, {{DNNL_ARG_SRC, s}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_DST, d}});
       stream.wait();
       return true;
@@ -380,6 +377,18 @@ class Dnnl {
   }
 
  private:
+  // oneDNN's OpenMP runtime uses omp_get_max_threads() threads: the caller splits instead. The
+  // calling thread's count is restored however the scope ends. Without it at the primitives'
+  // creation, a one-thread build's weight gradients ran partly on a second core (perf: 2.7% of
+  // train-lstm-512's samples were oneDNN's kernel on an OpenMP worker, which otherwise spun,
+  // another 35%).
+  struct OneThread {
+    int before = omp_get_max_threads();
+    OneThread() { omp_set_num_threads(1); }
+    ~OneThread() { omp_set_num_threads(before); }
+    OneThread(const OneThread&) = delete;
+    OneThread& operator=(const OneThread&) = delete;
+  };
   Dnnl() {
     const char* choice = std::getenv("REWIND_GEMM");
     wanted_ = choice == nullptr || std::strcmp(choice, "eigen") != 0;
