@@ -497,11 +497,13 @@ void Tape<T>::backward(std::span<const GradSeed<T>> seeds, const BackwardOptions
 //
 // The gradients summed over rows (a weight's gyᵀ·x, a bias's column sums) need every row of gy,
 // so they are deferred: after the row phase and one barrier, each such leaf's contributions are
-// computed in sweep order, exactly as the one-thread sweep computes them, the leaves shared out
-// between the two threads by their cost. Every gradient is therefore the same bits as the
-// one-thread sweep's (a product's row is the same whatever rows it is computed with), at any
-// thread count. The plan (which node runs how, where the barriers are, every slot) is made first
-// by the calling thread from the recording's shapes alone.
+// computed in sweep order, as the one-thread sweep computes them: a weight's by both threads,
+// each its own pieces of every product (detail::ProductShare), the others whole by one thread or
+// the other, shared out by cost. The gradients agree with the one-thread sweep's to rounding (a
+// product over half the rows need not round as over all of them: Eigen's kernel treats leftover
+// columns its own way); the plan (which node runs how, where the barriers are, every slot) is
+// made by the calling thread from the recording's shapes alone, so a recording gives the same
+// bits on every run.
 
 template <class T>
 int Tape<T>::parallel_sweep(std::size_t top) {
@@ -514,9 +516,10 @@ int Tape<T>::parallel_sweep(std::size_t top) {
     return 0;
   }
   // With the measured policy (REWIND_SPLIT unset), only nodes of 16 rows or more split, and only
-  // recordings whose splitting nodes hold 32 768 elements or more use two threads: below that a
-  // barrier (about a microsecond) costs more than half a node's rows save. REWIND_SPLIT=always
-  // splits every node of two rows or more (the tests use it to reach the rare paths).
+  // recordings whose splitting nodes hold 32 768 elements or more use two threads: small ones
+  // would pay a region's start (about a microsecond) and its barriers for little. The bounds are
+  // chosen, not tuned: every benchmark workload is far above them (rnn-128: 50 steps of 32 rows).
+  // REWIND_SPLIT=always splits every node of two rows or more (tests reach the rare paths so).
   const bool always = detail::split_policy() == detail::SplitPolicy::always;
   const Index min_rows = always ? 2 : 16;
   const double min_elements = always ? 0 : 32768;
