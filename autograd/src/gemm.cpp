@@ -329,6 +329,9 @@ class Dnnl {
   }
   /// Whether oneDNN is in use: not switched off by REWIND_GEMM=eigen, and no primitive failed.
   bool enabled() const { return wanted_ && !failed_.load(std::memory_order_relaxed); }
+  /// Whether oneDNN is wanted at all (REWIND_GEMM): what two threads sharing one product decide
+  /// on, since a failure on one of them may flip enabled() while the other is past its test.
+  bool wanted() const { return wanted_; }
 
   /// The primitive for rows×k = (rows×n)·(n×k), the left operand read transposed from a's
   /// buffer (leading dimension lda), y row-major; null if oneDNN could not make it (then
@@ -411,8 +414,9 @@ class Dnnl {
 /// in use.
 template <class T>
 bool dnnl_gradient_pays(Index m, Index k) {
+  const Dnnl& dnnl = Dnnl::instance();
   return std::is_same_v<T, float> && static_cast<std::size_t>(m * k) * sizeof(T) > (512u << 10) &&
-         Dnnl::instance().enabled();
+         (product_share().parts == 2 ? dnnl.wanted() : dnnl.enabled());
 }
 
 /// y = or += aᵀ·b through oneDNN, in two row halves when the product is worth two threads (the
@@ -428,7 +432,16 @@ bool run_dnnl_gradient(MutMap<float> y, bool add, const ConstMap<float>& a,
   Dnnl& dnnl = Dnnl::instance();
   const dnnl::matmul* first = dnnl.primitive(cut, n, k, m, add);
   const dnnl::matmul* second = halves ? dnnl.primitive(m - cut, n, k, m, add) : nullptr;
-  if (first == nullptr || (halves && second == nullptr)) return false;
+  if (first == nullptr || (halves && second == nullptr)) {
+    // Two threads share this product: the other one may be running its half with oneDNN, so
+    // neither may fall back to Eigen for the whole. The sweep rethrows this.
+    if (share.parts == 2) {
+      throw std::runtime_error("oneDNN could not create its matmul for a " + std::to_string(m) +
+                               "x" + std::to_string(k) + " weight gradient over " +
+                               std::to_string(n) + " rows (REWIND_GEMM=eigen avoids oneDNN)");
+    }
+    return false;
+  }
   bool ok[2] = {true, true};
   const auto part = [&](int t) {
     const Index r0 = t == 0 ? 0 : cut, r1 = t == 0 ? cut : m;
