@@ -1552,7 +1552,9 @@ std::size_t Tape<T>::capacity_bytes() const {
           block_grads_.capacity()) *
              sizeof(T) +
          (tan_.capacity() + gtan_.capacity()) * sizeof(T*) + seeds_.capacity() * sizeof(seeds_[0]) +
-         trefs_.capacity() * sizeof(TensorRef<T>);
+         trefs_.capacity() * sizeof(TensorRef<T>) + plan_.capacity() * sizeof(PlanStep) +
+         plan_slot_.capacity() * sizeof(T*) + plan_mode_.capacity() + leaf_owner_.capacity() +
+         deferred_.capacity() * sizeof(deferred_[0]);
 }
 
 template <class T>

@@ -361,7 +361,9 @@ class Tape {
   // parallel_sweep's plan: the nodes in sweep order; per edge (node input), the gradient buffer
   // its op writes (null: the thread's scratch, then added) and how; per node, which thread
   // computes a leaf's summed-over-rows gradient after the region (0: none, it is not deferred;
-  // 1 or 2: thread 0 or 1), and the deferred (node, input) pairs in sweep order.
+  // 1 or 2: thread 0 or 1; 3: both, each its pieces of every product), and the deferred
+  // (node, input) pairs in sweep order. Kept across clear() like the other buffers (and counted
+  // in capacity_bytes).
   struct PlanStep {
     std::uint32_t node = 0;
     bool rows = false;     // both threads, half of the rows each; else thread 0, all rows
