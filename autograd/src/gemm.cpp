@@ -504,8 +504,7 @@ bool packing_pays(Index n, Index m, Index k) {
 
 /// Fills `v` (not valid yet) with W packed for y = l·Wᵀ (transpose_w) or y = l·W, n rows of l.
 template <class T>
-void pack_view(typename PackedWeight<T>::View& v, const ConstMap<T>& w, bool transpose_w,
-               Index n) {
+void pack_view(typename PackedWeight<T>::View& v, const ConstMap<T>& w, bool transpose_w, Index n) {
   const Index m = transpose_w ? w.rows() : w.cols(), k = transpose_w ? w.cols() : w.rows();
   if (jit_enabled()) {
     pack_jit<T>(v, w.data(), m, k, w.cols(), transpose_w);

@@ -18,6 +18,12 @@ template <class T>
 bool all_finite(const ConstMap<T>& m) {
   return !std::isnan((m.array() * T(0)).sum());
 }
+
+/// The op's row_local_inputs() (registry.hpp), for the parallel sweep.
+std::uint8_t row_local_of(const Op& op) {
+  return std::visit([](const auto& o) { return row_local_inputs<std::decay_t<decltype(o)>>(); },
+                    op);
+}
 }  // namespace
 
 // ---- two threads for large rowwise ops (REWIND_OPENMP builds) --------------------------------
@@ -511,8 +517,7 @@ int Tape<T>::parallel_sweep(std::size_t top) {
   static_cast<void>(top);
   return 0;
 #else
-  if (anomaly_ || !detail::two_threads() ||
-      detail::split_policy() == detail::SplitPolicy::never) {
+  if (anomaly_ || !detail::two_threads() || detail::split_policy() == detail::SplitPolicy::never) {
     return 0;
   }
   // With the measured policy (REWIND_SPLIT unset), only nodes of 16 rows or more split, and only
@@ -523,10 +528,6 @@ int Tape<T>::parallel_sweep(std::size_t top) {
   const bool always = detail::split_policy() == detail::SplitPolicy::always;
   const Index min_rows = always ? 2 : 16;
   const double min_elements = always ? 0 : 32768;
-  const auto local_of = [](const Node& n) {
-    return std::visit([](const auto& o) { return row_local_inputs<std::decay_t<decltype(o)>>(); },
-                      n.op);
-  };
   // Whether n can run on two threads: its row inputs have its rows, and every other input that
   // takes a gradient is a leaf (whose gradient nothing reads before the sweep ends).
   const auto splits = [&](const Node& n, std::uint8_t local) {
@@ -548,7 +549,7 @@ int Tape<T>::parallel_sweep(std::size_t top) {
   for (std::size_t i = 0; i <= top; ++i) {
     const Node& n = nodes_[i];
     if (n.num_inputs == 0 || !n.requires_grad) continue;
-    const std::uint8_t local = local_of(n);
+    const std::uint8_t local = row_local_of(n.op);
     if (!splits(n, local)) continue;
     elements += static_cast<double>(n.rows * n.cols);
     const std::uint32_t* in = edges_.data() + n.first_input;
@@ -573,11 +574,11 @@ int Tape<T>::parallel_sweep(std::size_t top) {
     if (n.grad_epoch != epoch_ || n.num_inputs == 0) continue;
     prepare_slots(n, Sweep::grad);
     const int count = static_cast<int>(n.num_inputs);
-    if (n.passes != 0 &&
-        std::none_of(modes_.begin(), modes_.end(), [](GradMode m) { return m != GradMode::none; })) {
+    if (n.passes != 0 && std::none_of(modes_.begin(), modes_.end(),
+                                      [](GradMode m) { return m != GradMode::none; })) {
       continue;  // every input shares n's buffer: nothing to run
     }
-    const std::uint8_t local = local_of(n);
+    const std::uint8_t local = row_local_of(n.op);
     const bool rows = splits(n, local);
     const std::uint32_t* in = edges_.data() + n.first_input;
     bool now = false;  // anything to run in the row phase
@@ -589,7 +590,8 @@ int Tape<T>::parallel_sweep(std::size_t top) {
       const std::uint32_t xi = in[k];
       if (leaf_owner_[xi] != 0) {
         deferred_.emplace_back(static_cast<std::uint32_t>(i), static_cast<std::uint32_t>(k));
-        cost[xi] += static_cast<double>(n.rows) * static_cast<double>(nodes_[xi].rows * nodes_[xi].cols);
+        cost[xi] +=
+            static_cast<double>(n.rows) * static_cast<double>(nodes_[xi].rows * nodes_[xi].cols);
       } else {
         now = true;
       }
@@ -723,10 +725,7 @@ void Tape<T>::run_planned(const Node& n, Index r0, Index r1, bool rows, int only
   thread_local std::vector<GradMode> modes;
   thread_local std::vector<T> scratch;
   const int count = static_cast<int>(n.num_inputs);
-  const std::uint8_t local =
-      rows ? std::visit([](const auto& o) { return row_local_inputs<std::decay_t<decltype(o)>>(); },
-                        n.op)
-           : std::uint8_t{0};
+  const std::uint8_t local = rows ? row_local_of(n.op) : std::uint8_t{0};
   const std::uint32_t* edge = edges_.data() + n.first_input;
   const auto mode_of = [&](int k) {  // what this call computes for input k
     const bool deferred = leaf_owner_[edge[k]] != 0;
@@ -740,7 +739,8 @@ void Tape<T>::run_planned(const Node& n, Index r0, Index r1, bool rows, int only
   for (int k = 0; k < count; ++k) {
     const Node& x = nodes_[edge[k]];
     const Index srows = (local >> k & 1) != 0 ? r1 - r0 : x.rows;
-    if (mode_of(k) != GradMode::none && plan_slot_[n.first_input + static_cast<std::size_t>(k)] == nullptr)
+    if (mode_of(k) != GradMode::none &&
+        plan_slot_[n.first_input + static_cast<std::size_t>(k)] == nullptr)
       need += static_cast<std::size_t>(srows * x.cols);
   }
   if (need > scratch.size()) scratch.resize(need);
@@ -784,7 +784,8 @@ void Tape<T>::run_planned(const Node& n, Index r0, Index r1, bool rows, int only
     if (modes[kk] == GradMode::none || plan_slot_[n.first_input + kk] != nullptr) continue;
     const Node& x = nodes_[edge[k]];
     T* target = x.grad + ((local >> k & 1) != 0 ? r0 * x.cols : 0);
-    MutMap<T>(target, slots[kk].rows, x.cols) += ConstMap<T>(slots[kk].data, slots[kk].rows, x.cols);
+    MutMap<T>(target, slots[kk].rows, x.cols) +=
+        ConstMap<T>(slots[kk].data, slots[kk].rows, x.cols);
   }
 }
 

@@ -8,8 +8,8 @@
 #include <boost/test/unit_test.hpp>
 #include <cstdlib>
 #include <random>
-#include <string>
 #include <rewind/rewind.hpp>
+#include <string>
 #include <vector>
 
 #include "support.hpp"
@@ -53,8 +53,8 @@ struct Net {
       const Var<T> w = t == kSteps / 2 ? scale(tape.param(w_hh), T(1)) : tape.param(w_hh);
       const Var<T> z = add(affine(in, tape.param(w_ih), tape.param(b)), matmul_nt(h, w));
       const Var<T> i = sigmoid(slice_cols(z, 0, kHidden));
-      const Var<T> f = sigmoid(add(slice_cols(z, kHidden, 2 * kHidden),
-                                   mul_row_vector(c, tape.param(peep))));
+      const Var<T> f =
+          sigmoid(add(slice_cols(z, kHidden, 2 * kHidden), mul_row_vector(c, tape.param(peep))));
       const Var<T> g = tanh(slice_cols(z, 2 * kHidden, 3 * kHidden));
       const Var<T> o = sigmoid(slice_cols(z, 3 * kHidden, 4 * kHidden));
       c = add(mul(f, c), mul(i, g));
@@ -160,8 +160,7 @@ BOOST_AUTO_TEST_CASE(an_error_inside_the_region_is_thrown_and_the_tape_stays_usa
   const Var<double> loss = net.record(tape, x);
   // Through the custom op (thread 0 alone, between split steps) into a second loss term.
   const Var<double> inner[] = {tanh(x)};
-  const Var<double> thrown =
-      add(loss, mean(tape.record_custom(std::make_shared<Throws>(), inner)));
+  const Var<double> thrown = add(loss, mean(tape.record_custom(std::make_shared<Throws>(), inner)));
   test::expect_message<NumericalError>([&] { tape.backward(thrown); },
                                        "throws: backward failed on purpose");
   tape.clear();

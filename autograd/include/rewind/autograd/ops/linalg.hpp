@@ -8,7 +8,7 @@ namespace rwd::ops {
 /// y = a·b (m×k times k×n);  ga = gy·bᵀ, gb = aᵀ·gy
 struct Matmul {
   static constexpr std::string_view name = "matmul";
-  static constexpr std::uint8_t kRowLocalInputs = 0b01;  // input 0; the rest sum over rows
+  static constexpr std::uint8_t kRowLocalInputs = 0b01;         // input 0; the rest sum over rows
   static constexpr std::uint8_t kProductGradientInputs = 0b10;  // gW: gradient_product
   static constexpr int arity = 2;
   static constexpr bool kAccumulates = true;
@@ -46,7 +46,7 @@ struct Matmul {
 // on every use, and lets Eigen's GEMM read b transposed in place.
 struct MatmulNt {
   static constexpr std::string_view name = "matmul_nt";
-  static constexpr std::uint8_t kRowLocalInputs = 0b01;  // input 0; the rest sum over rows
+  static constexpr std::uint8_t kRowLocalInputs = 0b01;         // input 0; the rest sum over rows
   static constexpr std::uint8_t kProductGradientInputs = 0b10;  // gW: gradient_product
   static constexpr int arity = 2;
   static constexpr bool kAccumulates = true;
@@ -89,7 +89,7 @@ struct MatmulNt {
 // product's output and GEMM adds into it.
 struct Affine {
   static constexpr std::string_view name = "affine";
-  static constexpr std::uint8_t kRowLocalInputs = 0b01;  // input 0; the rest sum over rows
+  static constexpr std::uint8_t kRowLocalInputs = 0b01;         // input 0; the rest sum over rows
   static constexpr std::uint8_t kProductGradientInputs = 0b10;  // gW: gradient_product
   static constexpr int arity = 3;
   static constexpr bool kAccumulates = true;
