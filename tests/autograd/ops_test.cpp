@@ -1,7 +1,9 @@
 // Generated per-op tests (one Boost.Test case per op in the registry) and forward values
 // against straightforward scalar formulas.
+#include <algorithm>
 #include <boost/test/unit_test.hpp>
 #include <cmath>
+#include <vector>
 
 #include "op_samples.hpp"
 #include "support.hpp"
@@ -115,6 +117,50 @@ BOOST_AUTO_TEST_CASE(activations_match_scalar_formulas) {
   BOOST_TEST(close(abs(x).value(), elementwise(v, [](double t) { return std::abs(t); })));
   BOOST_TEST(close(pow(add_scalar(abs(x), 1.0), 1.5).value(),
                    elementwise(v, [](double t) { return std::pow(std::abs(t) + 1, 1.5); })));
+}
+
+// tanh and sigmoid compute every element on Eigen's packet path (detail::packetwise): a tensor
+// that does not fill whole packets ends in a padded one. An element's value must not depend on
+// the tensor's size, offset or alignment, must match the scalar formula, and nothing past the
+// tensor may be written.
+template <class T>
+void check_packetwise_tails(double tolerance) {
+  constexpr Index kLong = 96;  // whole packets for float and double, with and without AVX-512
+  Matrix<T> longer(1, kLong);
+  for (Index i = 0; i < kLong; ++i) longer(0, i) = static_cast<T>(-4.0 + 8.0 * i / (kLong - 1));
+  Tape<T> tape;
+  const Matrix<T> long_tanh = tanh(tape.constant(longer)).value();
+  const Matrix<T> long_sigmoid = sigmoid(tape.constant(longer)).value();
+  for (Index i = 0; i < kLong; ++i) {
+    const double v = static_cast<double>(longer(0, i));
+    BOOST_TEST(std::abs(static_cast<double>(long_tanh(0, i)) - std::tanh(v)) < tolerance);
+    BOOST_TEST(std::abs(static_cast<double>(long_sigmoid(0, i)) - 1 / (1 + std::exp(-v))) <
+               tolerance);
+  }
+  for (Index n = 1; n <= 40; ++n) {
+    for (const Index offset : {Index{0}, Index{3}, Index{40}}) {
+      const Matrix<T> part = longer.middleCols(offset, n);
+      BOOST_TEST((tanh(tape.constant(part)).value() == long_tanh.middleCols(offset, n)),
+                 "tanh of 1x" << n << " at offset " << offset);
+      BOOST_TEST((sigmoid(tape.constant(part)).value() == long_sigmoid.middleCols(offset, n)),
+                 "sigmoid of 1x" << n << " at offset " << offset);
+      // Straight into unaligned memory with sentinels after it.
+      std::vector<T> in(static_cast<std::size_t>(n + 1)), out(static_cast<std::size_t>(n + 33));
+      std::copy(part.data(), part.data() + n, in.begin() + 1);
+      std::fill(out.begin(), out.end(), T(-7));
+      detail::packetwise<T>(ConstMap<T>(in.data() + 1, 1, n), MutMap<T>(out.data() + 1, 1, n),
+                            [](const auto& a) { return a.tanh(); });
+      BOOST_TEST(out[0] == T(-7));
+      BOOST_TEST((ConstMap<T>(out.data() + 1, 1, n) == long_tanh.middleCols(offset, n)));
+      BOOST_TEST(std::all_of(out.begin() + 1 + n, out.end(), [](T v) { return v == T(-7); }),
+                 "tanh of " << n << " wrote past the end");
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(short_tensors_get_the_values_of_long_ones) {
+  check_packetwise_tails<float>(2e-6);
+  check_packetwise_tails<double>(1e-14);
 }
 
 BOOST_AUTO_TEST_CASE(extreme_values_are_exact) {

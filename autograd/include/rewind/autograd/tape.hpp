@@ -301,6 +301,7 @@ class Tape {
   void sweep(std::size_t top, const BackwardOptions& options);
   const Node& checked(const Var<T>& v, std::string_view who) const;
   void gather_inputs(const Node& n);  // fills refs_ with n's inputs
+  void push_ref(const Node& x);       // appends x's view to refs_
   TensorRef<T> ref_of(const Node& x);
   std::size_t packed_bytes() const;
   // A rowwise op on many elements, in a REWIND_OPENMP build with 2+ threads: f(r0, r1, inputs,

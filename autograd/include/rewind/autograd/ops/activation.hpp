@@ -11,7 +11,7 @@ struct Sigmoid : UnaryShape {
   template <class T>
   void forward(const Inputs<T>& x, MutMap<T> y) const {
     // Eigen's logistic saturates to exactly 0 or 1 instead of dividing by exp(1000) = inf.
-    y.array() = x[0].array().logistic();
+    detail::packetwise<T>(x[0], y, [](const auto& a) { return a.logistic(); });
   }
   template <class T>
   void backward(const Inputs<T>&, ConstMap<T> y, ConstMap<T> gy, Grads<T>& g) const {
@@ -31,7 +31,7 @@ struct Tanh : UnaryShape {
   static constexpr std::string_view name = "tanh";
   template <class T>
   void forward(const Inputs<T>& x, MutMap<T> y) const {
-    y.array() = x[0].array().tanh();
+    detail::packetwise<T>(x[0], y, [](const auto& a) { return a.tanh(); });
   }
   template <class T>
   void backward(const Inputs<T>&, ConstMap<T> y, ConstMap<T> gy, Grads<T>& g) const {
