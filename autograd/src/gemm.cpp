@@ -96,9 +96,16 @@ void run_packed(const typename PackedWeight<T>::View& v, const T* b, Index n, T*
   ei::gemm_pack_rhs<T, Index, RhsMapper, Traits<T>::nr, Eigen::ColMajor> pack_rhs;
   const RhsMapper rhs(b, v.k);
   T* const pb = packed_b.data();  // a thread_local is per thread: workers must use this pointer
-  for (Index k2 = 0; k2 < v.k; k2 += v.kc) {
-    pack_rhs(pb + k2 * n, rhs.getSubMapper(k2, 0), std::min(k2 + v.kc, v.k) - k2, n);
-  }
+  // Columns j0..j1 of B (j0 a multiple of nr) into their place in pb: gemm_pack_rhs lays out
+  // each depth block as panels of nr columns and then single columns, so column j0 of a block
+  // of depth d starts at j0·d, and packing [0, j0) and [j0, n) apart gives the whole's layout.
+  const auto pack_columns = [&](Index j0, Index j1) {
+    if (j1 <= j0) return;
+    for (Index k2 = 0; k2 < v.k; k2 += v.kc) {
+      const Index depth = std::min(k2 + v.kc, v.k) - k2;
+      pack_rhs(pb + k2 * n + j0 * depth, rhs.getSubMapper(k2, j0), depth, j1 - j0);
+    }
+  };
   const Index blocks = (v.m + v.mc - 1) / v.mc;
   const auto block = [&](Index ib) {
     ei::gebp_kernel<T, T, Index, ResMapper, Traits<T>::mr, Traits<T>::nr, false, false> gebp;
@@ -115,11 +122,23 @@ void run_packed(const typename PackedWeight<T>::View& v, const T* b, Index n, T*
 #ifdef _OPENMP
   if (blocks > 1 &&
       split_product(static_cast<double>(v.m) * static_cast<double>(v.k) * static_cast<double>(n))) {
-#pragma omp parallel for num_threads(Eigen::nbThreads()) schedule(static)
-    for (Index ib = 0; ib < blocks; ++ib) block(ib);
+#pragma omp parallel num_threads(Eigen::nbThreads())
+    {
+      // The right-hand side's packing split too: each thread packs its share of B's column
+      // panels, then each multiplies its row blocks by all of them.
+      const auto t = static_cast<Index>(omp_get_thread_num());
+      const auto threads = static_cast<Index>(omp_get_num_threads());
+      const Index nr = Traits<T>::nr, groups = (n + nr - 1) / nr;
+      pack_columns(std::min(groups * t / threads * nr, n),
+                   std::min(groups * (t + 1) / threads * nr, n));
+#pragma omp barrier
+#pragma omp for schedule(static)
+      for (Index ib = 0; ib < blocks; ++ib) block(ib);
+    }
     return;
   }
 #endif
+  pack_columns(0, n);
   for (Index ib = 0; ib < blocks; ++ib) block(ib);
 }
 
@@ -247,7 +266,7 @@ void pack_jit(typename PackedWeight<T>::View& v, const T* data, Index m, Index k
   v.kc = k;
   v.jit = true;
   v.panels.resize(static_cast<std::size_t>(m * k));
-  for (Index i0 = 0; i0 < m; i0 += kJitRows) {
+  const auto panel = [&](Index i0) {
     const Index rows = std::min(i0 + kJitRows, m) - i0;
     T* out = v.panels.data() + i0 * k;
     if (row_major) {
@@ -263,7 +282,18 @@ void pack_jit(typename PackedWeight<T>::View& v, const T* data, Index m, Index k
         std::memcpy(out + p * rows, data + p * stride + i0,
                     sizeof(T) * static_cast<std::size_t>(rows));
     }
+  };
+  const Index panels = (m + kJitRows - 1) / kJitRows;
+#ifdef _OPENMP
+  // Two threads each copy half of the panels (W_hh at hidden 512: 4 MiB a view, a step).
+  if (panels > 1 && split_packing(static_cast<double>(m) * static_cast<double>(k))) {
+#pragma omp parallel for num_threads(2) schedule(static)
+    for (Index q = 0; q < panels; ++q) panel(q * kJitRows);
+    v.valid = true;
+    return;
   }
+#endif
+  for (Index q = 0; q < panels; ++q) panel(q * kJitRows);
   v.valid = true;
 }
 
