@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """Runs rewind's and PyTorch's training benchmarks in one go and prints a table with ratios.
 
-    python3 tools/bench/compare.py [--build build] [--omp-build build-omp]
+    python3 tools/bench/compare.py [--build build] [--omp-build build-omp] [--rounds N]
                                    [--configs "1 1,1 2,2 2"] [--quick] [--scaling] [--memory N]
                                    [--hvp] [--checkpointing] [--distributed]
 
 rewind: build/tools/bench/bench_train, one process per workload (so peak RSS is per workload),
-one thread; with --omp-build, also two threads from a -DREWIND_OPENMP=ON build. PyTorch: ../shared/peers/torch_rnn_bench.py under Debian's /usr/bin/python3 with
+one thread; with --omp-build, also two threads from a -DREWIND_OPENMP=ON build, each workload's
+two runs back to back. --rounds N repeats rewind's set and PyTorch's in turn N times and prints
+the median of each round's ratios with their range (the host's speed drifts between the sets). PyTorch: ../shared/peers/torch_rnn_bench.py under Debian's /usr/bin/python3 with
 python3-torch, once per thread configuration ("torch threads, BLAS threads"); its peak RSS is
 that of the whole run. Without python3-torch the PyTorch columns are skipped with a message.
 Medians, all in this one run: the machine is noisy, compare ratios, not figures across runs.
@@ -61,14 +63,19 @@ def fields(line):
     return out
 
 
-def rewind_side(build, reps, threads=1):
-    rows = {}
+def rewind_sides(build, omp_build, reps):
+    """rewind's rows on one thread and, with omp_build, on two, workload by workload: the two
+    runs of a workload back to back, so a change in the host's speed between them does not land
+    in the 1 -> 2 threads ratio (the host's speed moves by 1.5x within an hour). Returns
+    (one-thread rows, two-thread rows or None)."""
+    rows, rows2 = {}, ({} if omp_build else None)
     for w in WORKLOADS + ["tiny-ops", "sgemm-1024", "fma-peak"]:
         args = ["--workload", w] + (["--reps", str(reps)] if reps else [])
-        line = bench_train(build, args, threads).strip()
-        rows[w] = fields(line)
-        print(f"rewind ({threads} thread{'s' if threads > 1 else ''}):", line, flush=True)
-    return rows
+        for b, threads, out in [(build, 1, rows)] + ([(omp_build, 2, rows2)] if omp_build else []):
+            line = bench_train(b, args, threads).strip()
+            out[w] = fields(line)
+            print(f"rewind ({threads} thread{'s' if threads > 1 else ''}):", line, flush=True)
+    return rows, rows2
 
 
 def scaling(build):
@@ -402,6 +409,9 @@ def main():
     ap.add_argument("--configs", default="1 1,1 2,2 2")
     ap.add_argument("--omp-build", help="a build with -DREWIND_OPENMP=ON for rewind's 2-thread column")
     ap.add_argument("--quick", action="store_true", help="PyTorch at '1 1' only, fewer rewind repetitions")
+    ap.add_argument("--rounds", type=int, default=1, metavar="N",
+                    help="training steps: N rounds of rewind's workloads then PyTorch's "
+                         "configurations; ratios taken within each round, their median printed")
     ap.add_argument("--scaling", action="store_true", help="also train-lstm-128 at lengths 50, 500, 5000")
     ap.add_argument("--memory", type=int, metavar="N", help="also RSS over N training steps per workload")
     ap.add_argument("--hvp", action="store_true", help="the second-order workloads (H·v) instead")
@@ -419,57 +429,102 @@ def main():
         return checkpointing_main(args)
     if args.hvp:
         return hvp_main(args, configs, torch_ready(args.peer_kernels))
-    rewind = rewind_side(args.build, 5 if args.quick else 0)
-    rewind2 = rewind_side(args.omp_build, 5 if args.quick else 0, 2) if args.omp_build else None
     have_torch = torch_ready(args.peer_kernels)
-    torch = {}
-    if have_torch:
-        for c in configs:
-            r = torch_side(c)
-            if r:
-                torch[c] = r
+    # Each round: rewind's workloads (one and two threads back to back), then PyTorch's
+    # configurations. Ratios are taken within a round, and the table gives their median over the
+    # rounds (with the range when there are several): the host's speed drifts between the sets.
+    rounds = []
+    for k in range(args.rounds):
+        if args.rounds > 1:
+            print(f"== round {k + 1} of {args.rounds} ==", flush=True)
+        rw, rw2 = rewind_sides(args.build, args.omp_build, 5 if args.quick else 0)
+        tr = {}
+        if have_torch:
+            for c in configs:
+                r = torch_side(c)
+                if r:
+                    tr[c] = r
+        rounds.append((rw, rw2, tr))
     print()
-    rate1 = float(rewind["sgemm-1024"]["gflops"])
-    rate2 = float(rewind2["sgemm-1024"]["gflops"]) if rewind2 else None
-    peak = float(rewind["fma-peak"]["gflops"]) or None
+
+    def median(xs):
+        xs = sorted(xs)
+        return xs[len(xs) // 2] if len(xs) % 2 else (xs[len(xs) // 2 - 1] + xs[len(xs) // 2]) / 2
+
+    def spread(xs, fmt):
+        """The median, and with several rounds the range: '0.42 [0.40-0.48]'."""
+        if not xs:
+            return "-"
+        if len(xs) == 1:
+            return format(xs[0], fmt)
+        return f"{format(median(xs), fmt)} [{format(min(xs), fmt)}-{format(max(xs), fmt)}]"
+
+    rate1 = median([float(rw["sgemm-1024"]["gflops"]) for rw, _, _ in rounds])
+    rate2 = median([float(rw2["sgemm-1024"]["gflops"]) for _, rw2, _ in rounds]) if args.omp_build else None
+    peak = median([float(rw["fma-peak"]["gflops"]) for rw, _, _ in rounds]) or None
     oblas = openblas_sgemm(1) if have_torch else None
-    print(f"Eigen sgemm 1024^3 in this run: {rate1:.1f} GFLOP/s on 1 thread"
+    of_rounds = f" (medians of {args.rounds} rounds)" if args.rounds > 1 else ""
+    print(f"Eigen sgemm 1024^3 in this run{of_rounds}: {rate1:.1f} GFLOP/s on 1 thread"
           + (f", {rate2:.1f} on 2 threads" if rate2 else ""))
     print(f"OpenBLAS sgemm 1024^3 (torch.mm, the peer's kernels) in this run: "
           + (f"{oblas:.1f} GFLOP/s on 1 thread" if oblas else "not measured (no python3-torch)"))
-    print(f"FMA peak of one core in this run: " + (f"{peak:.1f} GFLOP/s" if peak else "unknown"))
-    blases = sorted({b for (_, _, b) in torch.values()})
-    if torch:
+    print(f"FMA peak of one core in this run{of_rounds}: " + (f"{peak:.1f} GFLOP/s" if peak else "unknown"))
+    blases = sorted({b for _, _, tr in rounds for (_, _, b) in tr.values()})
+    if blases:
         print(f"PyTorch's BLAS in this run: {', '.join(blases)}; the workplace's OPENBLAS_CORETYPE "
               f"and OPENBLAS_L2_SIZE removed for its processes; {PEER_BLAS.describe()}")
+    if args.rounds > 1:
+        print(f"Times are medians over {args.rounds} rounds; ratios are taken within each round, "
+              "median [range] over the rounds.")
     print("| workload | rewind 1 thread ms (peak MB) | rewind 2 threads ms | PyTorch pinned 1 thread, best variant | PyTorch best (config, variant) | rewind 1 / pinned | rewind 2 threads / PyTorch best | products GFLOP/s, 1 thread (of Eigen sgemm / OpenBLAS sgemm / FMA peak) |")
     print("|---|---|---|---|---|---|---|---|")
     for w in WORKLOADS:
-        r = rewind[w]
-        pinned = torch.get("1 1", (None, 0, None))[0]
-        pinned_best = min(pinned.get(w, {}).items(), key=lambda kv: kv[1]) if pinned and pinned.get(w) else None
-        best = None
-        for c, (rows, _, _) in torch.items():
-            for variant, ms in rows.get(w, {}).items():
-                if best is None or ms < best[0]:
-                    best = (ms, c, variant)
-        two = rewind2[w]["ms"] if rewind2 else None
-        g = float(r["gflops"])
+        ones, twos, pins, bests, r_pin, r_best, rates = [], [], [], [], [], [], []
+        for rw, rw2, tr in rounds:
+            r = rw[w]
+            pinned = tr.get("1 1", (None, 0, None))[0]
+            pinned_best = min(pinned.get(w, {}).items(), key=lambda kv: kv[1]) if pinned and pinned.get(w) else None
+            best = None
+            for c, (rows, _, _) in tr.items():
+                for variant, ms in rows.get(w, {}).items():
+                    if best is None or ms < best[0]:
+                        best = (ms, c, variant)
+            two = rw2[w]["ms"] if rw2 else None
+            ones.append(r["ms"])
+            rates.append(float(r["gflops"]))
+            if two:
+                twos.append(two)
+            if pinned_best:
+                pins.append(pinned_best)
+                r_pin.append(r["ms"] / pinned_best[1])
+            if best:
+                bests.append(best)
+                r_best.append((two or r["ms"]) / best[0])
+        g = median(rates)
         share = f"{g:.0f} ({g / rate1:.0%}" + (f" / {g / oblas:.0%}" if oblas else " / -") \
                 + (f" / {g / peak:.0%})" if peak else " / -)")
-        mine = two or r["ms"]
-        cells = [w, f"{r['ms']:.1f} ({r['peak_rss_mb']})", f"{two:.1f}" if two else "-",
-                 f"{pinned_best[1]:.1f} ({pinned_best[0]})" if pinned_best else "-",
+        # PyTorch's columns: the median round's time, with the variant (and configuration) that
+        # round's best was.
+        pin = sorted(pins, key=lambda p: p[1])[len(pins) // 2] if pins else None
+        best = sorted(bests)[len(bests) // 2] if bests else None
+        cells = [w, f"{median(ones):.1f} ({rounds[0][0][w]['peak_rss_mb']})",
+                 f"{median(twos):.1f}" if twos else "-",
+                 f"{pin[1]:.1f} ({pin[0]})" if pin else "-",
                  f"{best[0]:.1f} ({best[1]}, {best[2]})" if best else "-",
-                 f"{r['ms'] / pinned_best[1]:.2f}" if pinned_best else "-",
-                 f"{mine / best[0]:.2f}" if best else "-", share]
+                 spread(r_pin, ".2f"), spread(r_best, ".2f"), share]
         print("| " + " | ".join(cells) + " |")
-    tiny = rewind["tiny-ops"]
+    tiny = sorted((rw["tiny-ops"] for rw, _, _ in rounds), key=lambda t: t["ms"])[len(rounds) // 2]
     print(f"| tiny-ops | {tiny['ms']:.3f} ms = {tiny['ms'] * 1e6 / 3000:.0f} ns/op (recording "
           f"{tiny.get('record_ns_per_op', '-')}; with flush-to-zero {tiny.get('ftz_ns_per_op', '-')}) | "
           + " | ".join(["-"] * 6) + " |")
-    for c, (_, rss, _) in torch.items():
-        print(f"PyTorch '{c}' peak RSS over its whole run: {rss:.0f} MB")
+    if rounds[0][1] and args.rounds > 1:
+        print("rewind 1 -> 2 threads, ms, per round (the two runs of a workload back to back):")
+        for w in WORKLOADS:
+            print(f"  {w}: " + "; ".join(f"{rw[w]['ms']:.1f} -> {rw2[w]['ms']:.1f}" for rw, rw2, _ in rounds))
+    for c in configs:
+        rss = [tr[c][1] for _, _, tr in rounds if c in tr]
+        if rss:
+            print(f"PyTorch '{c}' peak RSS over its whole run: {max(rss):.0f} MB")
     if args.scaling:
         scaling(args.build)
     if args.memory:
