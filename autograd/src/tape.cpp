@@ -244,7 +244,7 @@ Var<T> Tape<T>::record_in_scope(const Op& op, std::span<const Var<T>> inputs) {
           }
           // Filled in place, field by field: a Node built on the stack and copied in is read
           // back with wide loads the processor cannot forward from its narrower stores, a stall
-          // that was 7% of recording a small op.
+          // that was 7% of tiny-ops' samples.
           Node& node = nodes_.emplace_back();
           node.op = op;
           node.value = value;
@@ -283,7 +283,7 @@ TensorRef<T> Tape<T>::ref_of(const Node& x) {
 template <class T>
 void Tape<T>::push_ref(const Node& x) {
   // Field by field, like the node in record_in_scope: pushing a TensorRef made elsewhere reads
-  // its four 8-byte stores back as one 32-byte load, which stalls (10% of a small op's time).
+  // its four 8-byte stores back as one 32-byte load, which stalls (10% of tiny-ops' samples).
   TensorRef<T>& r = refs_.emplace_back();
   r.data = x.value;
   r.rows = x.rows;
