@@ -284,14 +284,12 @@ void pack_jit(typename PackedWeight<T>::View& v, const T* data, Index m, Index k
     }
   };
   const Index panels = (m + kJitRows - 1) / kJitRows;
+  // Where it pays, two threads each copy half of the panels (W_hh at hidden 512: 4 MiB a view,
+  // a step); otherwise the calling thread copies them all.
+  [[maybe_unused]] const bool split =
+      panels > 1 && split_packing(static_cast<double>(m) * static_cast<double>(k));
 #ifdef _OPENMP
-  // Two threads each copy half of the panels (W_hh at hidden 512: 4 MiB a view, a step).
-  if (panels > 1 && split_packing(static_cast<double>(m) * static_cast<double>(k))) {
-#pragma omp parallel for num_threads(2) schedule(static)
-    for (Index q = 0; q < panels; ++q) panel(q * kJitRows);
-    v.valid = true;
-    return;
-  }
+#pragma omp parallel for num_threads(2) schedule(static) if (split)
 #endif
   for (Index q = 0; q < panels; ++q) panel(q * kJitRows);
   v.valid = true;

@@ -37,12 +37,6 @@ inline bool two_threads() {
 /// only the input products of gru and rnn (3·10⁶, 10⁶) newly split; that was not measured alone.
 inline bool worth_two_threads(double madds) { return madds >= 5e5; }
 
-/// Whether copying a weight of this many elements into its packing is split between two threads:
-/// a REWIND_OPENMP build with two threads (not REWIND_SPLIT=never) and at least 2¹⁷ elements
-/// (512 KiB of float: ~30 µs of copying against a fork of ~1.5 µs). A packing is a copy, so
-/// its bits do not depend on the split.
-inline bool split_packing(double elements);
-
 /// How a product worth two threads by worth_two_threads() is run, from REWIND_SPLIT: `measure`
 /// (the default: SplitChooser decides per shape), `always` (two threads whenever allowed) or
 /// `never` (the calling thread only).
@@ -57,6 +51,10 @@ inline SplitPolicy split_policy() {
   return p;
 }
 
+/// Whether copying a weight of this many elements into its packing is split between two threads:
+/// a REWIND_OPENMP build with two threads (not REWIND_SPLIT=never) and at least 2¹⁷ elements
+/// (512 KiB of float: ~30 µs of copying against a fork of ~1.5 µs). A packing is a copy, so
+/// its bits do not depend on the split.
 inline bool split_packing(double elements) {
   return two_threads() && split_policy() != SplitPolicy::never && elements >= 131072.0;
 }

@@ -208,7 +208,7 @@ Var<T> Tape<T>::record_in_scope(const Op& op, std::span<const Var<T>> inputs) {
           for (const Var<T>& v : inputs) {
             const Node& x = checked(v, name);
             shapes_.push_back(Shape{x.rows, x.cols});
-            push_ref(x);
+            set_ref(refs_.emplace_back(), x);
             requires_grad = requires_grad || x.requires_grad;
           }
           const Shape ys = o.shape(std::span<const Shape>(shapes_));
@@ -274,27 +274,29 @@ Var<T> Tape<T>::record_custom(std::shared_ptr<const CustomOp<T>> fn,
 // ---- the reverse sweep --------------------------------------------------------------------------
 
 template <class T>
-TensorRef<T> Tape<T>::ref_of(const Node& x) {
-  TensorRef<T> r{x.value, x.rows, x.cols};
-  if (const auto* p = std::get_if<ops::Param>(&x.op)) r.packed = packs_[p->slot].get();
-  return r;
-}
-
-template <class T>
-void Tape<T>::push_ref(const Node& x) {
-  // Field by field, like the node in record_in_scope: pushing a TensorRef made elsewhere reads
-  // its four 8-byte stores back as one 32-byte load, which stalls (10% of tiny-ops' samples).
-  TensorRef<T>& r = refs_.emplace_back();
+void Tape<T>::set_ref(TensorRef<T>& r, const Node& x) {
+  // Field by field, into r where it is kept: a TensorRef made elsewhere and copied into refs_
+  // is written as four 8-byte stores and read back as one 32-byte load, which the processor
+  // cannot forward from its store buffer (10% of tiny-ops' samples).
   r.data = x.value;
   r.rows = x.rows;
   r.cols = x.cols;
+  r.packed = nullptr;
   if (const auto* p = std::get_if<ops::Param>(&x.op)) r.packed = packs_[p->slot].get();
+}
+
+template <class T>
+TensorRef<T> Tape<T>::ref_of(const Node& x) {
+  TensorRef<T> r;
+  set_ref(r, x);
+  return r;
 }
 
 template <class T>
 void Tape<T>::gather_inputs(const Node& n) {
   refs_.clear();
-  for (std::uint32_t k = 0; k < n.num_inputs; ++k) push_ref(nodes_[edges_[n.first_input + k]]);
+  for (std::uint32_t k = 0; k < n.num_inputs; ++k)
+    set_ref(refs_.emplace_back(), nodes_[edges_[n.first_input + k]]);
 }
 
 template <class T>
@@ -340,7 +342,7 @@ void Tape<T>::prepare_slots(const Node& n, Sweep sweep, const bool* skip) {
   for (int k = 0; k < count; ++k) {
     const std::uint32_t xi = in[k];
     Node& x = nodes_[xi];
-    TensorRef<T>& slot = slots_.emplace_back();  // in place: see push_ref
+    TensorRef<T>& slot = slots_.emplace_back();  // in place: see set_ref
     slot.rows = x.rows * blocks;
     slot.cols = x.cols;
     GradMode mode = GradMode::none;

@@ -38,6 +38,7 @@ at batch 64 (the same samples per step); the reduction's time per step and the c
 import argparse
 import os
 import resource
+import statistics
 import subprocess
 import sys
 
@@ -322,7 +323,6 @@ def train_rate(cmd, env):
 def distributed_main(args):
     """Data parallel on this machine: 2 ranks x batch 32 against one process at batch 32 (weak
     scaling) and against one process with two OpenMP threads at batch 64 (the same samples)."""
-    import statistics
     rewind = os.path.join(args.build, "tools", "rewind", "rewind")
     steps = "60" if args.quick else "300"
     base = ["train", "--task", "adding", "--cell", "lstm", "--hidden", "128", "--seq-len", "50",
@@ -447,21 +447,17 @@ def main():
         rounds.append((rw, rw2, tr))
     print()
 
-    def median(xs):
-        xs = sorted(xs)
-        return xs[len(xs) // 2] if len(xs) % 2 else (xs[len(xs) // 2 - 1] + xs[len(xs) // 2]) / 2
-
     def spread(xs, fmt):
         """The median, and with several rounds the range: '0.42 [0.40-0.48]'."""
         if not xs:
             return "-"
         if len(xs) == 1:
             return format(xs[0], fmt)
-        return f"{format(median(xs), fmt)} [{format(min(xs), fmt)}-{format(max(xs), fmt)}]"
+        return f"{format(statistics.median(xs), fmt)} [{format(min(xs), fmt)}-{format(max(xs), fmt)}]"
 
-    rate1 = median([float(rw["sgemm-1024"]["gflops"]) for rw, _, _ in rounds])
-    rate2 = median([float(rw2["sgemm-1024"]["gflops"]) for _, rw2, _ in rounds]) if args.omp_build else None
-    peak = median([float(rw["fma-peak"]["gflops"]) for rw, _, _ in rounds]) or None
+    rate1 = statistics.median([float(rw["sgemm-1024"]["gflops"]) for rw, _, _ in rounds])
+    rate2 = statistics.median([float(rw2["sgemm-1024"]["gflops"]) for _, rw2, _ in rounds]) if args.omp_build else None
+    peak = statistics.median([float(rw["fma-peak"]["gflops"]) for rw, _, _ in rounds]) or None
     oblas = openblas_sgemm(1) if have_torch else None
     of_rounds = f" (medians of {args.rounds} rounds)" if args.rounds > 1 else ""
     print(f"Eigen sgemm 1024^3 in this run{of_rounds}: {rate1:.1f} GFLOP/s on 1 thread"
@@ -500,15 +496,15 @@ def main():
             if best:
                 bests.append(best)
                 r_best.append((two or r["ms"]) / best[0])
-        g = median(rates)
+        g = statistics.median(rates)
         share = f"{g:.0f} ({g / rate1:.0%}" + (f" / {g / oblas:.0%}" if oblas else " / -") \
                 + (f" / {g / peak:.0%})" if peak else " / -)")
         # PyTorch's columns: the median round's time, with the variant (and configuration) that
         # round's best was.
         pin = sorted(pins, key=lambda p: p[1])[len(pins) // 2] if pins else None
         best = sorted(bests)[len(bests) // 2] if bests else None
-        cells = [w, f"{median(ones):.1f} ({rounds[0][0][w]['peak_rss_mb']})",
-                 f"{median(twos):.1f}" if twos else "-",
+        cells = [w, f"{statistics.median(ones):.1f} ({rounds[0][0][w]['peak_rss_mb']})",
+                 f"{statistics.median(twos):.1f}" if twos else "-",
                  f"{pin[1]:.1f} ({pin[0]})" if pin else "-",
                  f"{best[0]:.1f} ({best[1]}, {best[2]})" if best else "-",
                  spread(r_pin, ".2f"), spread(r_best, ".2f"), share]

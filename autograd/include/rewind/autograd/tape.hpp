@@ -300,8 +300,8 @@ class Tape {
   // The reverse sweep from node `top` down, once the seeds hold their gradients.
   void sweep(std::size_t top, const BackwardOptions& options);
   const Node& checked(const Var<T>& v, std::string_view who) const;
-  void gather_inputs(const Node& n);  // fills refs_ with n's inputs
-  void push_ref(const Node& x);       // appends x's view to refs_
+  void gather_inputs(const Node& n);             // fills refs_ with n's inputs
+  void set_ref(TensorRef<T>& r, const Node& x);  // r = x's view (packing for a parameter)
   TensorRef<T> ref_of(const Node& x);
   std::size_t packed_bytes() const;
   // A rowwise op on many elements, in a REWIND_OPENMP build with 2+ threads: f(r0, r1, inputs,
