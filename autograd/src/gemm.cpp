@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -304,27 +305,66 @@ void run_jit(const typename PackedWeight<T>::View& v, const T* b, Index n, T* c,
                 add);
 }
 
-/// Whether the weight gradient y = aᵀ·b (y m×k) goes through libxsmm: the result small enough
-/// to stay in a core's L2 cache over the product (at most 512 KiB). There libxsmm's kernels run
-/// 1.2-1.9x Eigen's on the steps' shapes; at hidden 512 (y = 4 MiB for W_hh) the product is
-/// bound by streaming y through memory and Eigen's kernel does better (docs/benchmarks.md).
+/// Whether the weight gradient y = aᵀ·b (y m×k) goes through libxsmm. For double, only a result
+/// that stays in a core's L2 cache over the product (at most 512 KiB); for float any size, in
+/// tiles of that size (run_jit_gradients). Within L2 libxsmm's kernels run 1.2-1.9x Eigen's on
+/// the steps' shapes (docs/benchmarks.md).
 template <class T>
 bool jit_gradient_pays(Index m, Index k, Index n) {
   // libxsmm generates the kernels that read B transposed on this processor.
   static const bool trans_b =
       jit_kernel<T>(kJitRows, 64, 8, kJitRows, 64, kJitRows, true, true) != nullptr;
   return trans_b && m >= 16 && k >= 16 && n >= 8 &&
-         static_cast<std::size_t>(m * k) * sizeof(T) <= (512u << 10);
+         (std::is_same_v<T, float> || static_cast<std::size_t>(m * k) * sizeof(T) <= (512u << 10));
 }
 
-/// y (m×k, row-major) = or += aᵀ·b, a n×m and b n×k row-major. Column-major this is yᵀ (k×m) =
-/// bᵀ·a: bᵀ (k×n) is b's buffer, and a's buffer is column-major aᵀ (m×n), read transposed by
-/// the kernel. Nothing is copied. Panels of kJitRows rows of yᵀ (columns of y): bᵀ's rows i0..
-/// start at b + i0.
+/// Rows of y (m×k) per tile of a weight gradient computed by libxsmm: all of them when y fits in
+/// 512 KiB, else the most that do, a multiple of 16. Depends on the shape only.
 template <class T>
-void run_jit_gradient(MutMap<T> y, bool add, const ConstMap<T>& a, const ConstMap<T>& b) {
-  const Index n = a.rows(), m = a.cols(), k = b.cols();
-  run_panels<T>(k, m, n, b.data(), k, kJitRows, false, a.data(), m, true, y.data(), k, add);
+Index gradient_tile_rows(Index m, Index k) {
+  const auto fit = static_cast<Index>((std::size_t{512} << 10) /
+                                      (sizeof(T) * static_cast<std::size_t>(k)));
+  return fit >= m ? m : std::max<Index>(16, fit / 16 * 16);
+}
+
+/// y (m×k, row-major) = or += aᵀ·b for each term, a n×m and b n×k row-major. Column-major this
+/// is yᵀ (k×m) = bᵀ·a: bᵀ (k×n) is b's buffer, and a's buffer is column-major aᵀ (m×n), read
+/// transposed by the kernel. Nothing is copied. A tile is rows r0..r1 of y (columns of yᵀ: a's
+/// columns from a + r0), in panels of kJitRows rows of yᵀ (columns of y). Every term goes into
+/// a tile before the next tile, so the tile stays in cache over all of them.
+template <class T>
+void run_jit_gradients(MutMap<T> y, std::span<const GradientTerm<T>> terms) {
+  const Index m = y.rows(), k = y.cols(), rows = gradient_tile_rows<T>(m, k);
+  const auto tiles = [&] {
+    for (Index r0 = 0; r0 < m; r0 += rows) {
+      const Index r1 = std::min(m, r0 + rows);
+      for (const GradientTerm<T>& t : terms) {
+        run_panels<T>(k, r1 - r0, t.n, t.b, k, kJitRows, false, t.a + r0, m, true,
+                      y.data() + r0 * k, k, t.add);
+      }
+    }
+  };
+  double madds = 0;
+  for (const GradientTerm<T>& t : terms)
+    madds += static_cast<double>(m) * static_cast<double>(k) * static_cast<double>(t.n);
+  if (terms.size() < 2 || product_share().parts == 2 || !split_product(madds)) {
+    tiles();  // run_panels splits a single product itself
+    return;
+  }
+  // Both threads over all the terms, each its pieces of every product (as in the parallel
+  // sweep): one fork for all of them.
+  std::exception_ptr error[2];
+  on_two_threads([&](int t) {
+    const ScopedProductShare share({t, 2});
+    try {
+      tiles();
+    } catch (...) {
+      error[t] = std::current_exception();
+    }
+  });
+  for (const std::exception_ptr& e : error) {
+    if (e) std::rethrow_exception(e);
+  }
 }
 #else
 bool jit_enabled() { return false; }
@@ -337,14 +377,16 @@ bool jit_gradient_pays(Index, Index, Index) {
   return false;
 }
 template <class T>
-void run_jit_gradient(MutMap<T>, bool, const ConstMap<T>&, const ConstMap<T>&) {}
+void run_jit_gradients(MutMap<T>, std::span<const GradientTerm<T>>) {}
 #endif
 
-// --- oneDNN's matmul for the large float weight gradients ------------------------------------
+// --- oneDNN's matmul for the large float weight gradients, where libxsmm is not used ---------
 //
 // gᵀ·h for W_hh at hidden 512 (a 4 MiB result over a depth of 32, once per step) is bound by
-// streaming the result through memory; libxsmm's kernels lose there, oneDNN's matmul ran the
-// training steps 5-7% faster than Eigen's kernel at one thread (docs/benchmarks.md). The
+// streaming the result through memory. libxsmm's kernels in 512 KiB tiles do better (116-130
+// against 106-112 GFLOP/s a product, and 145-155 with the sweep's terms run tile by tile:
+// docs/benchmarks.md); without libxsmm (a build without it, REWIND_GEMM is not eigen), oneDNN's
+// matmul ran the training steps 5-7% faster than Eigen's kernel at one thread. The
 // primitives are made once per shape on the calling thread (where a failure can fall back to
 // Eigen) and shared: oneDNN's primitives may run concurrently on several threads, each with its
 // own stream.
@@ -516,6 +558,7 @@ bool run_dnnl_gradient(MutMap<float>, bool, const ConstMap<float>&, const ConstM
 const char* product_kernel() { return jit_enabled() ? "libxsmm" : "eigen"; }
 
 const char* gradient_kernel() {
+  if (jit_enabled() && jit_gradient_pays<float>(2048, 512, 32)) return "libxsmm";
 #if REWIND_HAVE_DNNL
   return Dnnl::instance().enabled() ? "onednn" : "eigen";
 #else
@@ -622,7 +665,8 @@ void gradient_product(MutMap<T> y, bool add, const ConstMap<T>& a, const ConstMa
   };
   const Index m = y.rows();
   if (jit_enabled() && jit_gradient_pays<T>(m, y.cols(), a.rows())) {
-    run_jit_gradient<T>(y, add, a, b);
+    const GradientTerm<T> term{a.data(), b.data(), a.rows(), add};
+    run_jit_gradients<T>(y, std::span<const GradientTerm<T>>(&term, 1));
     return;
   }
   if constexpr (std::is_same_v<T, float>) {
@@ -651,6 +695,19 @@ void gradient_product(MutMap<T> y, bool add, const ConstMap<T>& a, const ConstMa
 }
 
 template <class T>
+void gradient_products(MutMap<T> y, std::span<const GradientTerm<T>> terms) {
+  bool jit = jit_enabled();
+  for (const GradientTerm<T>& t : terms) jit = jit && jit_gradient_pays<T>(y.rows(), y.cols(), t.n);
+  if (jit) {
+    run_jit_gradients<T>(y, terms);
+    return;
+  }
+  for (const GradientTerm<T>& t : terms) {
+    gradient_product<T>(y, t.add, ConstMap<T>(t.a, t.n, y.rows()), ConstMap<T>(t.b, t.n, y.cols()));
+  }
+}
+
+template <class T>
 void gradient_product_sum(MutMap<T> y, bool add, const ConstMap<T>& a1, const ConstMap<T>& b1,
                           const ConstMap<T>& a2, const ConstMap<T>& b2) {
   thread_local Matrix<T> a, b;
@@ -670,6 +727,8 @@ template void gradient_product_sum<float>(MutMap<float>, bool, const ConstMap<fl
 template void gradient_product_sum<double>(MutMap<double>, bool, const ConstMap<double>&,
                                            const ConstMap<double>&, const ConstMap<double>&,
                                            const ConstMap<double>&);
+template void gradient_products<float>(MutMap<float>, std::span<const GradientTerm<float>>);
+template void gradient_products<double>(MutMap<double>, std::span<const GradientTerm<double>>);
 template void gradient_product<float>(MutMap<float>, bool, const ConstMap<float>&,
                                       const ConstMap<float>&);
 template void gradient_product<double>(MutMap<double>, bool, const ConstMap<double>&,

@@ -4,6 +4,8 @@
 #include <atomic>
 #include <cmath>
 #include <exception>
+#include <stdexcept>
+#include <tuple>
 #include <unordered_map>
 #include <utility>
 
@@ -256,6 +258,7 @@ Var<T> Tape<T>::record_in_scope(const Op& op, std::span<const Var<T>> inputs) {
           node.requires_grad = requires_grad && !stops_gradient<O>();
           node.accumulates = accumulates<O>();
           node.passes = passes_gradient<O>();
+          node.products = product_gradient_inputs<O>();
           return Var<T>(this, static_cast<std::uint32_t>(nodes_.size() - 1), generation_);
         }
       },
@@ -670,6 +673,24 @@ int Tape<T>::parallel_sweep(std::size_t top) {
       leaves.push_back(static_cast<std::uint32_t>(i));
     }
   }
+  // The shared leaves' terms, in sweep order: both threads run each leaf's together, each its
+  // pieces of every product (detail::gradient_products).
+  std::vector<TensorRef<T>> operands;
+  for (const auto& [i, k] : deferred_) {
+    const Node& n = nodes_[i];
+    const std::uint32_t xi = edges_[n.first_input + k];
+    if (leaf_owner_[xi] != 3) continue;
+    operands.clear();
+    for (std::uint32_t j = 0; j < n.num_inputs; ++j)
+      operands.push_back(ref_of(nodes_[edges_[n.first_input + j]]));
+    pending_.push_back({xi,
+                        {{}, {}, n.rows, plan_mode_[n.first_input + k] == GradMode::add}});
+    std::tie(pending_.back().term.a, pending_.back().term.b) = product_operands_of(
+        n, Inputs<T>(operands.data(), static_cast<int>(n.num_inputs)), static_cast<int>(k));
+    if (std::find(pending_leaves_.begin(), pending_leaves_.end(), xi) == pending_leaves_.end())
+      pending_leaves_.push_back(xi);
+  }
+  group_products();
   std::stable_sort(leaves.begin(), leaves.end(),
                    [&](std::uint32_t a, std::uint32_t b) { return cost[a] > cost[b]; });
   for (const std::uint32_t l : leaves) {
@@ -706,20 +727,17 @@ int Tape<T>::parallel_sweep(std::size_t top) {
     if (threads == 2) {
 #pragma omp barrier
     }
+    guarded([&] {
+      // The shared leaves: this thread's pieces of every product.
+      const detail::ScopedProductShare share(threads == 2 ? detail::ProductShare{t, 2}
+                                                          : detail::product_share());
+      run_products();
+    });
     for (const auto& [i, k] : deferred_) {
       const Node& n = nodes_[i];
       const std::uint8_t owner = leaf_owner_[edges_[n.first_input + k]];
-      if (threads == 2 && owner != 3 && owner != t + 1) continue;
-      guarded([&] {
-        // A shared leaf: this thread's pieces of the product (the share is reset however the
-        // call ends).
-        struct Share {
-          detail::ProductShare before = detail::product_share();
-          explicit Share(detail::ProductShare s) { detail::product_share() = s; }
-          ~Share() { detail::product_share() = before; }
-        } share(threads == 2 && owner == 3 ? detail::ProductShare{t, 2} : detail::product_share());
-        run_planned(n, 0, n.rows, false, static_cast<int>(k));
-      });
+      if (owner == 3 || (threads == 2 && owner != t + 1)) continue;
+      guarded([&] { run_planned(n, 0, n.rows, false, static_cast<int>(k)); });
     }
   };
   if (any_rows) {
@@ -807,17 +825,95 @@ void Tape<T>::run_planned(const Node& n, Index r0, Index r1, bool rows, int only
 }
 
 template <class T>
+std::pair<const T*, const T*> Tape<T>::product_operands_of(const Node& n, const Inputs<T>& x,
+                                                           int k) const {
+  return std::visit(
+      [&](const auto& o) -> std::pair<const T*, const T*> {
+        using O = std::decay_t<decltype(o)>;
+        if constexpr (product_gradient_inputs<O>() != 0) {
+          return O::product_operands(x, static_cast<const T*>(n.grad), k);
+        } else {
+          throw std::logic_error("product_operands_of: the op has no product gradient");
+        }
+      },
+      n.op);
+}
+
+template <class T>
+void Tape<T>::defer_products(const Node& n) {
+  const std::uint32_t* in = edges_.data() + n.first_input;
+  const int count = static_cast<int>(n.num_inputs);
+  for (int k = 0; k < count && k < 8; ++k) {
+    const auto kk = static_cast<std::size_t>(k);
+    if ((n.products >> k & 1) == 0 || modes_[kk] == GradMode::none) continue;
+    const Node& x = nodes_[in[k]];
+    if (x.num_inputs != 0 || slots_[kk].data != x.grad) continue;  // a leaf's own buffer only
+    const auto [a, b] = product_operands_of(n, Inputs<T>(refs_.data(), count), k);
+    pending_.push_back({in[k], {a, b, n.rows, modes_[kk] == GradMode::add}});
+    if (std::find(pending_leaves_.begin(), pending_leaves_.end(), in[k]) == pending_leaves_.end())
+      pending_leaves_.push_back(in[k]);
+    modes_[kk] = GradMode::none;
+  }
+  // Any other contribution to a leaf with collected terms comes after them.
+  for (int k = 0; k < count; ++k) {
+    if (modes_[static_cast<std::size_t>(k)] == GradMode::none) continue;
+    if (std::find(pending_leaves_.begin(), pending_leaves_.end(), in[k]) != pending_leaves_.end()) {
+      flush_products();
+      return;
+    }
+  }
+}
+
+template <class T>
+void Tape<T>::group_products() {
+  terms_.clear();
+  term_groups_.clear();
+  for (const std::uint32_t leaf : pending_leaves_) {
+    const std::size_t begin = terms_.size();
+    for (const PendingTerm& p : pending_)
+      if (p.leaf == leaf) terms_.push_back(p.term);
+    term_groups_.push_back({leaf, begin, terms_.size()});
+  }
+  pending_.clear();
+  pending_leaves_.clear();
+}
+
+template <class T>
+void Tape<T>::run_products() const {
+  for (const TermGroup& g : term_groups_) {
+    const Node& x = nodes_[g.leaf];
+    detail::gradient_products<T>(
+        MutMap<T>(x.grad, x.rows, x.cols),
+        std::span<const detail::GradientTerm<T>>(terms_.data() + g.begin, g.end - g.begin));
+  }
+}
+
+template <class T>
+void Tape<T>::flush_products() {
+  if (pending_.empty()) return;
+  group_products();
+  run_products();
+}
+
+template <class T>
 void Tape<T>::sweep(std::size_t top, const BackwardOptions& options) {
   const bool second = options.second_order;
   // Nodes after the loss cannot reach it; nodes without a gradient this epoch are skipped.
+  pending_.clear();
+  pending_leaves_.clear();
   const int parallel = second ? 0 : parallel_sweep(top);
   backward_threads_ = std::max(parallel, 1);
+  // Collect the leaves' product terms (defer_products): not in a second-order sweep (the
+  // gradient's tangent is computed node by node) nor in anomaly mode (which checks every
+  // contribution as it is made).
+  const bool collect = !second && !anomaly_;
   for (std::size_t i = parallel != 0 ? 0 : top + 1; i-- > 0;) {  // else swept already
     const Node& n = nodes_[i];
     if (n.grad_epoch != epoch_ || n.num_inputs == 0) continue;
     const int count = static_cast<int>(n.num_inputs);
     gather_inputs(n);
     prepare_slots(n, Sweep::grad);
+    if (collect && (n.products != 0 || !pending_.empty())) defer_products(n);
     Grads<T> g(slots_.data(), modes_.data(), count);
     // Not when every input shares n's buffer (prepare_slots): there is nothing left to write.
     if (n.passes == 0 ||
@@ -854,6 +950,7 @@ void Tape<T>::sweep(std::size_t top, const BackwardOptions& options) {
       }
     }
   }
+  flush_products();
   if (!options.accumulate_parameters) return;
   const auto add_into = [&](Matrix<T>& acc, const T* data, const Node& leaf, const char* what,
                             const Parameter<T>& p) {

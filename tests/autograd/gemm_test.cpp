@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <rewind/rewind.hpp>
 #include <string>
+#include <vector>
 
 #include "support.hpp"
 
@@ -86,9 +87,12 @@ BOOST_AUTO_TEST_CASE(the_kernel_follows_the_build_and_the_environment) {
   const bool forced_eigen = choice != nullptr && std::string(choice) == "eigen";
   const std::string expect = REWIND_HAVE_LIBXSMM && !forced_eigen ? "libxsmm" : "eigen";
   BOOST_TEST(detail::product_kernel() == expect);
-  // The large float weight gradients: oneDNN (REWIND_ONEDNN) unless REWIND_GEMM=eigen.
+  // The large float weight gradients: libxsmm's where the products use it, else oneDNN
+  // (REWIND_ONEDNN) unless REWIND_GEMM=eigen.
   BOOST_TEST(detail::gradient_kernel() ==
-             std::string(REWIND_HAVE_DNNL && !forced_eigen ? "onednn" : "eigen"));
+             std::string(expect == "libxsmm"                   ? "libxsmm"
+                         : REWIND_HAVE_DNNL && !forced_eigen ? "onednn"
+                                                               : "eigen"));
 }
 
 BOOST_AUTO_TEST_CASE(match_eigen_products) {
@@ -174,6 +178,59 @@ BOOST_AUTO_TEST_CASE(weight_gradients_are_identical_on_one_and_two_threads) {
   Eigen::setNbThreads(before);
 }
 
+#endif
+
+// A weight's gradient over many uses at once (gradient_products, as the reverse sweep runs a
+// parameter's product terms): the same bits as one gradient_product per term in that order,
+// whether the result is one tile (512x128 float, 256 KiB) or several (2048x512 float: 4 MiB,
+// 8 tiles of 256 rows; 600x300: tiles of 432 and 168 rows), and a double result past libxsmm's
+// size (Eigen's kernel, term by term); the first term assigns over whatever y held. On two
+// threads (a REWIND_OPENMP build) the same bits again, every run. Checked against the sum in
+// double too.
+BOOST_AUTO_TEST_CASE(gradient_terms_together_give_the_bits_of_one_by_one) {
+  struct Shape {
+    Index n, m, k;
+  };
+  const auto check = [&]<class T>(T, Shape s, double tol) {
+    constexpr int kTerms = 5;
+    std::vector<Matrix<T>> a, b;
+    std::vector<detail::GradientTerm<T>> terms;
+    Matrix<double> expect = Matrix<double>::Zero(s.m, s.k);
+    for (int t = 0; t < kTerms; ++t) {
+      a.push_back(random_matrix<T>(s.n, s.m, 40 + 2 * t));
+      b.push_back(random_matrix<T>(s.n, s.k, 41 + 2 * t));
+      expect += a.back().template cast<double>().transpose() * b.back().template cast<double>();
+    }
+    for (int t = 0; t < kTerms; ++t) terms.push_back({a[t].data(), b[t].data(), s.n, t > 0});
+    const Matrix<T> garbage = random_matrix<T>(s.m, s.k, 39);
+    Matrix<T> one_by_one = garbage;
+    for (int t = 0; t < kTerms; ++t) {
+      detail::gradient_product<T>(MutMap<T>(one_by_one.data(), s.m, s.k), t > 0,
+                                  ConstMap<T>(a[t].data(), s.n, s.m),
+                                  ConstMap<T>(b[t].data(), s.n, s.k));
+    }
+    const int before = Eigen::nbThreads();
+    for (const int threads : {1, 2}) {
+      Eigen::setNbThreads(threads);
+      for (int run = 0; run < (threads == 1 ? 1 : 6); ++run) {
+        BOOST_TEST_CONTEXT("y " << s.m << "x" << s.k << " (" << (sizeof(T) == 4 ? "float" : "double")
+                                << "), " << threads << " thread(s), run " << run) {
+          Matrix<T> together = garbage;
+          detail::gradient_products<T>(MutMap<T>(together.data(), s.m, s.k), terms);
+          BOOST_TEST(test::same(together, one_by_one));
+          BOOST_TEST(rel_error(Matrix<double>(together.template cast<double>()), expect) < tol);
+        }
+      }
+    }
+    Eigen::setNbThreads(before);
+  };
+  check(float{}, Shape{32, 512, 128}, 1e-5);
+  check(float{}, Shape{32, 2048, 512}, 1e-5);
+  check(float{}, Shape{33, 600, 300}, 1e-5);
+  check(double{}, Shape{32, 300, 400}, 1e-13);
+}
+
+#ifdef _OPENMP
 // Large rowwise ops run on two threads, each over half of the rows, forward and backward. Every
 // element is computed by the same code either way, so the results are identical, not close.
 BOOST_AUTO_TEST_CASE(rowwise_ops_on_two_threads_give_identical_results) {

@@ -3,6 +3,8 @@
 #include <boost/mpl/list.hpp>
 #include <boost/test/unit_test.hpp>
 #include <cmath>
+#include <random>
+#include <vector>
 #include <rewind/rewind.hpp>
 #include <thread>
 
@@ -42,6 +44,51 @@ bool near(const A& a, const B& b, double tol) {
 BOOST_AUTO_TEST_SUITE(tape)
 
 using Scalars = std::tuple<float, double>;
+
+// The sweep collects a leaf's product terms (a weight's gradient, one product per use) and runs
+// them together when it ends; anomaly mode runs every contribution as it is made. Both must give
+// the same bits, also when the leaf gets other contributions in between (an elementwise use of
+// the weight, a use through a computed weight) and when it is an input rather than a parameter.
+// The weight is 600x300 float: several of gradient_products' tiles. One thread: two would sweep
+// in parallel, whose sums agree with one thread's only to rounding.
+BOOST_AUTO_TEST_CASE(collected_product_terms_give_the_bits_of_the_sweep_order) {
+  std::mt19937_64 rng(3);
+  constexpr Index kBatch = 33, kIn = 300, kOut = 600, kSteps = 6;
+  Parameter<float> w("w", (test::normal_matrix(kOut, kIn, rng) * 0.05).cast<float>());
+  const Matrix<float> w2_value = (test::normal_matrix(kOut, kIn, rng) * 0.05).cast<float>();
+  const Matrix<float> x0 = test::normal_matrix(kBatch, kIn, rng).cast<float>();
+  const Matrix<float> mask = test::normal_matrix(kOut, kIn, rng).cast<float>();
+  const int before = Eigen::nbThreads();
+  Eigen::setNbThreads(1);
+  const auto run = [&](bool anomaly) {
+    Tape<float> tape;
+    tape.set_anomaly_mode(anomaly);
+    const Var<float> wv = tape.param(w), w2 = tape.input(w2_value);
+    Var<float> h = tape.input(x0);
+    std::vector<Var<float>> losses;
+    for (Index t = 0; t < kSteps; ++t) {
+      // Uses of w: matmul_nt, affine, matmul (read the other way), and at one step a computed
+      // weight (its gradient reaches w through scale) and an elementwise use.
+      const Var<float> z = t == 2   ? matmul_nt(h, scale(wv, 1.0f))
+                           : t == 3 ? affine(h, wv, tape.constant(Matrix<float>::Ones(1, kOut)))
+                                    : matmul_nt(h, wv);
+      const Var<float> back = matmul(tanh(z), wv);  // 33x300
+      h = tanh(add(back, matmul(tanh(matmul_nt(h, w2)), w2)));
+      if (t == 4) losses.push_back(sum(mul(wv, tape.constant(mask))));
+    }
+    losses.push_back(sum(square(h)));
+    Var<float> loss = losses[0];
+    for (std::size_t k = 1; k < losses.size(); ++k) loss = add(loss, losses[k]);
+    w.zero_grad();
+    tape.backward(loss);
+    return std::array<Matrix<float>, 2>{w.grad, w2.grad()};
+  };
+  const auto collected = run(false), in_order = run(true);
+  Eigen::setNbThreads(before);
+  BOOST_TEST(collected[0].cwiseAbs().maxCoeff() > 0);
+  BOOST_TEST(test::same(collected[0], in_order[0]));
+  BOOST_TEST(test::same(collected[1], in_order[1]));
+}
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(gradients_of_a_small_network, T, Scalars) {
   // L = Σ tanh(x·w + b)²; checked against the hand-derived gradient.

@@ -22,6 +22,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "rewind/autograd/tensor.hpp"
@@ -63,9 +64,10 @@ void prepare_weight(PackedWeight<T>& packed, const ConstMap<T>& w, Index rows);
 /// libxsmm has no code generator for).
 const char* product_kernel();
 
-/// The kernel the float weight gradients above libxsmm's size (a result over 512 KiB, such as
-/// W_hh's at hidden 512) use in this process: "onednn" or "eigen" (REWIND_GEMM=eigen, a build
-/// without REWIND_ONEDNN, or oneDNN failing to create its primitive). Double always uses Eigen's.
+/// The kernel the float weight gradients over 512 KiB (W_hh's at hidden 512) use in this
+/// process: "libxsmm" (in tiles of 512 KiB, wherever the products use it), else "onednn" (a
+/// build with REWIND_ONEDNN) or "eigen" (REWIND_GEMM=eigen, neither library, or oneDNN failing
+/// to create its primitive). Double results over 512 KiB always use Eigen's.
 const char* gradient_kernel();
 
 /// Which share of each gradient_product the calling thread computes: `part` of `parts`. The
@@ -80,12 +82,41 @@ struct ProductShare {
 };
 ProductShare& product_share();
 
+/// Sets the calling thread's product_share() for a scope, and puts the previous one back however
+/// the scope ends.
+struct ScopedProductShare {
+  ProductShare before = product_share();
+  explicit ScopedProductShare(ProductShare s) { product_share() = s; }
+  ~ScopedProductShare() { product_share() = before; }
+  ScopedProductShare(const ScopedProductShare&) = delete;
+  ScopedProductShare& operator=(const ScopedProductShare&) = delete;
+};
+
 /// y = aᵀ·b, assigned or added (`add`): a weight's gradient from a batch (a: n×m, b: n×k). In a
 /// REWIND_OPENMP build with two threads each thread computes half of y's rows (Eigen's own
 /// parallel product synchronises the threads inside every product instead), so the result does
 /// not depend on the thread count.
 template <class T>
 void gradient_product(MutMap<T> y, bool add, const ConstMap<T>& a, const ConstMap<T>& b);
+
+/// One term aᵀ·b of a weight's gradient y (m×k): a is n×m and b n×k, both row-major and
+/// contiguous; `add`: added to y, else assigned (the first term into a fresh buffer).
+template <class T>
+struct GradientTerm {
+  const T* a = nullptr;
+  const T* b = nullptr;
+  Index n = 0;
+  bool add = true;
+};
+
+/// The terms into y one after another, each as gradient_product would compute it alone: the
+/// same bits as that many gradient_product calls in this order, for any thread count. Where
+/// libxsmm computes weight gradients, y is taken in tiles of rows that fit a core's L2 cache
+/// (512 KiB) and every term is applied to a tile before the next tile: a recurrent weight's
+/// gradient (W_hh: 4 MiB at hidden 512, one term a step) is then read and written once per
+/// sweep, not once per step. The reverse sweep collects a parameter's product terms so.
+template <class T>
+void gradient_products(MutMap<T> y, std::span<const GradientTerm<T>> terms);
 
 /// y = a₁ᵀ·b₁ + a₂ᵀ·b₂, assigned or added: the gradient tangent of a weight (ġyᵀ·x + gyᵀ·ẋ) as
 /// one product of the stacked [a₁; a₂]ᵀ·[b₁; b₂], so y (the weight's size) is read and written
@@ -100,6 +131,10 @@ extern template void gradient_product_sum<float>(MutMap<float>, bool, const Cons
 extern template void gradient_product_sum<double>(MutMap<double>, bool, const ConstMap<double>&,
                                                   const ConstMap<double>&, const ConstMap<double>&,
                                                   const ConstMap<double>&);
+extern template void gradient_products<float>(MutMap<float>,
+                                              std::span<const GradientTerm<float>>);
+extern template void gradient_products<double>(MutMap<double>,
+                                               std::span<const GradientTerm<double>>);
 extern template void gradient_product<float>(MutMap<float>, bool, const ConstMap<float>&,
                                              const ConstMap<float>&);
 extern template void gradient_product<double>(MutMap<double>, bool, const ConstMap<double>&,

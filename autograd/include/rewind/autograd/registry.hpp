@@ -130,11 +130,19 @@ constexpr std::uint8_t row_local_inputs() {
 }
 
 /// The inputs whose gradient the op's backward writes with exactly one detail::gradient_product
-/// and nothing else (a product's weight). The parallel reverse sweep lets both threads compute
-/// such a gradient, each its share of the product (detail::ProductShare). Bit k for input k.
+/// and nothing else (a product's weight). Such an op also names that product's operands:
+/// `static std::pair<const T*, const T*> product_operands(const Inputs<T>& x, const T* gy, int k)`
+/// returns (a, b) with g[k] (+)= aᵀ·b, each the value of one of its inputs or gy, so that they
+/// stay valid until the tape is cleared. The reverse sweep collects a parameter's terms and runs
+/// them together when the sweep ends (detail::gradient_products); the parallel sweep lets both
+/// threads compute them, each its share of every product (detail::ProductShare). Bit k for
+/// input k.
 template <class O>
 constexpr std::uint8_t product_gradient_inputs() {
   if constexpr (requires { O::kProductGradientInputs; }) {
+    static_assert(
+        requires(const Inputs<float>& x, const float* gy) { O::product_operands(x, gy, 0); },
+        "an op with kProductGradientInputs gives product_operands(x, gy, k)");
     return O::kProductGradientInputs;
   } else {
     return 0;

@@ -286,6 +286,7 @@ class Tape {
     bool requires_grad = false;
     bool accumulates = false;  // the op adds into an existing input gradient (Grads::put)
     std::uint8_t passes = 0;   // passes_gradient<op>(): inputs whose gradient is gy itself
+    std::uint8_t products = 0;  // product_gradient_inputs<op>(): a weight's one product
   };
   struct ScopeEntry {
     std::uint32_t parent = 0;
@@ -326,6 +327,34 @@ class Tape {
   // null. A block sweep's slots are k stacked blocks and skip parameter leaves.
   void prepare_slots(const Node& n, Sweep sweep, const bool* skip = nullptr);
   void finish_slots(const Node& n, Sweep sweep);
+  // The one-thread first-order sweep collects a leaf's product terms (kProductGradientInputs:
+  // a weight's gradient, one product per use) in sweep order instead of running them at once,
+  // and runs each leaf's together (detail::gradient_products: a large weight's gradient is then
+  // read and written once a sweep, tile by tile, not once per use); same bits either way.
+  // defer_products takes n's terms out of slots_/modes_ (after prepare_slots, refs_ gathered);
+  // a contribution of any other kind to a leaf with collected terms runs them first, so every
+  // leaf's gradient is summed in sweep order.
+  // group_products moves pending_ into terms_, one run per leaf (term_groups_), and
+  // run_products runs them (the parallel sweep: on both threads, each its share).
+  void defer_products(const Node& n);
+  void flush_products();
+  void group_products();
+  void run_products() const;
+  // (a, b) of n's product gradient for input k (product_operands).
+  std::pair<const T*, const T*> product_operands_of(const Node& n, const Inputs<T>& x,
+                                                    int k) const;
+  struct PendingTerm {
+    std::uint32_t leaf = 0;
+    detail::GradientTerm<T> term;
+  };
+  struct TermGroup {
+    std::uint32_t leaf = 0;
+    std::size_t begin = 0, end = 0;
+  };
+  std::vector<PendingTerm> pending_;
+  std::vector<std::uint32_t> pending_leaves_;  // the distinct leaves in pending_
+  std::vector<detail::GradientTerm<T>> terms_;
+  std::vector<TermGroup> term_groups_;
   // The tangent rule and the second-order term of node n (second-order sweep).
   void call_tangent(std::size_t i);
   // o's single-direction tangent rule into dy, from refs_ (inputs) and trefs_ (their tangents).

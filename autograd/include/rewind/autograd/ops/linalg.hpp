@@ -1,6 +1,8 @@
 // Matrix products and the explicit bias broadcast.
 #pragma once
 
+#include <utility>
+
 #include "rewind/autograd/op_support.hpp"
 
 namespace rwd::ops {
@@ -28,6 +30,11 @@ struct Matmul {
   void backward(const Inputs<T>& x, ConstMap<T>, ConstMap<T> gy, Grads<T>& g) const {
     if (g.wants(0)) detail::weight_product(g[0], g.adds(0), gy, x[1], true, x.packed(1));
     if (g.wants(1)) detail::gradient_product(g[1], g.adds(1), x[0], gy);
+  }
+  /// gb's product aᵀ·gy as (a, gy): the sweep may collect it (kProductGradientInputs).
+  template <class T>
+  static std::pair<const T*, const T*> product_operands(const Inputs<T>& x, const T* gy, int) {
+    return {x[0].data(), gy};
   }
   /// Stacked directions: ẏ = ẋ·b for k lhs tangents stacked by rows; ġa = ġy·bᵀ likewise.
   template <class T>
@@ -69,6 +76,11 @@ struct MatmulNt {
     // products with it reuse its packing (gemm.hpp).
     if (g.wants(0)) detail::weight_product(g[0], g.adds(0), gy, x[1], false, x.packed(1));
     if (g.wants(1)) detail::gradient_product(g[1], g.adds(1), gy, x[0]);
+  }
+  /// gb's product gyᵀ·a as (gy, a): the sweep may collect it (kProductGradientInputs).
+  template <class T>
+  static std::pair<const T*, const T*> product_operands(const Inputs<T>& x, const T* gy, int) {
+    return {gy, x[0].data()};
   }
   /// Stacked directions: ẏ = ẋ·bᵀ for k lhs tangents stacked by rows; ġa = ġy·b likewise.
   template <class T>
@@ -113,6 +125,11 @@ struct Affine {
   void backward(const Inputs<T>& x, ConstMap<T> y, ConstMap<T> gy, Grads<T>& g) const {
     MatmulNt{}.backward(x, y, gy, g);  // gx and gW are matmul_nt's
     if (g.wants(2)) g.put(2, gy.colwise().sum());
+  }
+  /// gW's product, as matmul_nt's.
+  template <class T>
+  static std::pair<const T*, const T*> product_operands(const Inputs<T>& x, const T* gy, int k) {
+    return MatmulNt::product_operands(x, gy, k);
   }
   /// Stacked directions, as matmul_nt's (the bias's tangent is not involved).
   template <class T>
