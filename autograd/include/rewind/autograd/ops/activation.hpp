@@ -15,7 +15,7 @@ struct Sigmoid : UnaryShape {
   }
   template <class T>
   void backward(const Inputs<T>&, ConstMap<T> y, ConstMap<T> gy, Grads<T>& g) const {
-    g[0].array() = y.array() * (T(1) - y.array()) * gy.array();
+    detail::times_gradient(g[0], false, y.array() * (T(1) - y.array()), gy);
   }
   template <class T>
   void curvature(const Inputs<T>&, ConstMap<T> y, ConstMap<T> gy, ConstMap<T> dx, MutMap<T> out,
@@ -35,7 +35,7 @@ struct Tanh : UnaryShape {
   }
   template <class T>
   void backward(const Inputs<T>&, ConstMap<T> y, ConstMap<T> gy, Grads<T>& g) const {
-    g[0].array() = (T(1) - y.array().square()) * gy.array();
+    detail::times_gradient(g[0], false, T(1) - y.array().square(), gy);
   }
   template <class T>
   void curvature(const Inputs<T>&, ConstMap<T> y, ConstMap<T> gy, ConstMap<T> dx, MutMap<T> out,

@@ -52,8 +52,8 @@ struct Mul : BinaryShape<Mul> {
   }
   template <class T>
   void backward(const Inputs<T>& x, ConstMap<T>, ConstMap<T> gy, Grads<T>& g) const {
-    if (g.wants(0)) g.put(0, gy.cwiseProduct(x[1]));
-    if (g.wants(1)) g.put(1, gy.cwiseProduct(x[0]));
+    if (g.wants(0)) detail::times_gradient(g[0], g.adds(0), x[1].array(), gy);
+    if (g.wants(1)) detail::times_gradient(g[1], g.adds(1), x[0].array(), gy);
   }
   /// backward(ġy) + S in one pass per input: ġa = ġy ⊙ b + gy ⊙ ḃ, ġb = ġy ⊙ a + gy ⊙ ȧ.
   // NOTE: for speed: three products per gate and step in an LSTM; one pass instead of three.
@@ -154,7 +154,7 @@ struct Scale {  // no UnaryShape base, so that Scale{c} builds it
   }
   template <class T>
   void backward(const Inputs<T>&, ConstMap<T>, ConstMap<T> gy, Grads<T>& g) const {
-    g[0] = gy * static_cast<T>(c);
+    detail::times_gradient(g[0], false, static_cast<T>(c), gy);
   }
 };
 
