@@ -5,7 +5,6 @@
 #include <cmath>
 #include <exception>
 #include <stdexcept>
-#include <tuple>
 #include <unordered_map>
 #include <utility>
 
@@ -683,12 +682,8 @@ int Tape<T>::parallel_sweep(std::size_t top) {
     operands.clear();
     for (std::uint32_t j = 0; j < n.num_inputs; ++j)
       operands.push_back(ref_of(nodes_[edges_[n.first_input + j]]));
-    pending_.push_back({xi,
-                        {{}, {}, n.rows, plan_mode_[n.first_input + k] == GradMode::add}});
-    std::tie(pending_.back().term.a, pending_.back().term.b) = product_operands_of(
-        n, Inputs<T>(operands.data(), static_cast<int>(n.num_inputs)), static_cast<int>(k));
-    if (std::find(pending_leaves_.begin(), pending_leaves_.end(), xi) == pending_leaves_.end())
-      pending_leaves_.push_back(xi);
+    collect_product(n, Inputs<T>(operands.data(), static_cast<int>(n.num_inputs)),
+                    static_cast<int>(k), plan_mode_[n.first_input + k]);
   }
   group_products();
   std::stable_sort(leaves.begin(), leaves.end(),
@@ -825,18 +820,21 @@ void Tape<T>::run_planned(const Node& n, Index r0, Index r1, bool rows, int only
 }
 
 template <class T>
-std::pair<const T*, const T*> Tape<T>::product_operands_of(const Node& n, const Inputs<T>& x,
-                                                           int k) const {
-  return std::visit(
+void Tape<T>::collect_product(const Node& n, const Inputs<T>& x, int k, GradMode mode) {
+  const auto [a, b] = std::visit(
       [&](const auto& o) -> std::pair<const T*, const T*> {
         using O = std::decay_t<decltype(o)>;
         if constexpr (product_gradient_inputs<O>() != 0) {
           return O::product_operands(x, static_cast<const T*>(n.grad), k);
         } else {
-          throw std::logic_error("product_operands_of: the op has no product gradient");
+          throw std::logic_error("collect_product: the op has no product gradient");
         }
       },
       n.op);
+  const std::uint32_t leaf = edges_[n.first_input + static_cast<std::uint32_t>(k)];
+  pending_.push_back({leaf, {a, b, n.rows, mode == GradMode::add}});
+  if (std::find(pending_leaves_.begin(), pending_leaves_.end(), leaf) == pending_leaves_.end())
+    pending_leaves_.push_back(leaf);
 }
 
 template <class T>
@@ -848,10 +846,7 @@ void Tape<T>::defer_products(const Node& n) {
     if ((n.products >> k & 1) == 0 || modes_[kk] == GradMode::none) continue;
     const Node& x = nodes_[in[k]];
     if (x.num_inputs != 0 || slots_[kk].data != x.grad) continue;  // a leaf's own buffer only
-    const auto [a, b] = product_operands_of(n, Inputs<T>(refs_.data(), count), k);
-    pending_.push_back({in[k], {a, b, n.rows, modes_[kk] == GradMode::add}});
-    if (std::find(pending_leaves_.begin(), pending_leaves_.end(), in[k]) == pending_leaves_.end())
-      pending_leaves_.push_back(in[k]);
+    collect_product(n, Inputs<T>(refs_.data(), count), k, modes_[kk]);
     modes_[kk] = GradMode::none;
   }
   // Any other contribution to a leaf with collected terms comes after them.

@@ -340,9 +340,9 @@ class Tape {
   void flush_products();
   void group_products();
   void run_products() const;
-  // (a, b) of n's product gradient for input k (product_operands).
-  std::pair<const T*, const T*> product_operands_of(const Node& n, const Inputs<T>& x,
-                                                    int k) const;
+  // Adds n's product term for input k (its operands from product_operands, x: n's inputs) to
+  // pending_, assigned or added by `mode`.
+  void collect_product(const Node& n, const Inputs<T>& x, int k, GradMode mode);
   struct PendingTerm {
     std::uint32_t leaf = 0;
     detail::GradientTerm<T> term;
