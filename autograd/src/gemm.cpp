@@ -322,8 +322,8 @@ bool jit_gradient_pays(Index m, Index k, Index n) {
 /// 512 KiB, else the most that do, a multiple of 16. Depends on the shape only.
 template <class T>
 Index gradient_tile_rows(Index m, Index k) {
-  const auto fit = static_cast<Index>((std::size_t{512} << 10) /
-                                      (sizeof(T) * static_cast<std::size_t>(k)));
+  const auto fit =
+      static_cast<Index>((std::size_t{512} << 10) / (sizeof(T) * static_cast<std::size_t>(k)));
   return fit >= m ? m : std::max<Index>(16, fit / 16 * 16);
 }
 

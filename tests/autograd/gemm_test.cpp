@@ -89,10 +89,10 @@ BOOST_AUTO_TEST_CASE(the_kernel_follows_the_build_and_the_environment) {
   BOOST_TEST(detail::product_kernel() == expect);
   // The large float weight gradients: libxsmm's where the products use it, else oneDNN
   // (REWIND_ONEDNN) unless REWIND_GEMM=eigen.
-  BOOST_TEST(detail::gradient_kernel() ==
-             std::string(expect == "libxsmm"                   ? "libxsmm"
-                         : REWIND_HAVE_DNNL && !forced_eigen ? "onednn"
-                                                               : "eigen"));
+  BOOST_TEST(detail::gradient_kernel() == std::string(expect == "libxsmm" ? "libxsmm"
+                                                      : REWIND_HAVE_DNNL && !forced_eigen
+                                                          ? "onednn"
+                                                          : "eigen"));
 }
 
 BOOST_AUTO_TEST_CASE(match_eigen_products) {
@@ -213,8 +213,9 @@ BOOST_AUTO_TEST_CASE(gradient_terms_together_give_the_bits_of_one_by_one) {
     for (const int threads : {1, 2}) {
       Eigen::setNbThreads(threads);
       for (int run = 0; run < (threads == 1 ? 1 : 6); ++run) {
-        BOOST_TEST_CONTEXT("y " << s.m << "x" << s.k << " (" << (sizeof(T) == 4 ? "float" : "double")
-                                << "), " << threads << " thread(s), run " << run) {
+        BOOST_TEST_CONTEXT("y " << s.m << "x" << s.k << " ("
+                                << (sizeof(T) == 4 ? "float" : "double") << "), " << threads
+                                << " thread(s), run " << run) {
           Matrix<T> together = garbage;
           detail::gradient_products<T>(MutMap<T>(together.data(), s.m, s.k), terms);
           BOOST_TEST(test::same(together, one_by_one));

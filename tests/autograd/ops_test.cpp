@@ -2,8 +2,8 @@
 // against straightforward scalar formulas.
 #include <algorithm>
 #include <boost/test/unit_test.hpp>
-#include <random>
 #include <cmath>
+#include <random>
 #include <vector>
 
 #include "op_samples.hpp"
@@ -175,8 +175,8 @@ BOOST_AUTO_TEST_CASE(vanishing_gradients_get_the_bits_of_float_products) {
   std::mt19937_64 rng(11);
   const float kTiny[] = {1e-30f, -3e-25f, 1e-38f, 1e-40f, -7e-42f, 0x1p-149f, 0.0f, 2e-20f};
   int checked = 0;
-  for (const Shape s : {Shape{1, 1}, Shape{1, 7}, Shape{2, 8}, Shape{3, 13}, Shape{1, 40},
-                        Shape{37, 50}}) {
+  for (const Shape s :
+       {Shape{1, 1}, Shape{1, 7}, Shape{2, 8}, Shape{3, 13}, Shape{1, 40}, Shape{37, 50}}) {
     const F x = test::normal_matrix(s.rows, s.cols, rng).cast<float>();
     const F b = test::normal_matrix(s.rows, s.cols, rng).cast<float>();
     for (const bool vanishing : {true, false}) {

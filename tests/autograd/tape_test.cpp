@@ -4,9 +4,9 @@
 #include <boost/test/unit_test.hpp>
 #include <cmath>
 #include <random>
-#include <vector>
 #include <rewind/rewind.hpp>
 #include <thread>
+#include <vector>
 
 #include "support.hpp"
 

@@ -131,8 +131,7 @@ extern template void gradient_product_sum<float>(MutMap<float>, bool, const Cons
 extern template void gradient_product_sum<double>(MutMap<double>, bool, const ConstMap<double>&,
                                                   const ConstMap<double>&, const ConstMap<double>&,
                                                   const ConstMap<double>&);
-extern template void gradient_products<float>(MutMap<float>,
-                                              std::span<const GradientTerm<float>>);
+extern template void gradient_products<float>(MutMap<float>, std::span<const GradientTerm<float>>);
 extern template void gradient_products<double>(MutMap<double>,
                                                std::span<const GradientTerm<double>>);
 extern template void gradient_product<float>(MutMap<float>, bool, const ConstMap<float>&,

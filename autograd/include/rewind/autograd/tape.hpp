@@ -284,8 +284,8 @@ class Tape {
     std::uint32_t grad_epoch = 0;  // grad is valid iff grad_epoch == epoch_
     std::uint32_t uses = 0;        // edges into this node: how many times ops consume it
     bool requires_grad = false;
-    bool accumulates = false;  // the op adds into an existing input gradient (Grads::put)
-    std::uint8_t passes = 0;   // passes_gradient<op>(): inputs whose gradient is gy itself
+    bool accumulates = false;   // the op adds into an existing input gradient (Grads::put)
+    std::uint8_t passes = 0;    // passes_gradient<op>(): inputs whose gradient is gy itself
     std::uint8_t products = 0;  // product_gradient_inputs<op>(): a weight's one product
   };
   struct ScopeEntry {
