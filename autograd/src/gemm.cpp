@@ -344,27 +344,34 @@ void run_jit_gradients(MutMap<T> y, std::span<const GradientTerm<T>> terms) {
       }
     }
   };
-  double madds = 0;
-  for (const GradientTerm<T>& t : terms)
-    madds += static_cast<double>(m) * static_cast<double>(k) * static_cast<double>(t.n);
+  Index depth = 0;
+  for (const GradientTerm<T>& t : terms) depth += t.n;
+  const double madds = static_cast<double>(m) * static_cast<double>(k) * static_cast<double>(depth);
   if (terms.size() < 2 || product_share().parts == 2 || !split_product(madds)) {
     tiles();  // run_panels splits a single product itself
     return;
   }
-  // Both threads over all the terms, each its pieces of every product (as in the parallel
-  // sweep): one fork for all of them.
-  std::exception_ptr error[2];
-  on_two_threads([&](int t) {
-    const ScopedProductShare share({t, 2});
-    try {
+  // Where two threads pay (SplitChooser, as for one product; REWIND_SPLIT overrides it), both
+  // run all the terms, each its pieces of every product (as in the parallel sweep): one fork
+  // for all of them.
+  SplitChooser::run({m, k, depth, 6}, [&](bool two) {
+    if (!two) {
       tiles();
-    } catch (...) {
-      error[t] = std::current_exception();
+      return;
+    }
+    std::exception_ptr error[2];
+    on_two_threads([&](int t) {
+      const ScopedProductShare share({t, 2});
+      try {
+        tiles();
+      } catch (...) {
+        error[t] = std::current_exception();
+      }
+    });
+    for (const std::exception_ptr& e : error) {
+      if (e) std::rethrow_exception(e);
     }
   });
-  for (const std::exception_ptr& e : error) {
-    if (e) std::rethrow_exception(e);
-  }
 }
 #else
 bool jit_enabled() { return false; }
