@@ -369,7 +369,10 @@ void load_parameters(const std::filesystem::path& path, const std::vector<Parame
     fail(fmt::format("cannot load '{}' into the model: {}", path.string(), join(problems)));
   }
   for (Parameter<T>* p : params) {
-    if (const TensorEntry* e = file.find(p->name)) copy_tensor(file, *e, p->value);
+    if (const TensorEntry* e = file.find(p->name)) {
+      copy_tensor(file, *e, p->value);
+      p->mark_changed();
+    }
   }
 }
 

@@ -184,7 +184,10 @@ TrainingState<T> load_checkpoint(std::span<const std::uint8_t> bytes, const std:
     throw UsageError(fmt::format("checkpoint: '{}' does not fit this model and optimizer: {}", name,
                                  join(problems, "; ")));
   }
-  for (Parameter<T>* p : params) layers::copy_tensor(file, *file.find(p->name), p->value);
+  for (Parameter<T>* p : params) {
+    layers::copy_tensor(file, *file.find(p->name), p->value);
+    p->mark_changed();
+  }
   optimizer.load_state(opt);
   return state;
 }

@@ -85,6 +85,7 @@ void DataParallel<T>::broadcast_parameters(const std::string& config) {
     comm_.broadcast(std::span(reinterpret_cast<std::uint8_t*>(p->value.data()),
                               static_cast<std::size_t>(p->value.size()) * sizeof(T)),
                     0);
+    p->mark_changed();
   }
 }
 

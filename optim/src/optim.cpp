@@ -30,6 +30,7 @@ void Optimizer<T>::step() {
                       p.grad.rows(), p.grad.cols(), p.value.rows(), p.value.cols()));
     }
     update(k, p, t_);
+    p.mark_changed();
   }
 }
 

@@ -19,6 +19,9 @@
 //   --checkpoints K or --memory-budget MiB, --schedule, --no-plain; see bptt_workload).
 // block-<cell>-128: k tangent directions in one block sweep against k single sweeps (k = 16,
 //   32, 64). jtt-lstm-128: exact Jacobians through time against one gradient.
+// --checksum: instead of timing, a hash of the bits of every parameter's value and gradient
+// after three training steps (grad-: one gradient; hvp-: one HVP), for A/B checks that a change
+// leaves every bit alone (one and two threads).
 // Usage: bench_train [--workload train-lstm-128|grad-lstm-128|hvp-lstm-128|hvp-all|tiny-ops|
 //        block-lstm-128|block-all|jtt-lstm-128|bptt-lstm-128|bptt-gru-128|bptt-rnn-128|
 //                                sgemm-1024|fma-peak] [--seq-len 50] [--reps 15]
@@ -84,7 +87,26 @@ struct Run {
   int memory_steps = 0;                 ///< > 0: the flat-memory check instead of timing
   layers::BackpropOptions<float> bptt;  ///< bptt- workloads: --checkpoints, --memory-budget
   bool plain = true;                    ///< bptt- workloads: also time plain BPTT
+  bool checksum = false;                ///< print the gradients' bits' hash instead of times
 };
+
+/// FNV-1a over the bits of every parameter's value, gradient and gradient tangent: two builds
+/// (or thread counts) that print the same hash computed the same bits.
+std::uint64_t bits_hash(const std::vector<Parameter<float>*>& params) {
+  std::uint64_t h = 1469598103934665603ull;
+  const auto add = [&](const Matrix<float>& m) {
+    const auto* bytes = reinterpret_cast<const unsigned char*>(m.data());
+    for (std::size_t k = 0; k < static_cast<std::size_t>(m.size()) * sizeof(float); ++k) {
+      h = (h ^ bytes[k]) * 1099511628211ull;
+    }
+  };
+  for (const Parameter<float>* p : params) {
+    add(p->value);
+    add(p->grad);
+    add(p->grad_tangent);
+  }
+  return h;
+}
 
 /// What a workload runs: a training step (forward, backward, SGD), the gradient alone, or a
 /// Hessian-vector product with respect to every parameter.
@@ -126,6 +148,24 @@ void train_workload(const std::string& name, Layer layer, Index gates, Index hid
       }
     }
     std::cout << line << std::endl;
+    return;
+  }
+  if (run.checksum) {
+    // Three training steps (each gradient feeds the next step's weights), one gradient, or one
+    // HVP along a fixed direction: the hash covers every bit they produced.
+    if (kind == Kind::hvp) {
+      for (Parameter<float>* p : params)
+        p->tangent = Matrix<float>::Random(p->value.rows(), p->value.cols());
+      tape.hvp(record());
+    } else {
+      for (int k = 0; k < (kind == Kind::train ? 3 : 1); ++k) {
+        tape.backward(record());
+        if (kind == Kind::train) sgd.step();
+      }
+    }
+    std::cout << fmt::format("checksum {} {:016x} threads={}", name, bits_hash(params),
+                             Eigen::nbThreads())
+              << std::endl;
     return;
   }
   const double tokens = static_cast<double>(steps * B);
@@ -409,10 +449,12 @@ int main(int argc, char** argv) {
                                              : layers::Schedule::revolve;
     } else if (!std::strcmp(argv[k], "--no-plain"))
       run.plain = false;
+    else if (!std::strcmp(argv[k], "--checksum"))
+      run.checksum = true;
     else {
       std::cerr << "usage: bench_train [--workload NAME] [--seq-len N] [--reps N] [--memory N] "
                    "[--cell-file F.cell] [--checkpoints K | --memory-budget MIB] "
-                   "[--schedule revolve|uniform|online] [--no-plain]\n";
+                   "[--schedule revolve|uniform|online] [--no-plain] [--checksum]\n";
       return 2;
     }
   }
@@ -487,7 +529,7 @@ int main(int argc, char** argv) {
     if (r.reps == 0) r.reps = 9;
     jtt_workload(r, rng);
   }
-  if (run.memory_steps > 0) return 0;
+  if (run.memory_steps > 0 || run.checksum) return 0;
   if (only.empty() || only == "tiny-ops") tiny_ops();
   if (only.empty() || only == "sgemm-1024") sgemm();
   if (only.empty() || only == "fma-peak") fma_peak();

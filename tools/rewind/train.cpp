@@ -9,7 +9,9 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
+#include <memory>
 #include <mutex>
 #include <numeric>
 #include <optional>
@@ -179,72 +181,133 @@ void truncate_log(const std::string& path, long step) {
   std::ofstream(path, std::ios::trunc) << kept;
 }
 
+// One `rewind train` run: one function per job. run() checks the options, joins the ranks,
+// resumes, then per step trains the micro-batches, reduces, reports and saves a checkpoint, and
+// finishes with the summary, the weights and a sample.
 template <class Layer>
-TrainResult run(const Task& task, const TrainOptions& o, Layer layer, Rng& rng, std::ostream& out,
-                optim::Communicator& comm) {
-  Model<Layer> model(task, o, std::move(layer), rng);
-  auto params = model.parameters();
-  auto opt = optim::make_optimizer<float>(o.optimizer, params, o.lr);
-  const int ranks = comm.size();
-  const bool root = comm.rank() == 0;
-  if (o.accumulate < 1)
-    throw UsageError(fmt::format("--accumulate must be at least 1, got {}", o.accumulate));
-  if (!o.distributed && ranks > 1) throw UsageError("several ranks but no --distributed");
-  if (o.checkpoint_every > 0 && o.checkpoint_dir.empty())
-    throw UsageError("--checkpoint-every needs --checkpoint-dir");
-  if (o.resume == "auto" && o.checkpoint_dir.empty())
-    throw UsageError("--resume auto needs --checkpoint-dir");
-  std::optional<optim::DataParallel<float>> dp;
-  if (o.distributed) {
-    dp.emplace(
-        comm, params,
-        optim::DataParallelOptions{.reduction = o.reduce == "ordered" ? optim::Reduction::ordered
-                                                                      : optim::Reduction::average});
+class Trainer {
+ public:
+  Trainer(const Task& task, const TrainOptions& o, Layer layer, Rng& rng, std::ostream& out,
+          optim::Communicator& comm)
+      : task_(task),
+        o_(o),
+        rng_(rng),
+        out_(out),
+        comm_(comm),
+        model_(task, o, std::move(layer), rng),
+        params_(model_.parameters()),
+        opt_(optim::make_optimizer<float>(o.optimizer, params_, o.lr)),
+        ranks_(comm.size()),
+        root_(comm.rank() == 0),
+        checkpoints_(o.checkpoint_dir, o.keep) {}
+
+  TrainResult run() {
+    check_options();
+    connect();
+    announce();
+    if (!o_.resume.empty()) resume();
+    open_log();
+    choose_bptt();
+    const auto t0 = Clock::now();
+    elapsed_ = [this, t0] { return seconds_before_ + since(t0); };
+    StepWatchdog watchdog(o_.step_timeout, comm_);
+    int perturb_rank = -1;
+    long perturb_step = -1;
+    if (const char* e = std::getenv("REWIND_TEST_PERTURB"))
+      std::sscanf(e, "%d:%ld", &perturb_rank, &perturb_step);
+    for (long step = start_ + 1; step <= o_.steps; ++step) {
+      watchdog.arm(step);
+      auto [l, acc] = train_micro_batches(step);
+      reduce(l, acc);
+      if (task_.has_accuracy()) sum_acc_ += acc;
+      if (o_.clip > 0) optim::clip_grad_norm<float>(params_, o_.clip);
+      opt_->step();
+      if (!std::isfinite(l))
+        throw UsageError(fmt::format("training diverged: loss is {} at step {}", l, step));
+      sum_loss_ += l;
+      ++in_window_;
+      recent_.push_back(l);
+      if (recent_.size() > 100) recent_.erase(recent_.begin());
+      if (step % every_ == 0 || step == o_.steps) report(step);
+      // Fault injection for the tests of --check-replicas: REWIND_TEST_PERTURB=RANK:STEP nudges
+      // one weight on that rank after that step, as a bad memory bit or a diverging rank would.
+      if (dp_ && perturb_rank == comm_.rank() && perturb_step == step) {
+        params_[0]->value(0, 0) += 1e-3f;
+        params_[0]->mark_changed();
+      }
+      if (dp_ && o_.check_replicas > 0 && step % o_.check_replicas == 0) dp_->check_replicas(step);
+      if (o_.checkpoint_every > 0 && step % o_.checkpoint_every == 0 && root_)
+        save_checkpoint(step);
+    }
+    watchdog.arm(0);
+    return finish();
   }
-  const auto config = resumable_options(o, ranks);
-  if (dp) {
-    std::string text;
-    for (const auto& [k, v] : config) text += k + "=" + v + "\n";
-    dp->broadcast_parameters(text);
+
+ private:
+  void check_options() const {
+    if (o_.accumulate < 1)
+      throw UsageError(fmt::format("--accumulate must be at least 1, got {}", o_.accumulate));
+    if (!o_.distributed && ranks_ > 1) throw UsageError("several ranks but no --distributed");
+    if (o_.checkpoint_every > 0 && o_.checkpoint_dir.empty())
+      throw UsageError("--checkpoint-every needs --checkpoint-dir");
+    if (o_.resume == "auto" && o_.checkpoint_dir.empty())
+      throw UsageError("--resume auto needs --checkpoint-dir");
   }
-  // Micro-batches per optimizer step, over all ranks; each is `batch` rows of one global batch.
-  const Index micro = o.accumulate;
-  const Index global_rows = o.batch * micro * ranks;
-  TrainResult result;
-  result.parameters = layers::parameter_count(params);
-  result.baseline = task.baseline(o.seq_len);
-  const bool bar = o.progress == 1 || (o.progress == -1 && ::isatty(::fileno(stdout)) != 0);
-  const long every = o.log_every > 0 ? o.log_every : std::max<long>(1, o.steps / 20);
-  out << fmt::format(
-      "training {} ({} layer{}{}, hidden {}) on '{}': {} parameters, {} steps, batch {}, {} lr "
-      "{}\n",
-      o.cell, o.layers, o.layers > 1 ? "s" : "", o.bidirectional ? ", bidirectional" : "", o.hidden,
-      task.name(), result.parameters, o.steps, o.batch, o.optimizer, o.lr);
-  if (global_rows != o.batch) {
-    out << fmt::format("global batch {} = {} rank{} x {} micro-batch{} x {} rows{}\n", global_rows,
-                       ranks, ranks > 1 ? "s" : "", micro, micro > 1 ? "es" : "", o.batch,
-                       dp ? fmt::format(" ({} reduction)", o.reduce) : "");
+
+  // Data parallelism: every rank starts from rank 0's parameters, with the same options.
+  void connect() {
+    if (o_.distributed) {
+      dp_.emplace(comm_, params_,
+                  optim::DataParallelOptions{.reduction = o_.reduce == "ordered"
+                                                              ? optim::Reduction::ordered
+                                                              : optim::Reduction::average});
+    }
+    config_ = resumable_options(o_, ranks_);
+    if (dp_) {
+      std::string text;
+      for (const auto& [k, v] : config_) text += k + "=" + v + "\n";
+      dp_->broadcast_parameters(text);
+    }
+    // Micro-batches per optimizer step, over all ranks; each is `batch` rows of one global batch.
+    micro_ = o_.accumulate;
+    global_rows_ = o_.batch * micro_ * ranks_;
   }
-  double sum_loss = 0, sum_acc = 0, seconds_before = 0;
-  long in_window = 0, start = 0;
-  std::vector<double> recent;
-  // Resuming: rank 0 finds and reads the checkpoint, every rank loads the same bytes.
-  if (!o.resume.empty()) {
+
+  void announce() {
+    result_.parameters = layers::parameter_count(params_);
+    result_.baseline = task_.baseline(o_.seq_len);
+    bar_ = o_.progress == 1 || (o_.progress == -1 && ::isatty(::fileno(stdout)) != 0);
+    every_ = o_.log_every > 0 ? o_.log_every : std::max<long>(1, o_.steps / 20);
+    out_ << fmt::format(
+        "training {} ({} layer{}{}, hidden {}) on '{}': {} parameters, {} steps, batch {}, {} lr "
+        "{}\n",
+        o_.cell, o_.layers, o_.layers > 1 ? "s" : "", o_.bidirectional ? ", bidirectional" : "",
+        o_.hidden, task_.name(), result_.parameters, o_.steps, o_.batch, o_.optimizer, o_.lr);
+    if (global_rows_ != o_.batch) {
+      out_ << fmt::format("global batch {} = {} rank{} x {} micro-batch{} x {} rows{}\n",
+                          global_rows_, ranks_, ranks_ > 1 ? "s" : "", micro_,
+                          micro_ > 1 ? "es" : "", o_.batch,
+                          dp_ ? fmt::format(" ({} reduction)", o_.reduce) : "");
+    }
+  }
+
+  // Rank 0 finds and reads the checkpoint, every rank loads the same bytes.
+  void resume() {
     std::vector<std::uint8_t> bytes;
     std::string chosen;
-    if (root) {
-      if (o.resume == "auto") {
+    if (root_) {
+      if (o_.resume == "auto") {
         std::vector<std::string> rejected;
-        auto found = optim::CheckpointDir(o.checkpoint_dir, o.keep).latest(&rejected);
-        for (const std::string& r : rejected) out << "skipped a checkpoint: " << r << "\n";
+        auto found = optim::CheckpointDir(o_.checkpoint_dir, o_.keep).latest(&rejected);
+        for (const std::string& r : rejected) out_ << "skipped a checkpoint: " << r << "\n";
         if (found) {
           chosen = found->path.string();
           bytes = std::move(found->bytes);
         } else {
-          out << fmt::format("no checkpoint in '{}': starting at step 0\n", o.checkpoint_dir);
+          out_ << fmt::format("no checkpoint in '{}': starting at step 0\n", o_.checkpoint_dir);
         }
       } else {
-        chosen = o.resume;
+        chosen = o_.resume;
         try {
           bytes = layers::read_file(chosen);
         } catch (const FileError&) {
@@ -252,194 +315,214 @@ TrainResult run(const Task& task, const TrainOptions& o, Layer layer, Rng& rng, 
         }
       }
     }
-    if (dp) bytes = optim::broadcast_bytes(comm, std::move(bytes));
-    if (!bytes.empty()) {
-      const auto st = optim::load_checkpoint<float>(bytes, chosen.empty() ? "checkpoint" : chosen,
-                                                    params, *opt);
-      std::string differ;
-      for (const auto& [k, v] : config) {
-        const auto it = st.info.find("option." + k);
-        const std::string was = it == st.info.end() ? "(none)" : it->second;
-        if (was != v)
-          differ +=
-              fmt::format("{}{} is '{}' there, '{}' here", differ.empty() ? "" : ", ", k, was, v);
-      }
-      if (!differ.empty())
-        throw UsageError(
-            fmt::format("cannot resume: the checkpoint was made with other options: {}", differ));
-      start = st.step;
-      optim::set_engine_state(rng, st.rng);
-      const auto num = [&](const char* key) { return std::strtod(st.at(key).c_str(), nullptr); };
-      sum_loss = num("sum_loss");
-      sum_acc = num("sum_acc");
-      in_window = std::atol(st.at("in_window").c_str());
-      seconds_before = num("seconds");
-      std::istringstream losses(st.at("recent_losses"));
-      for (std::string v; losses >> v;) recent.push_back(std::strtod(v.c_str(), nullptr));
-      out << fmt::format("resumed from {} at step {}\n",
-                         chosen.empty() ? "rank 0's checkpoint" : chosen, start);
-      if (start >= o.steps)
-        out << fmt::format("the checkpoint is at step {}, --steps is {}: nothing to train\n", start,
-                           o.steps);
+    if (dp_) bytes = optim::broadcast_bytes(comm_, std::move(bytes));
+    if (!bytes.empty()) restore(bytes, chosen);
+  }
+
+  void restore(const std::vector<std::uint8_t>& bytes, const std::string& chosen) {
+    const auto st = optim::load_checkpoint<float>(bytes, chosen.empty() ? "checkpoint" : chosen,
+                                                  params_, *opt_);
+    std::string differ;
+    for (const auto& [k, v] : config_) {
+      const auto it = st.info.find("option." + k);
+      const std::string was = it == st.info.end() ? "(none)" : it->second;
+      if (was != v)
+        differ +=
+            fmt::format("{}{} is '{}' there, '{}' here", differ.empty() ? "" : ", ", k, was, v);
     }
+    if (!differ.empty())
+      throw UsageError(
+          fmt::format("cannot resume: the checkpoint was made with other options: {}", differ));
+    start_ = st.step;
+    optim::set_engine_state(rng_, st.rng);
+    const auto num = [&](const char* key) { return std::strtod(st.at(key).c_str(), nullptr); };
+    sum_loss_ = num("sum_loss");
+    sum_acc_ = num("sum_acc");
+    in_window_ = std::atol(st.at("in_window").c_str());
+    seconds_before_ = num("seconds");
+    std::istringstream losses(st.at("recent_losses"));
+    for (std::string v; losses >> v;) recent_.push_back(std::strtod(v.c_str(), nullptr));
+    out_ << fmt::format("resumed from {} at step {}\n",
+                        chosen.empty() ? "rank 0's checkpoint" : chosen, start_);
+    if (start_ >= o_.steps)
+      out_ << fmt::format("the checkpoint is at step {}, --steps is {}: nothing to train\n", start_,
+                          o_.steps);
   }
-  std::ofstream log;
-  if (!o.log.empty() && root) {
-    if (start > 0) truncate_log(o.log, start);
-    log.open(o.log, start > 0 ? std::ios::app : std::ios::trunc);
-    if (!log) throw FileError(fmt::format("cannot write the log file '{}'", o.log));
-    if (start == 0) log << "step,loss,accuracy,seconds\n";
+
+  void open_log() {
+    if (o_.log.empty() || !root_) return;
+    if (start_ > 0) truncate_log(o_.log, start_);
+    log_.open(o_.log, start_ > 0 ? std::ios::app : std::ios::trunc);
+    if (!log_) throw FileError(fmt::format("cannot write the log file '{}'", o_.log));
+    if (start_ == 0) log_ << "step,loss,accuracy,seconds\n";
   }
-  const optim::CheckpointDir checkpoints(o.checkpoint_dir, o.keep);
-  Tape<float> tape;
-  const auto t0 = Clock::now();
-  const auto elapsed = [&] { return seconds_before + since(t0); };
-  const bool checkpointed = o.checkpoints > 0 || o.memory_budget > 0;
-  if (checkpointed && o.bidirectional) {
-    throw UsageError(
-        "--checkpoints and --memory-budget need a unidirectional model: a bidirectional layer's "
-        "reverse direction needs the whole sequence of the layer below");
+
+  void choose_bptt() {
+    checkpointed_ = o_.checkpoints > 0 || o_.memory_budget > 0;
+    if (checkpointed_ && o_.bidirectional) {
+      throw UsageError(
+          "--checkpoints and --memory-budget need a unidirectional model: a bidirectional "
+          "layer's reverse direction needs the whole sequence of the layer below");
+    }
+    if (o_.checkpoints > 0 && o_.memory_budget > 0)
+      throw UsageError("give --checkpoints or --memory-budget, not both");
+    bptt_ = layers::BackpropOptions<float>{
+        .checkpoints = o_.checkpoints,
+        .memory_budget_bytes = o_.memory_budget,
+        .schedule = o_.schedule == "uniform"  ? layers::Schedule::uniform
+                    : o_.schedule == "online" ? layers::Schedule::online
+                                              : layers::Schedule::revolve};
+    accumulated_.resize(params_.size());
   }
-  if (o.checkpoints > 0 && o.memory_budget > 0)
-    throw UsageError("give --checkpoints or --memory-budget, not both");
-  const layers::BackpropOptions<float> bptt{
-      .checkpoints = o.checkpoints,
-      .memory_budget_bytes = o.memory_budget,
-      .schedule = o.schedule == "uniform"  ? layers::Schedule::uniform
-                  : o.schedule == "online" ? layers::Schedule::online
-                                           : layers::Schedule::revolve};
-  Matrix<float> scores;
-  std::vector<Matrix<float>> accumulated(params.size());
-  StepWatchdog watchdog(o.step_timeout, comm);
-  int perturb_rank = -1;
-  long perturb_step = -1;
-  if (const char* e = std::getenv("REWIND_TEST_PERTURB"))
-    std::sscanf(e, "%d:%ld", &perturb_rank, &perturb_step);
-  for (long step = start + 1; step <= o.steps; ++step) {
-    watchdog.arm(step);
-    const Batch global = task.sample(global_rows, o.seq_len, rng);
+
+  // This rank's micro-batches of the step: their summed loss and accuracy, and the gradient
+  // summed into each parameter's grad.
+  std::pair<double, double> train_micro_batches(long step) {
+    const Batch global = task_.sample(global_rows_, o_.seq_len, rng_);
     double l = 0, acc = 0;
-    for (Index m = 0; m < micro; ++m) {
+    for (Index m = 0; m < micro_; ++m) {
       const Batch shard_b =
-          global_rows == o.batch
+          global_rows_ == o_.batch
               ? Batch{}
-              : shard(global, global_rows, (comm.rank() * micro + m) * o.batch, o.batch);
-      const Batch& b = global_rows == o.batch ? global : shard_b;
-      tape.clear();
-      if (checkpointed) {
-        opt->zero_grad();
-        const auto r = model.backprop(tape, b, o.batch, bptt, &scores);
+              : shard(global, global_rows_, (comm_.rank() * micro_ + m) * o_.batch, o_.batch);
+      const Batch& b = global_rows_ == o_.batch ? global : shard_b;
+      tape_.clear();
+      if (checkpointed_) {
+        opt_->zero_grad();
+        const auto r = model_.backprop(tape_, b, o_.batch, bptt_, &scores_);
         l += r.loss;
-        if (step == start + 1 && m == 0) out << "checkpointing: " << r.report.summary() << "\n";
-        if (task.has_accuracy())
-          acc += accuracy(b, ConstMap<float>(scores.data(), scores.rows(), scores.cols()));
+        if (step == start_ + 1 && m == 0) out_ << "checkpointing: " << r.report.summary() << "\n";
+        if (task_.has_accuracy())
+          acc += accuracy(b, ConstMap<float>(scores_.data(), scores_.rows(), scores_.cols()));
       } else {
         Var<float> logits;
-        const Var<float> loss = model.loss(tape, b, o.batch, &logits);
-        opt->zero_grad();
-        tape.backward(loss);
+        const Var<float> loss = model_.loss(tape_, b, o_.batch, &logits);
+        opt_->zero_grad();
+        tape_.backward(loss);
         l += loss.item();
-        if (task.has_accuracy()) acc += accuracy(b, logits.value());
+        if (task_.has_accuracy()) acc += accuracy(b, logits.value());
       }
       // Each micro-batch's gradient is made from zero and added to the others in order, as
       // the ordered reduction adds the ranks' gradients: the two give the same bits. (With
       // both, each rank sums its own micro-batches first, so N ranks × K equal one process
       // with N·K micro-batches up to rounding, not bit for bit.)
-      if (micro > 1) {
-        for (std::size_t k = 0; k < params.size(); ++k) {
+      if (micro_ > 1) {
+        for (std::size_t k = 0; k < params_.size(); ++k) {
           if (m == 0) {
-            accumulated[k] = params[k]->grad;
+            accumulated_[k] = params_[k]->grad;
           } else {
-            accumulated[k] += params[k]->grad;
+            accumulated_[k] += params_[k]->grad;
           }
         }
       }
     }
-    if (micro > 1) {
-      for (std::size_t k = 0; k < params.size(); ++k) params[k]->grad.swap(accumulated[k]);
+    if (micro_ > 1) {
+      for (std::size_t k = 0; k < params_.size(); ++k) params_[k]->grad.swap(accumulated_[k]);
     }
-    const auto count = static_cast<double>(micro * ranks);
-    if (dp) {
-      dp->reduce_gradients(count);
-      l = dp->sum(l) / count;
-      if (task.has_accuracy()) acc = dp->sum(acc) / count;
-    } else if (micro > 1) {
-      for (Parameter<float>* p : params) p->grad /= static_cast<float>(count);
+    return {l, acc};
+  }
+
+  // The step's mean gradient, loss and accuracy over every rank and micro-batch.
+  void reduce(double& l, double& acc) {
+    const auto count = static_cast<double>(micro_ * ranks_);
+    if (dp_) {
+      dp_->reduce_gradients(count);
+      l = dp_->sum(l) / count;
+      if (task_.has_accuracy()) acc = dp_->sum(acc) / count;
+    } else if (micro_ > 1) {
+      for (Parameter<float>* p : params_) p->grad /= static_cast<float>(count);
       l /= count;
       acc /= count;
     }
-    if (task.has_accuracy()) sum_acc += acc;
-    if (o.clip > 0) optim::clip_grad_norm<float>(params, o.clip);
-    opt->step();
-    if (!std::isfinite(l))
-      throw UsageError(fmt::format("training diverged: loss is {} at step {}", l, step));
-    sum_loss += l;
-    ++in_window;
-    recent.push_back(l);
-    if (recent.size() > 100) recent.erase(recent.begin());
-    if (step % every == 0 || step == o.steps) {
-      LogPoint p{step, sum_loss / static_cast<double>(in_window),
-                 task.has_accuracy() ? sum_acc / static_cast<double>(in_window) : -1.0, elapsed()};
-      result.curve.push_back(p);
-      if (log)
-        log << fmt::format("{},{:.6g},{},{:.3f}\n", p.step, p.loss,
-                           p.accuracy >= 0 ? fmt::format("{:.4f}", p.accuracy) : "", p.seconds)
-            << std::flush;
-      const double rate = static_cast<double>(step - start) / (p.seconds - seconds_before);
-      const std::string acc_text = p.accuracy >= 0 ? fmt::format("  acc {:.3f}", p.accuracy) : "";
-      if (bar) {
-        const int width = 30, filled = static_cast<int>(width * step / o.steps);
-        out << fmt::format("\r[{}{}] {}/{}  loss {:.4f}{}  {:.1f} steps/s  ETA {}   ",
-                           std::string(static_cast<std::size_t>(filled), '='),
-                           std::string(static_cast<std::size_t>(width - filled), ' '), step,
-                           o.steps, p.loss, acc_text, rate,
-                           duration(static_cast<double>(o.steps - step) / rate))
-            << std::flush;
-      } else {
-        out << fmt::format("step {}/{}  loss {:.4f}{}  {:.1f} steps/s  {:.1f}s\n", step, o.steps,
-                           p.loss, acc_text, rate, p.seconds)
-            << std::flush;
-      }
-      sum_loss = sum_acc = 0;
-      in_window = 0;
-    }
-    // Fault injection for the tests of --check-replicas: REWIND_TEST_PERTURB=RANK:STEP nudges
-    // one weight on that rank after that step, as a bad memory bit or a diverging rank would.
-    if (dp && perturb_rank == comm.rank() && perturb_step == step) params[0]->value(0, 0) += 1e-3f;
-    if (dp && o.check_replicas > 0 && step % o.check_replicas == 0) dp->check_replicas(step);
-    if (o.checkpoint_every > 0 && step % o.checkpoint_every == 0 && root) {
-      optim::TrainingState<float> st{.step = step, .rng = optim::engine_state(rng)};
-      for (const auto& [k, v] : config) st.info["option." + k] = v;
-      st.info["sum_loss"] = fmt::format("{}", sum_loss);
-      st.info["sum_acc"] = fmt::format("{}", sum_acc);
-      st.info["in_window"] = std::to_string(in_window);
-      st.info["seconds"] = fmt::format("{}", elapsed());
-      std::string losses;  // doubles, so as exact text rather than a float tensor
-      for (double v : recent) losses += fmt::format("{}{}", losses.empty() ? "" : " ", v);
-      st.info["recent_losses"] = losses;
-      checkpoints.save<float>(params, *opt, st);
-    }
   }
-  watchdog.arm(0);
-  if (bar) out << "\n";
-  result.seconds = elapsed();
-  result.final_loss = recent.empty() ? 0
-                                     : std::accumulate(recent.begin(), recent.end(), 0.0) /
-                                           static_cast<double>(recent.size());
-  result.final_accuracy = result.curve.empty() ? -1 : result.curve.back().accuracy;
-  out << fmt::format("done: {} steps in {:.1f}s ({:.1f} steps/s)\n", o.steps, result.seconds,
-                     static_cast<double>(o.steps - start) / (result.seconds - seconds_before));
-  if (dp && dp->buckets() > 0) {
-    const double steps_run = static_cast<double>(std::max<long>(1, o.steps - start));
-    const double reduce_ms = 1e3 * dp->reduce_seconds() / steps_run;
-    const double step_ms = 1e3 * (result.seconds - seconds_before) / steps_run;
-    out << fmt::format(
+
+  // The window's mean loss and accuracy: to the curve, the log and the progress bar or line.
+  void report(long step) {
+    LogPoint p{step, sum_loss_ / static_cast<double>(in_window_),
+               task_.has_accuracy() ? sum_acc_ / static_cast<double>(in_window_) : -1.0,
+               elapsed_()};
+    result_.curve.push_back(p);
+    if (log_)
+      log_ << fmt::format("{},{:.6g},{},{:.3f}\n", p.step, p.loss,
+                          p.accuracy >= 0 ? fmt::format("{:.4f}", p.accuracy) : "", p.seconds)
+           << std::flush;
+    const double rate = static_cast<double>(step - start_) / (p.seconds - seconds_before_);
+    const std::string acc_text = p.accuracy >= 0 ? fmt::format("  acc {:.3f}", p.accuracy) : "";
+    if (bar_) {
+      const int width = 30, filled = static_cast<int>(width * step / o_.steps);
+      out_ << fmt::format("\r[{}{}] {}/{}  loss {:.4f}{}  {:.1f} steps/s  ETA {}   ",
+                          std::string(static_cast<std::size_t>(filled), '='),
+                          std::string(static_cast<std::size_t>(width - filled), ' '), step,
+                          o_.steps, p.loss, acc_text, rate,
+                          duration(static_cast<double>(o_.steps - step) / rate))
+           << std::flush;
+    } else {
+      out_ << fmt::format("step {}/{}  loss {:.4f}{}  {:.1f} steps/s  {:.1f}s\n", step, o_.steps,
+                          p.loss, acc_text, rate, p.seconds)
+           << std::flush;
+    }
+    sum_loss_ = sum_acc_ = 0;
+    in_window_ = 0;
+  }
+
+  void save_checkpoint(long step) {
+    optim::TrainingState<float> st{.step = step, .rng = optim::engine_state(rng_)};
+    for (const auto& [k, v] : config_) st.info["option." + k] = v;
+    st.info["sum_loss"] = fmt::format("{}", sum_loss_);
+    st.info["sum_acc"] = fmt::format("{}", sum_acc_);
+    st.info["in_window"] = std::to_string(in_window_);
+    st.info["seconds"] = fmt::format("{}", elapsed_());
+    std::string losses;  // doubles, so as exact text rather than a float tensor
+    for (double v : recent_) losses += fmt::format("{}{}", losses.empty() ? "" : " ", v);
+    st.info["recent_losses"] = losses;
+    checkpoints_.save<float>(params_, *opt_, st);
+  }
+
+  TrainResult finish() {
+    if (bar_) out_ << "\n";
+    result_.seconds = elapsed_();
+    result_.final_loss = recent_.empty() ? 0
+                                         : std::accumulate(recent_.begin(), recent_.end(), 0.0) /
+                                               static_cast<double>(recent_.size());
+    result_.final_accuracy = result_.curve.empty() ? -1 : result_.curve.back().accuracy;
+    out_ << fmt::format(
+        "done: {} steps in {:.1f}s ({:.1f} steps/s)\n", o_.steps, result_.seconds,
+        static_cast<double>(o_.steps - start_) / (result_.seconds - seconds_before_));
+    if (dp_ && dp_->buckets() > 0) report_reduction();
+    out_ << fmt::format("final loss {:.5f} (mean of the last {} steps); without memory: {:.5f}\n",
+                        result_.final_loss, recent_.size(), result_.baseline);
+    if (result_.final_accuracy >= 0)
+      out_ << fmt::format("accuracy {:.4f} (last interval)\n", result_.final_accuracy);
+    out_ << fmt::format("parameters {}\n", result_.parameters);
+    if (!o_.save.empty() && root_) {
+      layers::save_parameters(o_.save, params_,
+                              {{"task", o_.task},
+                               {"cell", o_.cell},
+                               {"hidden", std::to_string(o_.hidden)},
+                               {"layers", std::to_string(o_.layers)},
+                               {"bidirectional", o_.bidirectional ? "1" : "0"}});
+      out_ << "saved weights to " << o_.save << "\n";
+    }
+    if (task_.embeds() && o_.sample > 0) {
+      result_.sample = sample_text(model_, task_, o_.sample, rng_);
+      out_ << "sample:\n" << result_.sample << "\n";
+    }
+    return result_;
+  }
+
+  // The gradient reduction's share of a step, and what a ring all-reduce would cost on more
+  // machines.
+  void report_reduction() {
+    const double steps_run = static_cast<double>(std::max<long>(1, o_.steps - start_));
+    const double reduce_ms = 1e3 * dp_->reduce_seconds() / steps_run;
+    const double step_ms = 1e3 * (result_.seconds - seconds_before_) / steps_run;
+    out_ << fmt::format(
         "gradient reduction: {:.3f} ms of {:.3f} ms per step ({} bucket{}, {} ranks)\n", reduce_ms,
-        step_ms, dp->buckets(), dp->buckets() > 1 ? "s" : "", ranks);
+        step_ms, dp_->buckets(), dp_->buckets() > 1 ? "s" : "", ranks_);
     // A ring all-reduce of S bytes over N machines sends 2(N−1)/N·S per machine in 2(N−1)
     // messages: t(N) ≈ 2(N−1)/N·S/β + 2(N−1)·α. Figures for 10 Gbit/s Ethernet (β = 1.25 GB/s,
     // α = 25 µs), against this run's compute time per step.
-    const double bytes = static_cast<double>(result.parameters) * sizeof(float);
+    const double bytes = static_cast<double>(result_.parameters) * sizeof(float);
     const double compute_ms = std::max(step_ms - reduce_ms, 1e-9);
     std::string model;
     for (int n : {2, 4, 8, 16, 64}) {
@@ -447,29 +530,39 @@ TrainResult run(const Task& task, const TrainOptions& o, Layer layer, Rng& rng, 
       model += fmt::format("{}N={}: {:.2f} ms, efficiency {:.0f}%", model.empty() ? "" : "; ", n, t,
                            100 * compute_ms / (compute_ms + t));
     }
-    out << fmt::format("cost model (ring all-reduce of {:.2f} MB, 10 Gbit/s, 25 us): {}\n",
-                       bytes / 1e6, model);
+    out_ << fmt::format("cost model (ring all-reduce of {:.2f} MB, 10 Gbit/s, 25 us): {}\n",
+                        bytes / 1e6, model);
   }
-  out << fmt::format("final loss {:.5f} (mean of the last {} steps); without memory: {:.5f}\n",
-                     result.final_loss, recent.size(), result.baseline);
-  if (result.final_accuracy >= 0)
-    out << fmt::format("accuracy {:.4f} (last interval)\n", result.final_accuracy);
-  out << fmt::format("parameters {}\n", result.parameters);
-  if (!o.save.empty() && root) {
-    layers::save_parameters(o.save, params,
-                            {{"task", o.task},
-                             {"cell", o.cell},
-                             {"hidden", std::to_string(o.hidden)},
-                             {"layers", std::to_string(o.layers)},
-                             {"bidirectional", o.bidirectional ? "1" : "0"}});
-    out << "saved weights to " << o.save << "\n";
-  }
-  if (task.embeds() && o.sample > 0) {
-    result.sample = sample_text(model, task, o.sample, rng);
-    out << "sample:\n" << result.sample << "\n";
-  }
-  return result;
-}
+
+  const Task& task_;
+  const TrainOptions& o_;
+  Rng& rng_;
+  std::ostream& out_;
+  optim::Communicator& comm_;
+  Model<Layer> model_;
+  std::vector<Parameter<float>*> params_;
+  std::unique_ptr<optim::Optimizer<float>> opt_;
+  const int ranks_;
+  const bool root_;
+  const optim::CheckpointDir checkpoints_;
+  std::optional<optim::DataParallel<float>> dp_;
+  std::vector<std::pair<std::string, std::string>> config_;
+  Index micro_ = 1, global_rows_ = 0;
+  TrainResult result_;
+  bool bar_ = false;
+  long every_ = 1;
+  // The loss and accuracy window since the last report, and what a resumed run carries over.
+  double sum_loss_ = 0, sum_acc_ = 0, seconds_before_ = 0;
+  long in_window_ = 0, start_ = 0;
+  std::vector<double> recent_;  // the last 100 steps' losses
+  std::ofstream log_;
+  std::function<double()> elapsed_;
+  bool checkpointed_ = false;
+  layers::BackpropOptions<float> bptt_;
+  Tape<float> tape_;
+  Matrix<float> scores_;
+  std::vector<Matrix<float>> accumulated_;
+};
 
 }  // namespace
 
@@ -514,7 +607,7 @@ std::string model_summary(const TrainOptions& o) {
 TrainResult train(const TrainOptions& o, std::ostream& out, optim::Communicator* comm) {
   optim::SingleProcess single;
   return with_model(o, [&](const Task& task, auto layer, Rng& rng) {
-    return run(task, o, std::move(layer), rng, out, comm != nullptr ? *comm : single);
+    return Trainer(task, o, std::move(layer), rng, out, comm != nullptr ? *comm : single).run();
   });
 }
 

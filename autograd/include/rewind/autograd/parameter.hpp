@@ -4,6 +4,7 @@
 // tape and the optimizers share; layers only create and name parameters.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 #include "rewind/autograd/tensor.hpp"
@@ -21,6 +22,12 @@ struct Parameter {
   /// derivative of the gradient along the tangents: (H·v) for this parameter after Tape::hvp.
   Matrix<T> tangent;
   Matrix<T> grad_tangent;
+  /// Counts the changes of `value` made through the library: an optimizer's step,
+  /// load_parameters, loading a training checkpoint, DataParallel's broadcast. A tape refuses to
+  /// go on with a recording that read an older value (Tape::param, Tape::backward: "call
+  /// tape.clear() before recording the next step"). After changing `value` by hand between
+  /// recordings, call mark_changed() so that such a mistake is caught too.
+  std::uint64_t version = 0;
 
   Parameter() = default;
   Parameter(std::string n, Matrix<T> v) : name(std::move(n)), value(std::move(v)) {}
@@ -30,6 +37,8 @@ struct Parameter {
     grad.setZero(value.rows(), value.cols());
     if (grad_tangent.size() != 0) grad_tangent.setZero();
   }
+  /// Records that `value` changed (see `version`).
+  void mark_changed() { ++version; }
   Shape shape() const { return {value.rows(), value.cols()}; }
   Index size() const { return value.size(); }
 };

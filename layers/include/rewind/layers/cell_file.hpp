@@ -29,6 +29,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <optional>
 #include <rewind/layers/cell.hpp>
 #include <string>
 #include <vector>
@@ -122,6 +123,13 @@ struct CellEvaluator {
   };
   Value eval(int e);
   Var<T> tensor(int e);
+
+ private:
+  static Value number(double v) { return Value{true, v, {}}; }
+  static Value var(Var<T> v) { return Value{false, 0, std::move(v)}; }
+  std::optional<Value> name(const CellProgram::Expr& x);  // a name's value
+  std::optional<Value> call(const CellProgram::Expr& x);  // f(...); none: unknown
+  Value binary(const CellProgram::Expr& x);               // a + b, a @ W, ...
 };
 }  // namespace detail
 

@@ -1,11 +1,14 @@
-#include "rewind/layers/cell_file.hpp"
-
+// The cell language's front end: tokens, the parser (names resolved, shapes of parameters
+// checked where they can be) and the numbers a program computes from input and hidden. The
+// evaluator, which records a program on a tape, is cell_evaluator.cpp.
 #include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <fstream>
 #include <set>
 #include <sstream>
+
+#include "rewind/layers/cell_file.hpp"
 
 namespace rwd::layers {
 namespace {
@@ -468,164 +471,4 @@ std::shared_ptr<const CellProgram> load_cell_file(const std::filesystem::path& p
   return parse_cell(text.str(), path.string());
 }
 
-// ---- evaluation
-// -----------------------------------------------------------------------------------
-
-namespace detail {
-
-template <class T>
-Var<T> CellEvaluator<T>::tensor(int e) {
-  Value v = eval(e);
-  if (v.is_number) {
-    const Expr& x = p.exprs[static_cast<std::size_t>(e)];
-    p.fail(x.line, x.column, "a number where a tensor is needed");
-  }
-  return v.var;
-}
-
-template <class T>
-typename CellEvaluator<T>::Value CellEvaluator<T>::eval(int e) {
-  const Expr& x = p.exprs[static_cast<std::size_t>(e)];
-  const auto number = [](double v) { return Value{true, v, {}}; };
-  const auto var = [](Var<T> v) { return Value{false, 0, std::move(v)}; };
-  try {
-    switch (x.kind) {
-      case Expr::Kind::number:
-        return number(x.number);
-      case Expr::Kind::name:
-        switch (x.ref) {
-          case Ref::input:
-            return number(static_cast<double>(input));
-          case Ref::hidden:
-            return number(static_cast<double>(hidden));
-          case Ref::x:
-            return var(*this->x);
-          case Ref::state:
-            return var(states[x.index]);
-          case Ref::param:
-            return var(tape.param((*params)[static_cast<std::size_t>(x.index)]));
-          case Ref::value:
-            return var((*values)[static_cast<std::size_t>(x.index)]);
-          case Ref::none:
-            break;
-        }
-        break;
-      case Expr::Kind::negate: {
-        const Value a = eval(x.args[0]);
-        return a.is_number ? number(-a.number) : var(neg(a.var));
-      }
-      case Expr::Kind::transpose:
-        return var(transpose(tensor(x.args[0])));
-      case Expr::Kind::call: {
-        const std::string& f = x.name;
-        if (f == "affine")
-          return var(affine(tensor(x.args[0]), tensor(x.args[1]), tensor(x.args[2])));
-        if (f == "concat") {
-          std::vector<Var<T>> parts;
-          for (int a : x.args) parts.push_back(tensor(a));
-          return var(parts.size() == 1 ? parts[0] : concat_cols(parts));
-        }
-        if (f == "cols") {
-          const Var<T> a = tensor(x.args[0]);
-          const Value from = eval(x.args[1]), to = eval(x.args[2]);
-          if (!from.is_number || !to.is_number) {
-            p.fail(x.line, x.column, "cols(e, from, to): from and to are numbers");
-          }
-          return var(slice_cols(a, static_cast<Index>(from.number), static_cast<Index>(to.number)));
-        }
-        const Value a = eval(x.args[0]);
-        if (a.is_number) {
-          if (f == "sqrt") return number(std::sqrt(a.number));
-          if (f == "exp") return number(std::exp(a.number));
-          if (f == "log") return number(std::log(a.number));
-          p.fail(x.line, x.column, fmt::format("{} of a number", f));
-        }
-        const Var<T>& v = a.var;
-        if (f == "sigmoid") return var(sigmoid(v));
-        if (f == "tanh") return var(rwd::tanh(v));
-        if (f == "relu") return var(relu(v));
-        if (f == "exp") return var(rwd::exp(v));
-        if (f == "log") return var(rwd::log(v));
-        if (f == "softplus") return var(softplus(v));
-        if (f == "log_sigmoid") return var(log_sigmoid(v));
-        if (f == "square") return var(square(v));
-        if (f == "sqrt") return var(rwd::sqrt(v));
-        if (f == "abs") return var(rwd::abs(v));
-        if (f == "neg") return var(neg(v));
-        break;
-      }
-      case Expr::Kind::binary: {
-        // `a @ W'`: the product with W transposed, without materialising the transpose.
-        if (x.op == '@') {
-          const Expr& rhs = p.exprs[static_cast<std::size_t>(x.args[1])];
-          const Var<T> a = tensor(x.args[0]);
-          if (rhs.kind == Expr::Kind::transpose) return var(matmul_nt(a, tensor(rhs.args[0])));
-          return var(matmul(a, tensor(x.args[1])));
-        }
-        const Value a = eval(x.args[0]), b = eval(x.args[1]);
-        if (a.is_number && b.is_number) {
-          switch (x.op) {
-            case '+':
-              return number(a.number + b.number);
-            case '-':
-              return number(a.number - b.number);
-            case '*':
-              return number(a.number * b.number);
-            default:
-              return number(a.number / b.number);
-          }
-        }
-        const auto c = [](double v) { return static_cast<T>(v); };
-        if (a.is_number || b.is_number) {  // a number and a tensor
-          const Var<T>& v = a.is_number ? b.var : a.var;
-          const double n = a.is_number ? a.number : b.number;
-          switch (x.op) {
-            case '+':
-              return var(add_scalar(v, c(n)));
-            case '-':
-              return var(a.is_number ? add_scalar(neg(v), c(n)) : add_scalar(v, c(-n)));
-            case '*':
-              return var(scale(v, c(n)));
-            default:
-              if (b.is_number) return var(scale(v, c(1 / n)));
-              return var(scale(div(tape.constant(Matrix<T>::Ones(v.rows(), v.cols())), v), c(n)));
-          }
-        }
-        // Two tensors; a 1×n row against a batch is broadcast with the explicit ops.
-        const Var<T>& l = a.var;
-        const Var<T>& r = b.var;
-        const bool r_row = r.rows() == 1 && l.rows() != 1 && r.cols() == l.cols();
-        const bool l_row = l.rows() == 1 && r.rows() != 1 && l.cols() == r.cols();
-        switch (x.op) {
-          case '+':
-            if (r_row) return var(add_row_vector(l, r));
-            if (l_row) return var(add_row_vector(r, l));
-            return var(add(l, r));
-          case '-':
-            if (r_row) return var(add_row_vector(l, neg(r)));
-            if (l_row) return var(add_row_vector(neg(r), l));
-            return var(sub(l, r));
-          case '*':
-            if (r_row) return var(mul_row_vector(l, r));
-            if (l_row) return var(mul_row_vector(r, l));
-            return var(mul(l, r));
-          default:
-            return var(div(l, r));
-        }
-      }
-    }
-  } catch (const CellFileError&) {
-    throw;
-  } catch (const ShapeError& err) {  // an op's shape check: point at the expression
-    p.fail(x.line, x.column, err.what());
-  } catch (const UsageError& err) {
-    p.fail(x.line, x.column, err.what());
-  }
-  p.fail(x.line, x.column, "cannot evaluate this");
-}
-
-template struct CellEvaluator<float>;
-template struct CellEvaluator<double>;
-
-}  // namespace detail
 }  // namespace rwd::layers
