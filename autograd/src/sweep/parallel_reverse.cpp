@@ -83,21 +83,32 @@ bool ParallelReverse<T>::plan(Recording<T>& rec, std::size_t top, GradTarget<T>&
   // chosen, not tuned: every benchmark workload is far above them (rnn-128: 50 steps of 32 rows).
   // REWIND_SPLIT=always splits every node of two rows or more (tests reach the rare paths so).
   const bool always = split_policy() == SplitPolicy::always;
-  const Index min_rows = always ? 2 : 16;
-  const double min_elements = always ? 0 : 32768;
-  // Whether n can run on two threads: its row inputs have its rows, and every other input that
-  // takes a gradient is a leaf (whose gradient nothing reads before the sweep ends).
-  const auto splits = [&](const Node<T>& n, std::uint8_t local) {
-    if (local == 0 || n.rows < min_rows || n.num_inputs > 8) return false;
-    const std::uint32_t* in = rec.edges.data() + n.first_input;
-    for (std::uint32_t k = 0; k < n.num_inputs; ++k) {
-      const Node<T>& x = rec.nodes[in[k]];
-      if ((local >> k & 1) != 0 ? x.rows != n.rows : x.requires_grad && x.num_inputs != 0) {
-        return false;
-      }
+  min_rows_ = always ? 2 : 16;
+  const double elements = mark_deferred(rec, top);
+  if (elements == 0 || elements < (always ? 0 : 32768)) return false;
+  plan_steps(rec, top, target);
+  assign_leaves(rec, top);
+  return true;
+}
+
+template <class T>
+bool ParallelReverse<T>::splits(const Recording<T>& rec, const Node<T>& n,
+                                std::uint8_t local) const {
+  // n's row inputs have its rows, and every other input that takes a gradient is a leaf (whose
+  // gradient nothing reads before the sweep ends).
+  if (local == 0 || n.rows < min_rows_ || n.num_inputs > 8) return false;
+  const std::uint32_t* in = rec.edges.data() + n.first_input;
+  for (std::uint32_t k = 0; k < n.num_inputs; ++k) {
+    const Node<T>& x = rec.nodes[in[k]];
+    if ((local >> k & 1) != 0 ? x.rows != n.rows : x.requires_grad && x.num_inputs != 0) {
+      return false;
     }
-    return true;
-  };
+  }
+  return true;
+}
+
+template <class T>
+double ParallelReverse<T>::mark_deferred(const Recording<T>& rec, std::size_t top) {
   // The leaves summed over rows by a node that splits: all of their contributions, from any
   // node, are deferred (so they keep the one-thread order); per leaf, its cost in multiply-adds.
   leaf_owner_.assign(top + 1, 0);
@@ -107,7 +118,7 @@ bool ParallelReverse<T>::plan(Recording<T>& rec, std::size_t top, GradTarget<T>&
     const Node<T>& n = rec.nodes[i];
     if (n.num_inputs == 0 || !n.requires_grad) continue;
     const std::uint8_t local = row_local_of(n.op);
-    if (!splits(n, local)) continue;
+    if (!splits(rec, n, local)) continue;
     elements += static_cast<double>(n.rows * n.cols);
     const std::uint32_t* in = rec.edges.data() + n.first_input;
     for (std::uint32_t k = 0; k < n.num_inputs; ++k) {
@@ -116,7 +127,11 @@ bool ParallelReverse<T>::plan(Recording<T>& rec, std::size_t top, GradTarget<T>&
       leaf_owner_[in[k]] = 1;
     }
   }
-  if (elements == 0 || elements < min_elements) return false;
+  return elements;
+}
+
+template <class T>
+void ParallelReverse<T>::plan_steps(Recording<T>& rec, std::size_t top, GradTarget<T>& target) {
   const std::size_t edges = rec.edges.size();
   plan_.clear();
   deferred_.clear();
@@ -136,7 +151,7 @@ bool ParallelReverse<T>::plan(Recording<T>& rec, std::size_t top, GradTarget<T>&
       continue;  // every input shares n's buffer: nothing to run
     }
     const std::uint8_t local = row_local_of(n.op);
-    const bool rows = splits(n, local);
+    const bool rows = splits(rec, n, local);
     const std::uint32_t* in = rec.edges.data() + n.first_input;
     bool now = false;  // anything to run in the row phase
     for (int k = 0; k < count; ++k) {
@@ -184,6 +199,10 @@ bool ParallelReverse<T>::plan(Recording<T>& rec, std::size_t top, GradTarget<T>&
     each_buffer([&](const T* buffer, Index how) { state[buffer] = how; });
     plan_.push_back(PlanStep{static_cast<std::uint32_t>(i), rows, barrier});
   }
+}
+
+template <class T>
+void ParallelReverse<T>::assign_leaves(const Recording<T>& rec, std::size_t top) {
   // The deferred leaves to the threads. A leaf whose every contribution is one product (a
   // weight's gradient, gradient_product) is shared: both threads compute each contribution, each
   // its pieces of the product (owner 3). The others go whole to one thread (owner 1 or 2), the
@@ -227,7 +246,6 @@ bool ParallelReverse<T>::plan(Recording<T>& rec, std::size_t top, GradTarget<T>&
     leaf_owner_[l] = static_cast<std::uint8_t>(t + 1);
     load[t] += cost_[l];
   }
-  return true;
 }
 
 template <class T>

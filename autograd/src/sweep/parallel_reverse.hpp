@@ -53,6 +53,15 @@ class ParallelReverse {
   };
   // Fills plan_ and the slots; false when nothing splits (too small).
   bool plan(Recording<T>& rec, std::size_t top, GradTarget<T>& target);
+  // Whether n can run on two threads, half of its rows each.
+  bool splits(const Recording<T>& rec, const Node<T>& n, std::uint8_t local) const;
+  // Marks the leaves whose gradients are summed over rows by a node that splits (leaf_owner_):
+  // the elements of the splitting nodes.
+  double mark_deferred(const Recording<T>& rec, std::size_t top);
+  // plan_, plan_slot_, plan_mode_ and deferred_: the row phase, in sweep order.
+  void plan_steps(Recording<T>& rec, std::size_t top, GradTarget<T>& target);
+  // The deferred leaves to the threads, and the shared leaves' product terms.
+  void assign_leaves(const Recording<T>& rec, std::size_t top);
   // One planned node on thread t: rows r0..r1 of its row inputs (rows: as a row-split step) and
   // the inputs whose gradient is not deferred; or (only >= 0) that deferred input alone.
   void run_step(const Recording<T>& rec, const Node<T>& n, Index r0, Index r1, bool rows, int only,
@@ -75,6 +84,7 @@ class ParallelReverse {
   std::vector<std::uint32_t> leaves_;   // the deferred leaves given whole to one thread
   std::vector<TensorRef<T>> operands_;  // a node's inputs, for ProductCollector::collect
   ThreadScratch threads_[2];
+  Index min_rows_ = 16;  // the fewest rows a node splits with
 };
 
 extern template class ParallelReverse<float>;
