@@ -233,17 +233,10 @@ std::string strip_prolog(std::string svg) {
   return svg;
 }
 
+// One layout per distinct step (a template); each instance refers to its template.
 template <class T>
-PaneResult pane(const Tape<T>& tape, const std::string& name, const HtmlOptions& o) {
-  PaneResult R;
-  const std::size_t n = tape.size();
-  const std::vector<Place> places = viz::places_of(tape);
-  Structure S = structure_of(tape, places);
-  Strings strings;
-  std::string& out = R.json;
-  out.reserve(n * 96);
-
-  // Templates.
+std::vector<Laid> lay_out_templates(const Tape<T>& tape, const std::vector<Place>& places,
+                                    Structure& S) {
   std::map<std::string, long> template_of;
   std::vector<Laid> templates;
   for (Instance& in : S.instances) {
@@ -258,7 +251,12 @@ PaneResult pane(const Tape<T>& tape, const std::string& name, const HtmlOptions&
     template_of.emplace(std::move(key), in.tpl);
     templates.push_back(lay_out(sketch));
   }
-  // Ops outside every sequence.
+  return templates;
+}
+
+// The ops outside every sequence, laid out together (in a grid when there are many).
+template <class T>
+Laid lay_out_other(const Tape<T>& tape, const Structure& S) {
   Sketch other;
   std::map<long, long> other_slot;
   for (std::size_t k = 0; k < S.other.size(); ++k) {
@@ -273,11 +271,15 @@ PaneResult pane(const Tape<T>& tape, const std::string& name, const HtmlOptions&
       if (it != other_slot.end()) other.edges.emplace_back(it->second, static_cast<long>(k));
     }
   }
-  const Laid other_laid = S.other.empty()                     ? Laid{}
-                          : S.other.size() <= kMaxOtherLayout ? lay_out(other)
-                                                              : grid(other);
+  return S.other.empty()                     ? Laid{}
+         : S.other.size() <= kMaxOtherLayout ? lay_out(other)
+                                             : grid(other);
+}
 
-  // The table.
+// The table of every node: kind, category, scope, shape, inputs, value and gradient statistics.
+template <class T>
+void put_table(std::string& out, const Tape<T>& tape, const std::string& name, Strings& strings) {
+  const std::size_t n = tape.size();
   const bool grads = tape.has_backward();
   const auto loss = tape.last_loss();
   long first_bad = -1;
@@ -338,8 +340,11 @@ PaneResult pane(const Tape<T>& tape, const std::string& name, const HtmlOptions&
     }
   }
   out += ']';
+}
 
-  // Rows and their steps.
+// The rows (one per sequence path) with their steps, the templates, the other ops, the strings.
+void put_rows(std::string& out, const Structure& S, const std::vector<Laid>& templates,
+              const Laid& other_laid, Strings& strings) {
   out += ",\"rows\":[";
   for (std::size_t r = 0; r < S.rows.size(); ++r) {
     std::vector<long> steps, tpls;
@@ -381,20 +386,38 @@ PaneResult pane(const Tape<T>& tape, const std::string& name, const HtmlOptions&
   out += "},\"strings\":";
   put_array(out, strings.list, [&](const std::string& s) { put_string(out, s); });
   out += '}';
+}
 
-  if (o.overview) {  // check_options made sure libgvc is there
-    std::ostringstream dot;
-    DotOptions d;
-    d.rolled = true;
-    d.keep_steps = std::max(o.keep_steps, 1);
-    d.max_nodes = 800;
-    d.gradients = grads;
-    d.element_ids = true;
-    write_dot(tape, dot, d);
-    viz::with_layout(dot.str(), "write_html",
-                     [&](Agraph_s* g) { R.overview = strip_prolog(viz::render_data(g, "svg")); });
-  }
-  R.summary.ops = n;
+// The rolled overview: the whole graph drawn by Graphviz, as SVG.
+template <class T>
+std::string overview(const Tape<T>& tape, const HtmlOptions& o) {
+  std::string svg;
+  std::ostringstream dot;
+  DotOptions d;
+  d.rolled = true;
+  d.keep_steps = std::max(o.keep_steps, 1);
+  d.max_nodes = 800;
+  d.gradients = tape.has_backward();
+  d.element_ids = true;
+  write_dot(tape, dot, d);
+  viz::with_layout(dot.str(), "write_html",
+                   [&](Agraph_s* g) { svg = strip_prolog(viz::render_data(g, "svg")); });
+  return svg;
+}
+
+template <class T>
+PaneResult pane(const Tape<T>& tape, const std::string& name, const HtmlOptions& o) {
+  PaneResult R;
+  const std::vector<Place> places = viz::places_of(tape);
+  Structure S = structure_of(tape, places);
+  Strings strings;
+  R.json.reserve(tape.size() * 96);
+  const std::vector<Laid> templates = lay_out_templates(tape, places, S);
+  const Laid other_laid = lay_out_other(tape, S);
+  put_table(R.json, tape, name, strings);
+  put_rows(R.json, S, templates, other_laid, strings);
+  if (o.overview) R.overview = overview(tape, o);  // check_options made sure libgvc is there
+  R.summary.ops = tape.size();
   R.summary.rows = S.rows.size();
   R.summary.steps = S.instances.size();
   R.summary.templates = templates.size();
