@@ -34,6 +34,19 @@ BOOST_AUTO_TEST_CASE(shape_errors_name_the_op_and_both_shapes) {
       "matmul_nt: inner dimensions differ: lhs is 3x4, rhs is 5x2 (used transposed)");
   test::expect_message<ShapeError>([&] { (void)add(a, c); },
                                    "add: shapes differ: lhs is 3x4, rhs is 4x3");
+  // A row against a batch: the error names the explicit broadcast (issue 38).
+  test::expect_message<ShapeError>(
+      [&] { (void)add(tape.input(M::Ones(2, 3)), tape.input(M::Ones(1, 3))); },
+      "add: shapes differ: lhs is 2x3, rhs is 1x3 (no implicit broadcasting: "
+      "add_row_vector(lhs, rhs) broadcasts the 1x3 row over the 2 rows)");
+  test::expect_message<ShapeError>(
+      [&] { (void)sub(tape.input(M::Ones(1, 3)), tape.input(M::Ones(4, 3))); },
+      "sub: shapes differ: lhs is 1x3, rhs is 4x3 (no implicit broadcasting: "
+      "add_row_vector(neg(rhs), lhs) broadcasts the 1x3 row over the 4 rows)");
+  test::expect_message<ShapeError>(
+      [&] { (void)mul(tape.input(M::Ones(2, 3)), tape.input(M::Ones(1, 3))); },
+      "mul: shapes differ: lhs is 2x3, rhs is 1x3 (no implicit broadcasting: "
+      "mul_row_vector(lhs, rhs) broadcasts the 1x3 row over the 2 rows)");
   test::expect_message<ShapeError>([&] { (void)mul(a, b); },
                                    "mul: shapes differ: lhs is 3x4, rhs is 5x2");
   test::expect_message<ShapeError>([&] { (void)(a - c); },

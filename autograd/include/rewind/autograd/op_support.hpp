@@ -148,11 +148,32 @@ namespace detail {
   throw ShapeError(fmt::format("{}: {}: {}", op, what, details));
 }
 
-/// Elementwise ops take equal shapes; there is no implicit broadcasting.
+/// The explicit broadcast that fits where a 1×n row meets a batch of n columns in add, sub or
+/// mul ("" where none does): the hint of require_same_shape's error.
+inline std::string broadcast_hint(std::string_view op, Shape a, Shape b) {
+  const bool b_row = b.rows == 1 && a.rows > 1 && a.cols == b.cols;
+  const bool a_row = a.rows == 1 && b.rows > 1 && a.cols == b.cols;
+  if (!a_row && !b_row) return {};
+  const std::string_view batch = b_row ? "lhs" : "rhs", row = b_row ? "rhs" : "lhs";
+  std::string call;
+  if (op == "add") call = fmt::format("add_row_vector({}, {})", batch, row);
+  if (op == "mul") call = fmt::format("mul_row_vector({}, {})", batch, row);
+  if (op == "sub") {
+    call = b_row ? "add_row_vector(lhs, neg(rhs))" : "add_row_vector(neg(rhs), lhs)";
+  }
+  if (call.empty()) return {};
+  return fmt::format(" (no implicit broadcasting: {} broadcasts the 1x{} row over the {} rows)",
+                     call, a.cols, b_row ? a.rows : b.rows);
+}
+
+/// Elementwise ops take equal shapes; there is no implicit broadcasting (the error names the
+/// explicit op that broadcasts, where one fits).
 inline void require_same_shape(std::string_view op, Shape a, Shape b,
                                std::string_view a_name = "lhs", std::string_view b_name = "rhs") {
   if (a != b)
-    throw_shape(op, "shapes differ", fmt::format("{} is {}, {} is {}", a_name, a, b_name, b));
+    throw_shape(
+        op, "shapes differ",
+        fmt::format("{} is {}, {} is {}{}", a_name, a, b_name, b, broadcast_hint(op, a, b)));
 }
 
 // n < L elements from x into pad (L of them, 64-byte aligned, zeros after n), and back. With
