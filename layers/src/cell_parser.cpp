@@ -37,6 +37,42 @@ bool is_function(const std::string& name) {
          name == "concat";
 }
 
+// Levenshtein distance, for "did you mean" (names are short: a row of the table suffices).
+std::size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<std::size_t> row(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    std::size_t diagonal = row[0];
+    row[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      const std::size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+// " (did you mean 'sigmoid'?)" for the closest of `known` within two edits of `name`, else "".
+std::string did_you_mean(const std::string& name, const std::vector<std::string>& known) {
+  std::string best;
+  std::size_t distance = 3;
+  for (const std::string& k : known) {
+    const std::size_t d = edit_distance(name, k);
+    if (d < distance) {
+      distance = d;
+      best = k;
+    }
+  }
+  return best.empty() ? std::string() : fmt::format(" (did you mean '{}'?)", best);
+}
+
+std::vector<std::string> function_names() {
+  std::vector<std::string> names(unary_functions().begin(), unary_functions().end());
+  names.insert(names.end(), {"affine", "cols", "concat"});
+  return names;
+}
+
 const std::set<std::string>& keywords() {
   static const std::set<std::string> k{"cell", "state", "param", "let",   "gate",
                                        "next", "x",     "input", "hidden"};
@@ -341,7 +377,8 @@ class Parser {
       take();
       e.kind = Expr::Kind::call;
       if (!is_function(t.text)) {
-        fail(t.column, fmt::format("unknown function '{}'", t.text));
+        fail(t.column, fmt::format("unknown function '{}'{}", t.text,
+                                   did_you_mean(t.text, function_names())));
       }
       if (sizes && t.text != "sqrt") {
         fail(t.column, fmt::format("'{}' in a size (sizes use numbers, input, hidden, + - * / "

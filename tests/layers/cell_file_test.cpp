@@ -215,7 +215,13 @@ BOOST_AUTO_TEST_CASE(mistakes_in_a_cell_file_are_located) {
       {head + "next h = tanh(x @ w', h)\n",
        "t.cell:4:10: tanh takes 1 argument, given 2\n  next h = tanh(x @ w', h)\n           ^"},
       {head + "next h = tanhh(x @ w')\n",
-       "t.cell:4:10: unknown function 'tanhh'\n  next h = tanhh(x @ w')\n           ^"},
+       "t.cell:4:10: unknown function 'tanhh' (did you mean 'tanh'?)\n  next h = tanhh(x @ w')\n"
+       "           ^"},
+      {head + "next h = sigmiod(x @ w')\n",
+       "t.cell:4:10: unknown function 'sigmiod' (did you mean 'sigmoid'?)\n"
+       "  next h = sigmiod(x @ w')\n           ^"},
+      {head + "next h = frobnicate(x @ w')\n",
+       "t.cell:4:10: unknown function 'frobnicate'\n  next h = frobnicate(x @ w')\n           ^"},
       {head + "let z = x @ w'\n",
        "t.cell:2:1: state 'h' is never assigned: add 'next h = ...'\n  state h = hidden\n  ^"},
       {head + "next h = x @ w\n",
