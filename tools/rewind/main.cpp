@@ -41,6 +41,21 @@ struct Command {
   std::function<int()> run;
 };
 
+// --cell or --cell-file (one of them: giving both is an error).
+void add_cell_choice(CLI::App* sub, std::string& cell, std::string& cell_file,
+                     const std::vector<std::string>& names, const std::string& help) {
+  auto* choice =
+      sub->add_option("--cell", cell, help)->check(CLI::IsMember(names))->capture_default_str();
+  sub->add_option("--cell-file", cell_file, "A cell written as a .cell file (instead of --cell)")
+      ->check(CLI::ExistingFile)
+      ->excludes(choice);
+}
+
+// A file cell is named after its file in titles and summaries.
+void name_file_cell(std::string& cell, const std::string& cell_file) {
+  if (!cell_file.empty()) cell = std::filesystem::path(cell_file).stem().string();
+}
+
 // The model `rewind train` builds: train and summary.
 void add_train_model_options(CLI::App* sub, cli::TrainOptions& t) {
   sub->add_option("--task", t.task, "Task")
@@ -48,12 +63,7 @@ void add_train_model_options(CLI::App* sub, cli::TrainOptions& t) {
       ->capture_default_str();
   sub->add_option("--text", t.text, "Text file for --task text (character-level language model)")
       ->check(CLI::ExistingFile);
-  auto* cell = sub->add_option("--cell", t.cell, "Recurrent cell")
-                   ->check(CLI::IsMember({"rnn", "lstm", "gru"}))
-                   ->capture_default_str();
-  sub->add_option("--cell-file", t.cell_file, "A cell written as a .cell file (instead of --cell)")
-      ->check(CLI::ExistingFile)
-      ->excludes(cell);
+  add_cell_choice(sub, t.cell, t.cell_file, {"rnn", "lstm", "gru"}, "Recurrent cell");
   sub->add_option("--hidden", t.hidden, "Hidden units")->check(kCount)->capture_default_str();
   sub->add_option("--layers", t.layers, "Stacked layers")->check(kCount)->capture_default_str();
   sub->add_flag("--bidirectional", t.bidirectional, "Bidirectional layers");
@@ -66,19 +76,13 @@ void add_train_model_options(CLI::App* sub, cli::TrainOptions& t) {
 // What train and summary check after parsing.
 void finish_train_options(cli::TrainOptions& t) {
   if (t.task == "text" && t.text.empty()) throw UsageError("--task text needs --text FILE");
-  // A file cell is named after its file in titles and summaries.
-  if (!t.cell_file.empty()) t.cell = std::filesystem::path(t.cell_file).stem().string();
+  name_file_cell(t.cell, t.cell_file);
 }
 
 // The model graph, check, diagnose and spectrum record, with `m`'s values as the defaults.
 void add_model_options(CLI::App* sub, cli::ModelOptions& m) {
-  auto* cell =
-      sub->add_option("--cell", m.cell, "Cell (mgu and peephole are the custom-cell examples)")
-          ->check(CLI::IsMember(cli::cell_names()))
-          ->capture_default_str();
-  sub->add_option("--cell-file", m.cell_file, "A cell written as a .cell file (instead of --cell)")
-      ->check(CLI::ExistingFile)
-      ->excludes(cell);
+  add_cell_choice(sub, m.cell, m.cell_file, cli::cell_names(),
+                  "Cell (mgu and peephole are the custom-cell examples)");
   sub->add_option("--steps", m.steps, "Time steps")->check(kCount)->capture_default_str();
   sub->add_option("--layers", m.layers, "Stacked layers")->check(kCount)->capture_default_str();
   sub->add_flag("--bidirectional", m.bidirectional, "Bidirectional layers");
@@ -91,9 +95,7 @@ void add_model_options(CLI::App* sub, cli::ModelOptions& m) {
       ->capture_default_str();
 }
 
-void finish_model_options(cli::ModelOptions& m) {
-  if (!m.cell_file.empty()) m.cell = std::filesystem::path(m.cell_file).stem().string();
-}
+void finish_model_options(cli::ModelOptions& m) { name_file_cell(m.cell, m.cell_file); }
 
 // A model command's options with its own defaults (what --help shows is what runs).
 std::shared_ptr<cli::ModelOptions> model_defaults(long steps, Index hidden, Index batch,

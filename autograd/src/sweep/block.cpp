@@ -6,12 +6,8 @@ template <class T>
 void BlockSweeps<T>::set_block_tangent(const Recording<T>& rec, std::uint32_t node,
                                        const Eigen::Ref<const Matrix<T>>& v) {
   const Node<T>& n = rec.nodes[node];
-  if (!std::holds_alternative<ops::Input>(n.op)) {
-    throw UsageError(fmt::format(
-        "set_block_tangent: node {} is {} {}, not an input: block tangents are seeded on inputs "
-        "(Tape::input)",
-        node, n.num_inputs == 0 ? "a" : "an op", rec.op_name(node)));
-  }
+  require_input(rec, node, "set_block_tangent",
+                "block tangents are seeded on inputs (Tape::input)");
   if (v.cols() != n.cols || n.rows == 0 || v.rows() == 0 || v.rows() % n.rows != 0) {
     throw ShapeError(fmt::format(
         "set_block_tangent: tangents are {}, expected k·{} rows and {} columns for a {} input",

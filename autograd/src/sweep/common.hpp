@@ -32,6 +32,17 @@ void check_finite(const Recording<T>& rec, std::span<const TensorRef<T>> inputs,
                   std::string_view op, std::uint32_t scope, std::string_view what,
                   const TensorRef<T>& t);
 
+/// Throws UsageError unless `node` is an input leaf (Tape::input): `who: node 3 is an op tanh, not
+/// an input: <where>`, where says what may be seeded instead.
+template <class T>
+void require_input(const Recording<T>& rec, std::uint32_t node, std::string_view who,
+                   std::string_view where) {
+  const Node<T>& n = rec.nodes[node];
+  if (std::holds_alternative<ops::Input>(n.op)) return;
+  throw UsageError(fmt::format("{}: node {} is {} {}, not an input: {}", who, node,
+                               n.num_inputs == 0 ? "a" : "an op", rec.op_name(node), where));
+}
+
 /// The op's row_local_inputs() (registry.hpp), for the parallel sweep.
 inline std::uint8_t row_local_of(const Op& op) {
   return std::visit([](const auto& o) { return row_local_inputs<std::decay_t<decltype(o)>>(); },

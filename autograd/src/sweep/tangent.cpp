@@ -6,12 +6,9 @@ template <class T>
 void TangentSweep<T>::set_tangent(const Recording<T>& rec, std::uint32_t node,
                                   const Eigen::Ref<const Matrix<T>>& v) {
   const Node<T>& n = rec.nodes[node];
-  if (!std::holds_alternative<ops::Input>(n.op)) {
-    throw UsageError(
-        fmt::format("set_tangent: node {} is {} {}, not an input: tangents are seeded on inputs "
-                    "(Tape::input) and on parameters (Parameter::tangent)",
-                    node, n.num_inputs == 0 ? "a" : "an op", rec.op_name(node)));
-  }
+  require_input(rec, node, "set_tangent",
+                "tangents are seeded on inputs (Tape::input) and on parameters "
+                "(Parameter::tangent)");
   if (v.rows() != n.rows || v.cols() != n.cols) {
     throw ShapeError(fmt::format("set_tangent: shapes differ: tangent is {}, input is {}",
                                  Shape{v.rows(), v.cols()}, Shape{n.rows, n.cols}));

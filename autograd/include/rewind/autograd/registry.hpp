@@ -91,8 +91,9 @@ constexpr bool accumulates() {
 /// Bit k set: input k's gradient is the incoming gradient itself, same shape and same elements
 /// in the same order (add, sub's first input, add_scalar, add_row_vector's matrix, reshape). When
 /// such an input has no other consumer, the reverse sweep lets it share the op's gradient buffer
-/// instead of copying it (autograd/src/sweep/slots.hpp); the op's backward still computes it everywhere
-/// else (scratch slots, contributions, the tangent and block sweeps, the generated tests).
+/// instead of copying it (autograd/src/sweep/slots.hpp); the op's backward still computes it
+/// everywhere else (scratch slots, contributions, the tangent and block sweeps, the generated
+/// tests).
 template <class O>
 constexpr std::uint8_t passes_gradient() {
   if constexpr (requires { O::kPassesGradient; }) {
