@@ -75,7 +75,14 @@ std::optional<typename CellEvaluator<T>::Value> CellEvaluator<T>::name(const Exp
 template <class T>
 std::optional<typename CellEvaluator<T>::Value> CellEvaluator<T>::call(const Expr& x) {
   const std::string& f = x.name;
-  if (f == "affine") return var(affine(tensor(x.args[0]), tensor(x.args[1]), tensor(x.args[2])));
+  if (f == "affine") {
+    // One declaration per argument: recorded left to right whatever the compiler's order of
+    // evaluating function arguments, so node numbers (and graphs) agree across compilers.
+    const Var<T> in = tensor(x.args[0]);
+    const Var<T> w = tensor(x.args[1]);
+    const Var<T> b = tensor(x.args[2]);
+    return var(affine(in, w, b));
+  }
   if (f == "concat") {
     std::vector<Var<T>> parts;
     for (int a : x.args) parts.push_back(tensor(a));

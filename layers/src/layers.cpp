@@ -18,8 +18,8 @@ Linear<T>::Linear(const Options& o, Rng& rng) : options_(o) {
 template <class T>
 Var<T> Linear<T>::operator()(Tape<T>& tape, const Var<T>& x) {
   detail::check_input("Linear", x.shape(), options_.in);
-  return options_.bias ? affine(x, tape.param(weight), tape.param(bias))
-                       : matmul_nt(x, tape.param(weight));
+  const Var<T> w = tape.param(weight);  // recorded before the bias on every compiler
+  return options_.bias ? affine(x, w, tape.param(bias)) : matmul_nt(x, w);
 }
 
 template <class T>

@@ -240,7 +240,9 @@ BOOST_AUTO_TEST_CASE(mistakes_in_a_cell_file_are_located) {
       {head + "next h = x @ w' + h\nnext h = h\n",
        "t.cell:5:6: state 'h' is assigned twice\n  next h = h\n       ^"},
   };
-  for (const auto& [text, message] : cases) {
+  for (const auto& c : cases) {
+    const std::string& text = c.first;
+    const std::string& message = c.second;
     BOOST_TEST_CONTEXT(text) {
       test::expect_message<layers::CellFileError>(
           [&] {

@@ -55,11 +55,12 @@ int ParallelReverse<T>::run(Recording<T>& rec, std::size_t top, GradTarget<T>& t
       const ScopedProductShare share(threads == 2 ? ProductShare{t, 2} : product_share());
       products_.run(rec);
     });
-    for (const auto& [i, k] : deferred_) {
-      const Node<T>& n = rec.nodes[i];
+    for (const auto& deferred : deferred_) {
+      const Node<T>& n = rec.nodes[deferred.first];
+      const int k = static_cast<int>(deferred.second);
       const std::uint8_t owner = leaf_owner_[rec.input(n, k)];
       if (owner == 3 || (threads == 2 && owner != t + 1)) continue;
-      guarded([&] { run_step(rec, n, 0, n.rows, false, static_cast<int>(k), t); });
+      guarded([&] { run_step(rec, n, 0, n.rows, false, k, t); });
     }
   };
   if (any_rows) {

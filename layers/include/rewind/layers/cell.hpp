@@ -125,9 +125,10 @@ struct RecurrentWeights {
   Parameter<T> weight_ih, weight_hh, bias_ih, bias_hh;
 
  private:
+  // Records W before b, left to right, whatever order the compiler evaluates arguments in.
   Var<T> affine(Tape<T>& tape, const Var<T>& x, Parameter<T>& w, Parameter<T>& b) {
-    return b.size() > 0 ? rwd::affine(x, tape.param(w), tape.param(b))
-                        : matmul_nt(x, tape.param(w));
+    const Var<T> wv = tape.param(w);
+    return b.size() > 0 ? rwd::affine(x, wv, tape.param(b)) : matmul_nt(x, wv);
   }
 };
 

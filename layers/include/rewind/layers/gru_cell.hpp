@@ -33,20 +33,25 @@ class GruCell : public RecurrentWeights<T> {
     const Index hs = options_.hidden;
     detail::check_input("GruCell", x.shape(), options_.input);
     detail::check_state("GruCell", "hidden state", s[0].shape(), x.rows(), hs);
+    // One recording per declaration, so the tape's order (node numbers, graphs) is the same on
+    // every compiler: the order of evaluating a call's arguments is not.
     const Var<T> a = this->input_part(tape, x), b = this->hidden_part(tape, s[0]);
     const auto part = [&](const Var<T>& v, Index k) { return slice_cols(v, k * hs, (k + 1) * hs); };
     Var<T> r, z, n;
     {
       auto scope = tape.scope("r");
-      r = sigmoid(add(part(a, 0), part(b, 0)));
+      const Var<T> ar = part(a, 0), br = part(b, 0);
+      r = sigmoid(add(ar, br));
     }
     {
       auto scope = tape.scope("z");
-      z = sigmoid(add(part(a, 1), part(b, 1)));
+      const Var<T> az = part(a, 1), bz = part(b, 1);
+      z = sigmoid(add(az, bz));
     }
     {
       auto scope = tape.scope("n");
-      n = tanh(add(part(a, 2), mul(r, part(b, 2))));
+      const Var<T> an = part(a, 2), bn = part(b, 2);
+      n = tanh(add(an, mul(r, bn)));
     }
     return {add(n, mul(z, sub(s[0], n)))};
   }

@@ -45,7 +45,8 @@ class LstmCell : public RecurrentWeights<T> {
     detail::check_input("LstmCell", x.shape(), options_.input);
     detail::check_state("LstmCell", "hidden state", s[0].shape(), x.rows(), hs);
     detail::check_state("LstmCell", "cell state", s[1].shape(), x.rows(), hs);
-    const Var<T> z = add(this->input_part(tape, x), this->hidden_part(tape, s[0]));
+    const Var<T> in = this->input_part(tape, x);  // input part first, on every compiler
+    const Var<T> z = add(in, this->hidden_part(tape, s[0]));
     const auto gate = [&](const char* name, Index k, bool squash) {
       auto scope = tape.scope(name);
       const Var<T> part = slice_cols(z, k * hs, (k + 1) * hs);
@@ -53,7 +54,8 @@ class LstmCell : public RecurrentWeights<T> {
     };
     const Var<T> i = gate("i", 0, true), f = gate("f", 1, true), g = gate("g", 2, false),
                  o = gate("o", 3, true);
-    const Var<T> c = add(mul(f, s[1]), mul(i, g));
+    const Var<T> kept = mul(f, s[1]), written = mul(i, g);  // in this order on every compiler
+    const Var<T> c = add(kept, written);
     return {mul(o, tanh(c)), c};
   }
 
