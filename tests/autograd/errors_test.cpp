@@ -152,10 +152,10 @@ BOOST_AUTO_TEST_CASE(usage_errors) {
   test::expect_message<UsageError>(
       [&] { (void)tape.scope("a/b"); },
       "scope: invalid name 'a/b': names are non-empty and contain no '/'");
-  test::expect_message<UsageError>([&] { (void)tape.record(ops::Add{}, {a}); },
+  test::expect_message<UsageError>([&] { (void)tape.record(rwd::ops::Add{}, {a}); },
                                    "add: wrong number of inputs: expects 2, got 1");
   test::expect_message<UsageError>(
-      [&] { (void)tape.record(ops::Input{}, {a}); },
+      [&] { (void)tape.record(rwd::ops::Input{}, {a}); },
       "input: leaves are recorded with Tape::input, Tape::constant or Tape::param");
   std::mt19937_64 rng(1);
   test::expect_message<UsageError>([&] { (void)dropout(a, 1.0, rng); },

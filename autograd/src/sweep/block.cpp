@@ -96,8 +96,7 @@ void BlockSweeps<T>::tangent_node(const Recording<T>& rec, std::size_t i) {
                                                      static_cast<std::size_t>(b) * bstride_[in[k]];
                 tin_.push_back({t, x.rows, x.cols});
               }
-              tangent_rule(o, n, in_, tin_, dy + static_cast<std::size_t>(b) * size, zeros_,
-                           scratch_);
+              call_tangent(n, in_, tin_, dy + static_cast<std::size_t>(b) * size, zeros_, scratch_);
             }
           }
         }

@@ -83,33 +83,12 @@ bool split_rows(std::vector<TensorRef<T>>& parts, Index rows, Index cols, const 
 }
 
 /// n's backward with incoming gradient gy (n's gradient, or its tangent in a second-order
-/// sweep) into `slots` as `modes` say; a large rowwise op on two threads (split_rows).
+/// sweep) into `slots` as `modes` say; a large rowwise op on two threads (split_rows). Defined
+/// once, in reverse.cpp (which inlines it), for float and double: every op's backward rule is
+/// compiled there, not again in each sweep that calls it.
 template <class T>
 void call_backward(const Node<T>& n, const TensorRef<T>* in, const TensorRef<T>* slots,
-                   const GradMode* modes, const T* gy, std::vector<TensorRef<T>>& parts) {
-  std::visit(
-      [&](const auto& o) {
-        using O = std::decay_t<decltype(o)>;
-        if constexpr (!kIsLeaf<O>) {
-          const int count = static_cast<int>(n.num_inputs);
-          if constexpr (rowwise<O>()) {
-            const bool done = split_rows(
-                parts, n.rows, n.cols, in, slots, count,
-                [&](Index r0, Index r1, const TensorRef<T>* xs, const TensorRef<T>* ss) {
-                  Grads<T> part(ss, modes, count);
-                  o.template backward<T>(Inputs<T>(xs, count),
-                                         ConstMap<T>(n.value + r0 * n.cols, r1 - r0, n.cols),
-                                         ConstMap<T>(gy + r0 * n.cols, r1 - r0, n.cols), part);
-                });
-            if (done) return;
-          }
-          Grads<T> g(slots, modes, count);
-          o.template backward<T>(Inputs<T>(in, count), ConstMap<T>(n.value, n.rows, n.cols),
-                                 ConstMap<T>(gy, n.rows, n.cols), g);
-        }
-      },
-      n.op);
-}
+                   const GradMode* modes, const T* gy, std::vector<TensorRef<T>>& parts);
 
 /// `size` zeros, valid until the next call (a tangent that no seed reached).
 template <class T>

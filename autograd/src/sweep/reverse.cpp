@@ -5,6 +5,40 @@
 namespace rwd::detail {
 
 template <class T>
+void call_backward(const Node<T>& n, const TensorRef<T>* in, const TensorRef<T>* slots,
+                   const GradMode* modes, const T* gy, std::vector<TensorRef<T>>& parts) {
+  std::visit(
+      [&](const auto& o) {
+        using O = std::decay_t<decltype(o)>;
+        if constexpr (!kIsLeaf<O>) {
+          const int count = static_cast<int>(n.num_inputs);
+          if constexpr (rowwise<O>()) {
+            const bool done = split_rows(
+                parts, n.rows, n.cols, in, slots, count,
+                [&](Index r0, Index r1, const TensorRef<T>* xs, const TensorRef<T>* ss) {
+                  Grads<T> part(ss, modes, count);
+                  o.template backward<T>(Inputs<T>(xs, count),
+                                         ConstMap<T>(n.value + r0 * n.cols, r1 - r0, n.cols),
+                                         ConstMap<T>(gy + r0 * n.cols, r1 - r0, n.cols), part);
+                });
+            if (done) return;
+          }
+          Grads<T> g(slots, modes, count);
+          o.template backward<T>(Inputs<T>(in, count), ConstMap<T>(n.value, n.rows, n.cols),
+                                 ConstMap<T>(gy, n.rows, n.cols), g);
+        }
+      },
+      n.op);
+}
+
+template void call_backward<float>(const Node<float>&, const TensorRef<float>*,
+                                   const TensorRef<float>*, const GradMode*, const float*,
+                                   std::vector<TensorRef<float>>&);
+template void call_backward<double>(const Node<double>&, const TensorRef<double>*,
+                                    const TensorRef<double>*, const GradMode*, const double*,
+                                    std::vector<TensorRef<double>>&);
+
+template <class T>
 void ReverseSweep<T>::begin() {
   ++epoch_;
   backward_epoch_ = epoch_;

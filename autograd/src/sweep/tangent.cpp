@@ -2,6 +2,83 @@
 
 namespace rwd::detail {
 
+/// o's single-direction tangent rule for node n into dy, from `in` (its inputs) and `tin` (their
+/// tangents; null data where none, which a linear op's rule replaces with zeros).
+template <class T, class O>
+void tangent_rule(const O& o, const Node<T>& n, const std::vector<TensorRef<T>>& in,
+                  std::vector<TensorRef<T>>& tin, T* dy_data, Zeros<T>& zeros,
+                  std::vector<T>& scratch) {
+  const int count = static_cast<int>(n.num_inputs);
+  MutMap<T> dy(dy_data, n.rows, n.cols);
+  const ConstMap<T> y(n.value, n.rows, n.cols);
+  const Inputs<T> x(in.data(), count);
+  const Inputs<T> dx(tin.data(), count);
+  constexpr Rules kind = rules<O>();
+  if constexpr (kind == Rules::linear) {
+    // The op is linear: its tangent is its forward on the tangents (zeros where none).
+    // One zeros call for all of them: a later, larger one may move the buffer.
+    std::size_t largest = 0;
+    for (const TensorRef<T>& t : tin) {
+      if (t.data == nullptr) largest = std::max(largest, static_cast<std::size_t>(t.rows * t.cols));
+    }
+    if (largest > 0) {
+      T* z = const_cast<T*>(zeros.get(largest));
+      for (TensorRef<T>& t : tin) {
+        if (t.data == nullptr) t.data = z;
+      }
+    }
+    o.template forward<T>(dx, dy);
+  } else if constexpr (kind == Rules::bilinear) {
+    // ẏ = B(ȧ, b) + B(a, ḃ): the forward with one operand replaced by its tangent; b
+    // keeps its packing in the first product.
+    bool written = false;
+    for (int k = 0; k < 2; ++k) {
+      if (!dx.has(k)) continue;
+      TensorRef<T> both[2] = {in[0], in[1]};
+      both[k] = tin[static_cast<std::size_t>(k)];
+      if (!written) {
+        o.template forward<T>(Inputs<T>(both, 2), dy);
+        written = true;
+      } else {
+        const auto size = static_cast<std::size_t>(n.rows * n.cols);
+        if (scratch.size() < size) scratch.resize(size);
+        MutMap<T> part(scratch.data(), n.rows, n.cols);
+        o.template forward<T>(Inputs<T>(both, 2), part);
+        dy += part;
+      }
+    }
+  } else if constexpr (kind == Rules::elementwise || kind == Rules::piecewise_linear ||
+                       kind == Rules::symmetric) {
+    // A symmetric Jacobian: J·ẋ = Jᵀ·ẋ, the backward with gy := ẋ.
+    const TensorRef<T> slot{dy_data, n.rows, n.cols};
+    const GradMode mode = GradMode::assign;
+    Grads<T> g(&slot, &mode, 1);
+    o.template backward<T>(x, y, ConstMap<T>(tin[0].data, n.rows, n.cols), g);
+  } else {
+    o.template tangent<T>(x, y, dx, dy);
+  }
+}
+
+template <class T>
+void call_tangent(const Node<T>& n, const std::vector<TensorRef<T>>& in,
+                  std::vector<TensorRef<T>>& tin, T* dy_data, Zeros<T>& zeros,
+                  std::vector<T>& scratch) {
+  std::visit(
+      [&](const auto& o) {
+        if constexpr (!kIsLeaf<std::decay_t<decltype(o)>>) {
+          tangent_rule(o, n, in, tin, dy_data, zeros, scratch);
+        }
+      },
+      n.op);
+}
+
+template void call_tangent<float>(const Node<float>&, const std::vector<TensorRef<float>>&,
+                                  std::vector<TensorRef<float>>&, float*, Zeros<float>&,
+                                  std::vector<float>&);
+template void call_tangent<double>(const Node<double>&, const std::vector<TensorRef<double>>&,
+                                   std::vector<TensorRef<double>>&, double*, Zeros<double>&,
+                                   std::vector<double>&);
+
 template <class T>
 void TangentSweep<T>::set_tangent(const Recording<T>& rec, std::uint32_t node,
                                   const Eigen::Ref<const Matrix<T>>& v) {
