@@ -26,8 +26,7 @@ class PeepholeLstmCell : public rwd::layers::RecurrentWeights<T> {
   State step(rwd::Tape<T>& tape, const rwd::Var<T>& x, const State& s) {
     using namespace rwd;
     const Index n = this->hidden_size();
-    const Var<T> in = this->input_part(tape, x);  // input part first, on every compiler
-    const Var<T> z = in + this->hidden_part(tape, s[0]);
+    const Var<T> z = this->both_parts(tape, x, s[0]);
     const auto part = [&](Index k) { return slice_cols(z, k * n, (k + 1) * n); };
     const auto peep = [&](Parameter<T>& p, const Var<T>& c) {
       return mul_row_vector(c, tape.param(p));

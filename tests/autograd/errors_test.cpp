@@ -6,9 +6,11 @@
 
 using namespace rwd;
 
-namespace {
-
+// A suite's fixture is the base of its test cases, so it lives in a named namespace: in a unity
+// unit this file is not the main file, and GCC warns about a base from an anonymous one.
 using M = Matrix<double>;
+
+namespace errors_fixture {
 
 struct Fixture {
   Tape<double> tape;
@@ -17,9 +19,9 @@ struct Fixture {
   Var<double> c = tape.input(M::Ones(4, 3), "c");
 };
 
-}  // namespace
+}  // namespace errors_fixture
 
-BOOST_FIXTURE_TEST_SUITE(errors, Fixture)
+BOOST_FIXTURE_TEST_SUITE(errors, errors_fixture::Fixture)
 
 BOOST_AUTO_TEST_CASE(error_types_derive_from_the_standard_ones) {
   static_assert(std::is_base_of_v<std::invalid_argument, ShapeError>);

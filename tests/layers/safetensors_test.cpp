@@ -34,15 +34,19 @@ std::string parse_error(const std::vector<std::uint8_t>& bytes) {
   return "accepted";
 }
 
+}  // namespace
+
+// A suite's fixture is the base of its test cases, so it lives in a named namespace: in a unity
+// unit this file is not the main file, and GCC warns about a base from an anonymous one.
+namespace safetensors_fixture {
 struct TempDir {
   fs::path path = fs::temp_directory_path() / fmt::format("rewind_test_{}", ::getpid());
   TempDir() { fs::create_directories(path); }
   ~TempDir() { fs::remove_all(path); }
 };
+}  // namespace safetensors_fixture
 
-}  // namespace
-
-BOOST_FIXTURE_TEST_SUITE(safetensors, TempDir)
+BOOST_FIXTURE_TEST_SUITE(safetensors, safetensors_fixture::TempDir)
 
 BOOST_AUTO_TEST_CASE(round_trip_is_bit_exact_in_float_and_double) {
   layers::Rng rng(1);

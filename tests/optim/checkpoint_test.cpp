@@ -106,10 +106,10 @@ BOOST_AUTO_TEST_CASE(optimizer_state_has_torch_optims_names_and_values) {
     for (const auto& [param, buffers] : run["state"].items()) {
       for (const auto& [buffer, value] : buffers.items()) {
         ++expected;
-        const auto it = std::find_if(s.tensors.begin(), s.tensors.end(), [&, &param = param,
-                                                                        &buffer = buffer](const auto& t) {
-          return t.param == param && t.name == buffer;
-        });
+        const auto it = std::find_if(s.tensors.begin(), s.tensors.end(),
+                                     [&param = param, &buffer = buffer](const auto& t) {
+                                       return t.param == param && t.name == buffer;
+                                     });
         BOOST_REQUIRE_MESSAGE(it != s.tensors.end(), name << ": no " << buffer << " of " << param);
         const M e = to_matrix(value);
         const double worst =

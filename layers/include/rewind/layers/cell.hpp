@@ -111,6 +111,12 @@ struct RecurrentWeights {
   Var<T> input_part(Tape<T>& tape, const Var<T>& x) { return affine(tape, x, weight_ih, bias_ih); }
   /// h·W_hhᵀ + b_hh, all gates at once.
   Var<T> hidden_part(Tape<T>& tape, const Var<T>& h) { return affine(tape, h, weight_hh, bias_hh); }
+  /// input_part + hidden_part, recorded in that order on every compiler (the order of evaluating
+  /// a call's arguments is not fixed, and node numbers and graphs follow the recording order).
+  Var<T> both_parts(Tape<T>& tape, const Var<T>& x, const Var<T>& h) {
+    const Var<T> in = input_part(tape, x);
+    return add(in, hidden_part(tape, h));
+  }
 
   bool has_bias() const { return bias_ih.size() > 0; }
   Index input_size() const { return weight_ih.value.cols(); }

@@ -45,8 +45,7 @@ class LstmCell : public RecurrentWeights<T> {
     detail::check_input("LstmCell", x.shape(), options_.input);
     detail::check_state("LstmCell", "hidden state", s[0].shape(), x.rows(), hs);
     detail::check_state("LstmCell", "cell state", s[1].shape(), x.rows(), hs);
-    const Var<T> in = this->input_part(tape, x);  // input part first, on every compiler
-    const Var<T> z = add(in, this->hidden_part(tape, s[0]));
+    const Var<T> z = this->both_parts(tape, x, s[0]);
     const auto gate = [&](const char* name, Index k, bool squash) {
       auto scope = tape.scope(name);
       const Var<T> part = slice_cols(z, k * hs, (k + 1) * hs);

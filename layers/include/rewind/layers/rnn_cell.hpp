@@ -30,8 +30,7 @@ class RnnCell : public RecurrentWeights<T> {
   State step(Tape<T>& tape, const Var<T>& x, const State& s) {
     detail::check_input("RnnCell", x.shape(), options_.input);
     detail::check_state("RnnCell", "hidden state", s[0].shape(), x.rows(), options_.hidden);
-    const Var<T> in = this->input_part(tape, x);  // input part first, on every compiler
-    Var<T> pre = add(in, this->hidden_part(tape, s[0]));
+    Var<T> pre = this->both_parts(tape, x, s[0]);
     return {options_.activation == Activation::kTanh ? tanh(pre) : relu(pre)};
   }
 
