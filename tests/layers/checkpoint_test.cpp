@@ -398,7 +398,7 @@ BOOST_AUTO_TEST_CASE(bit_identical_with_lengths_and_dropout) {
   }
 }
 
-BOOST_AUTO_TEST_CASE(bit_identical_over_1000_steps) {
+BOOST_AUTO_TEST_CASE(bit_identical_over_1000_steps, *boost::unit_test::label("heavy")) {
   // k = 1 over 1000 steps replays ~500 000 steps per stack: one stack here, all in the slow set.
   exact_for_every_stack<double>({1000, 2, true, 0.3}, {2, 3, 999, 1002});
   exact_for_every_stack<float>({1000, 1}, {2, 3, 999, 1002});

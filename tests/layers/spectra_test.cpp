@@ -352,7 +352,8 @@ BOOST_AUTO_TEST_CASE(jacobians_through_time_match_finite_differences) {
 }
 
 // The size: a 128-unit LSTM over 50 steps; central differences near and halfway.
-BOOST_AUTO_TEST_CASE(jacobians_through_time_of_a_128_unit_lstm_over_50_steps) {
+BOOST_AUTO_TEST_CASE(jacobians_through_time_of_a_128_unit_lstm_over_50_steps,
+                     *boost::unit_test::label("heavy")) {
   check_jacobians(16, 128, 50, 1, 0, {48, 40, 25}, false);
 }
 
