@@ -150,7 +150,27 @@ expect(0 "Hessian spectral density \\(SLQ, 40 Lanczos steps\\): eigenvalues in \
 expect(0 "Hessian trace \\(Hutchinson, 20 samples\\): .* ± " spectrum --cell gru --layers 2 --bidirectional --steps 4 --hessian trace --samples 20 -o ${WORK_DIR}/t)
 expect(1 "rewind: spectrum: nothing to do: ask for --hessian, --jacobian or --lyapunov" spectrum)
 expect(2 "rewind: --hessian: .*eigen" spectrum --hessian eigen)
-expect(1 "rewind: .*weight_hh_l0.*" spectrum --task adding --cell lstm --hidden 5 --weights ${WORK_DIR}/w.safetensors --jacobian)
+# Weights under other flags than they were trained with: the flags that fit them.
+expect(1 "rewind: spectrum: .*w.safetensors was saved by `rewind train` with other flags \\(hidden is 5 here, 8 there\\): run with --task adding --cell lstm --hidden 8 --layers 1 --weights "
+       spectrum --task adding --cell lstm --hidden 5 --weights ${WORK_DIR}/w.safetensors --jacobian)
+expect(1 "rewind: diagnose: .*other flags \\(task is none here, adding there; cell is gru here, lstm there; hidden is 32 here, 8 there\\): run with --task adding --cell lstm --hidden 8 --layers 1 --weights "
+       diagnose --cell gru --weights ${WORK_DIR}/w.safetensors)
+expect(0 "final loss" train --task adding --cell-file ${TOOLS_DIR}/../examples/cells/ugrnn.cell --steps 2 --batch 4 --seq-len 5 --hidden 4 --no-progress --save ${WORK_DIR}/ugrnn.safetensors)
+expect(1 "rewind: diagnose: .*\\(cell is lstm here, ugrnn there\\): run with --task adding --cell-file ugrnn.cell --hidden 4"
+       diagnose --task adding --hidden 4 --weights ${WORK_DIR}/ugrnn.safetensors)
+# diagnose of trained weights on their task: loaded (the report differs from the untrained one's).
+foreach(run trained untrained)
+  set(weights --weights ${WORK_DIR}/w.safetensors)
+  if(run STREQUAL "untrained")
+    set(weights "")
+  endif()
+  expect(0 "lstm on adding: gradient flow through 10 steps \\(loss of the task\\)"
+         diagnose --task adding --cell lstm --hidden 8 --steps 10 --batch 4 ${weights} -o ${WORK_DIR}/d-${run})
+  file(READ ${WORK_DIR}/d-${run}.csv csv_${run})
+endforeach()
+if(csv_trained STREQUAL csv_untrained)
+  message(FATAL_ERROR "diagnose --weights: the same report as without the weights")
+endif()
 execute_process(
   COMMAND ${PYTHON} -c "
 import json

@@ -69,6 +69,120 @@ std::vector<Var<T>> make_inputs(Tape<T>& tape, const ModelOptions& m, layers::Rn
   return xs;
 }
 
+// What `diagnose` and `spectrum` examine. Without a task: the layer alone, inputs uniform in
+// [-1, 1] and the loss the mean square of the last step's output. With a task: the model
+// `rewind train` forms for it (its head and loss) on one batch of its data. With weights: those
+// parameters loaded first (with_subject has checked the flags against the file's).
+template <class Net>
+class Subject {
+ public:
+  Subject(Net net, const ModelOptions& m, const Task* task, const std::string& weights,
+          layers::Rng& rng)
+      : net_(std::move(net)), batch_rows_(m.batch) {
+    if (task != nullptr) {
+      TrainOptions to;
+      to.hidden = m.hidden;
+      to.bidirectional = m.bidirectional;
+      batch_ = task->sample(m.batch, m.steps, rng);
+      model_.emplace(*task, to, std::move(net_), rng);
+    }
+    params_ = model_ ? model_->parameters() : layer().named_parameters();
+    if (!weights.empty()) layers::load_parameters(weights, params_, {.convert_dtype = true});
+    for (long t = 0; t < m.steps; ++t) {
+      xs_.push_back(task != nullptr
+                        ? Matrix<double>(batch_.xs[static_cast<std::size_t>(t)].cast<double>())
+                        : layers::uniform<double>(m.batch, m.input, 1.0, rng));
+    }
+  }
+  Net& layer() { return model_ ? model_->layer() : net_; }
+  const std::vector<Parameter<double>*>& parameters() const { return params_; }
+  const std::vector<Matrix<double>>& inputs() const { return xs_; }
+  // Records the loss; `hidden` (if given) receives the layer's h_t series.
+  Var<double> loss(Tape<double>& tape, std::vector<HiddenSeries<double>>* hidden = nullptr) {
+    if (model_) {
+      Var<double> logits;
+      return model_->loss(tape, batch_, batch_rows_, &logits, hidden);
+    }
+    std::vector<Var<double>> in;
+    for (const auto& x : xs_) in.push_back(tape.constant(x));
+    auto run = layer()(tape, in);
+    if (hidden != nullptr) *hidden = std::move(run.hidden);
+    return mean(square(run.outputs.back()));
+  }
+
+ private:
+  Net net_;
+  Index batch_rows_;
+  std::optional<Model<Net>> model_;
+  Batch batch_;
+  std::vector<Parameter<double>*> params_;
+  std::vector<Matrix<double>> xs_;
+};
+
+// `rewind train` saves its flags with the weights (task, cell, hidden, layers, bidirectional):
+// weights loaded under other flags are refused, with the flags that fit them.
+void check_weights_fit(const std::string& command, const std::string& path, const ModelOptions& m,
+                       const std::string& task) {
+  std::vector<std::uint8_t> bytes;
+  const auto file = layers::read_tensor_file(path, bytes);
+  const auto saved = [&](const char* key) {
+    const auto it = file.metadata.find(key);
+    return it == file.metadata.end() ? std::optional<std::string>() : it->second;
+  };
+  const std::string cell = saved("cell").value_or("");
+  const bool builtin = std::ranges::find(cell_names(), cell) != cell_names().end();
+  struct Flag {
+    const char* key;
+    std::string here;
+    std::string fit;  // the flag that gives the file's value ("" for a switch left off)
+  };
+  const auto value = [&](const char* key) { return saved(key).value_or(""); };
+  const Flag flags[] = {
+      {"task", task.empty() ? "none" : task, "--task " + value("task")},
+      {"cell", m.cell, builtin ? "--cell " + cell : "--cell-file " + cell + ".cell"},
+      {"hidden", std::to_string(m.hidden), "--hidden " + value("hidden")},
+      {"layers", std::to_string(m.layers), "--layers " + value("layers")},
+      {"bidirectional", m.bidirectional ? "1" : "0",
+       value("bidirectional") == "1" ? "--bidirectional" : ""}};
+  std::string differ, fit;
+  for (const Flag& f : flags) {
+    const auto there = saved(f.key);
+    if (!there) continue;  // not saved by `rewind train`
+    if (!f.fit.empty()) fit += " " + f.fit;
+    if (*there != f.here) {
+      differ += fmt::format("{}{} is {} here, {} there", differ.empty() ? "" : "; ", f.key, f.here,
+                            *there);
+    }
+  }
+  if (!differ.empty()) {
+    throw UsageError(fmt::format(
+        "{}: {} was saved by `rewind train` with other flags ({}): run with{} --weights {}",
+        command, path, differ, fit, path));
+  }
+}
+
+// Calls f(subject, options) with what `diagnose` or `spectrum` examines (see Subject); the
+// options are the ones given with the input width of the task, if there is one.
+template <class F>
+void with_subject(const std::string& command, ModelOptions m, const std::string& task_name,
+                  const std::string& weights, F&& f) {
+  std::unique_ptr<Task> task;
+  if (!task_name.empty()) {
+    task = make_task(task_name);
+    if (task->embeds()) {
+      throw UsageError(
+          fmt::format("{}: --task {} embeds its inputs: not supported", command, task_name));
+    }
+    m.input = task->input_size();
+  }
+  if (!weights.empty()) check_weights_fit(command, weights, m, task_name);
+  layers::Rng rng(m.seed);
+  with_model<double>(m, rng, [&](auto& net) {
+    Subject<std::decay_t<decltype(net)>> subject(std::move(net), m, task.get(), weights, rng);
+    f(subject, std::as_const(m));
+  });
+}
+
 }  // namespace
 
 const std::vector<std::string>& cell_names() {
@@ -265,24 +379,24 @@ bool check(const ModelOptions& m, bool fast, std::ostream& out, int order) {
   return passed;
 }
 
-BpttReport diagnose(const ModelOptions& m, const DiagnoseOptions& d, std::ostream& out) {
-  layers::Rng rng(m.seed);
+BpttReport diagnose(const ModelOptions& mo, const DiagnoseOptions& d, std::ostream& out) {
   BpttReport report;
-  with_model<double>(m, rng, [&](auto& net) {
+  with_subject("diagnose", mo, d.task, d.weights, [&](auto& subject, const ModelOptions& m) {
     Tape<double> tape;
-    const auto xs = make_inputs(tape, m, rng);
-    const auto run = net(tape, xs);
-    tape.backward(mean(square(run.outputs.back())));  // the loss sits at the last step
+    std::vector<HiddenSeries<double>> hidden;
+    tape.backward(subject.loss(tape, &hidden));
     std::vector<Parameter<double>*> recurrent;
-    for (Parameter<double>* p : net.named_parameters()) {
+    for (Parameter<double>* p : subject.layer().named_parameters()) {
       if (p->name.find("weight_hh") != std::string::npos || p->name.starts_with("u_f") ||
           p->name.starts_with("u_h"))
         recurrent.push_back(p);
     }
-    report = bptt_diagnostics(tape, run.hidden, recurrent, {.probes = d.probes, .seed = m.seed});
+    report = bptt_diagnostics(tape, hidden, recurrent, {.probes = d.probes, .seed = m.seed});
   });
-  const std::string title =
-      fmt::format("{}: gradient flow through {} steps (loss at the last step)", m.cell, m.steps);
+  const ModelOptions& m = mo;
+  const std::string title = fmt::format("{}{}: gradient flow through {} steps (loss {})", m.cell,
+                                        d.task.empty() ? "" : " on " + d.task, m.steps,
+                                        d.task.empty() ? "at the last step" : "of the task");
   for (const auto& [ext, text] : {std::pair<std::string, std::string>{".csv", report.csv()},
                                   {".json", report.json()},
                                   {".svg", report.svg(title)}}) {
@@ -335,16 +449,6 @@ SpectrumResult spectrum(const ModelOptions& mo, const SpectrumOptions& s, std::o
     throw UsageError(
         fmt::format("spectrum: --hessian {}: expected top-k, trace or density", s.hessian));
   }
-  ModelOptions m = mo;
-  std::unique_ptr<Task> task;
-  if (!s.task.empty()) {
-    task = make_task(s.task);
-    if (task->embeds()) {
-      throw UsageError(fmt::format("spectrum: --task {} embeds its inputs: not supported", s.task));
-    }
-    m.input = task->input_size();
-  }
-  layers::Rng rng(m.seed);
   SpectrumResult result;
   std::vector<std::string> wrote;
   // An analysis's CSV and SVG: <output>-<what>.csv, .svg.
@@ -354,43 +458,19 @@ SpectrumResult spectrum(const ModelOptions& mo, const SpectrumOptions& s, std::o
     write_file(s.output + "-" + what + ".svg", svg, wrote);
   };
   std::string json = "{";
-  with_model<double>(m, rng, [&](auto& net) {
-    using Net = std::decay_t<decltype(net)>;
-    // The loss: the task's (through Model, as `rewind train` forms it) or the last output's.
-    TrainOptions to;
-    to.hidden = m.hidden;
-    to.bidirectional = m.bidirectional;
-    std::optional<Model<Net>> model;
-    Batch batch;
-    if (task) {
-      batch = task->sample(m.batch, m.steps, rng);
-      model.emplace(*task, to, std::move(net), rng);
-    }
-    Net& layer = model ? model->layer() : net;
-    std::vector<Parameter<double>*> params = model ? model->parameters() : layer.named_parameters();
-    if (!s.weights.empty()) layers::load_parameters(s.weights, params, {.convert_dtype = true});
+  with_subject("spectrum", mo, s.task, s.weights, [&](auto& subject, const ModelOptions& m) {
+    auto& layer = subject.layer();
+    const std::vector<Parameter<double>*>& params = subject.parameters();
+    const std::vector<Matrix<double>>& xs = subject.inputs();
     Index count = 0;
     for (const Parameter<double>* p : params) count += p->size();
     result.parameters = count;
-    std::vector<Matrix<double>> xs;
-    for (long t = 0; t < m.steps; ++t) {
-      xs.push_back(task ? Matrix<double>(batch.xs[static_cast<std::size_t>(t)].cast<double>())
-                        : layers::uniform<double>(m.batch, m.input, 1.0, rng));
-    }
     out << fmt::format("{}{}: {} layer{}{}, hidden {}, {} steps, batch {}, {} parameters\n", m.cell,
-                       task ? " on " + s.task : "", m.layers, m.layers > 1 ? "s" : "",
+                       s.task.empty() ? "" : " on " + s.task, m.layers, m.layers > 1 ? "s" : "",
                        m.bidirectional ? ", bidirectional" : "", m.hidden, m.steps, m.batch, count);
     if (!s.hessian.empty()) {
       Tape<double> tape;
-      Var<double> loss;
-      if (model) {
-        Var<double> logits;
-        loss = model->loss(tape, batch, m.batch, &logits);
-      } else {
-        std::vector<Var<double>> in;
-        for (const auto& x : xs) in.push_back(tape.constant(x));
-        loss = mean(square(layer(tape, in).outputs.back()));
-      }
+      const Var<double> loss = subject.loss(tape);
       HessianOperator<double> h(tape, loss, params);
       Progress p(progress, "hessian-vector products");
       const long planned = s.hessian == "top-k"   ? std::min<long>(count, 300)

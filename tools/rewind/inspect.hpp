@@ -51,8 +51,14 @@ bool check(const ModelOptions& m, bool fast, std::ostream& out, int order = 1);
 struct DiagnoseOptions {
   std::string output = "diagnose";  ///< writes <output>.csv, .json, .svg
   int probes = 8;
+  /// A task of `rewind train` (adding, copy, reber, sine): its loss on one batch, with a linear
+  /// head. Empty: the mean square of the last step's output.
+  std::string task;
+  /// Parameters to load first (a `rewind train --save` file; its saved flags must match).
+  std::string weights;
 };
-/// ‖dL/dh_t‖, per-step shares of dL/dW_hh and ‖∂h_T/∂h_t‖ for a loss at the last step.
+/// ‖dL/dh_t‖, per-step shares of dL/dW_hh and ‖∂h_T/∂h_t‖ for the loss (the task's, or the
+/// mean square of the last step's output).
 BpttReport diagnose(const ModelOptions& m, const DiagnoseOptions& d, std::ostream& out);
 
 struct SpectrumOptions {
@@ -60,7 +66,7 @@ struct SpectrumOptions {
   /// A task of `rewind train` (adding, copy, reber, sine): its loss on one batch, with a linear
   /// head. Empty: the mean square of the last step's output, as `diagnose`.
   std::string task;
-  std::string weights;   ///< parameters to load first (a `rewind train --save` file with --task)
+  std::string weights;   ///< parameters to load first (as DiagnoseOptions::weights)
   std::string hessian;   ///< "", "top-k", "trace" or "density"
   int top = 5;           ///< top-k eigenvalues
   int iterations = 100;  ///< Lanczos steps of the density (PyHessian: 100)

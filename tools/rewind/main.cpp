@@ -254,6 +254,17 @@ Command add_graph(CLI::App& app) {
           }};
 }
 
+// diagnose and spectrum: a task's loss instead of the last output's, trained weights.
+void add_subject_options(CLI::App* sub, std::string& task, std::string& weights) {
+  sub->add_option("--task", task,
+                  "Loss of this `rewind train` task (default: mean square of the last output)")
+      ->check(CLI::IsMember({"adding", "copy", "reber", "sine"}));
+  sub->add_option("--weights", weights,
+                  "Load these parameters first (rewind train --save; give the flags it was "
+                  "trained with)")
+      ->check(CLI::ExistingFile);
+}
+
 Command add_check(CLI::App& app) {
   auto m = model_defaults(4, 4, 2, 3);
   auto fast = std::make_shared<bool>(false);
@@ -284,6 +295,7 @@ Command add_diagnose(CLI::App& app) {
   sub->add_option("--probes", d->probes, "Random probes for the Jacobian norm")
       ->check(kCount)
       ->capture_default_str();
+  add_subject_options(sub, d->task, d->weights);
   return {sub, [m, d] {
             finish_model_options(*m);
             cli::diagnose(*m, *d, std::cout);
@@ -299,11 +311,7 @@ Command add_spectrum(CLI::App& app) {
       "Curvature and stability spectra: Hessian eigenvalues, trace and density; singular values "
       "of ∂h_T/∂h_t; Lyapunov exponents");
   add_model_options(sub, *m);
-  sub->add_option("--task", sp->task,
-                  "Loss of this `rewind train` task (default: mean square of the last output)")
-      ->check(CLI::IsMember({"adding", "copy", "reber", "sine"}));
-  sub->add_option("--weights", sp->weights, "Load these parameters first (rewind train --save)")
-      ->check(CLI::ExistingFile);
+  add_subject_options(sub, sp->task, sp->weights);
   sub->add_option("--hessian", sp->hessian,
                   "top-k (Lanczos), trace (Hutchinson) or density (stochastic Lanczos quadrature)")
       ->check(CLI::IsMember({"top-k", "trace", "density"}));

@@ -50,9 +50,12 @@ class Model {
     return xs;
   }
 
-  // Records the loss; `logits` receives the per-row outputs used for accuracy.
-  Var<T> loss(Tape<T>& tape, const Batch& b, Index batch, Var<T>* logits) {
-    const auto out = layer_(tape, inputs(tape, b, batch), {.lengths = b.lengths});
+  // Records the loss; `logits` receives the per-row outputs used for accuracy, `hidden` (if
+  // given) the recurrent stack's h_t series, for bptt_diagnostics.
+  Var<T> loss(Tape<T>& tape, const Batch& b, Index batch, Var<T>* logits,
+              std::vector<HiddenSeries<T>>* hidden = nullptr) {
+    auto out = layer_(tape, inputs(tape, b, batch), {.lengths = b.lengths});
+    if (hidden != nullptr) *hidden = std::move(out.hidden);
     switch (task_.loss()) {
       case LossKind::kMseLast:
         return mse(head_(tape, out.outputs.back()), tape.constant(b.target.template cast<T>()));
