@@ -178,11 +178,15 @@ Var<T> Tape<T>::record_in_scope(const Op& op, std::span<const Var<T>> inputs) {
           bool requires_grad = false;
           for (const Var<T>& v : inputs) {
             const detail::Node<T>& x = checked(v, name);
-            shapes_.push_back(Shape{x.rows, x.cols});
+            const auto* param = std::get_if<ops::Param>(&x.op);
+            shapes_.push_back(Shape{x.rows, x.cols,
+                                    param != nullptr ? std::string_view(rec_.labels[param->label])
+                                                     : std::string_view()});
             rec_.set_ref(refs_.emplace_back(), x);
             requires_grad = requires_grad || x.requires_grad;
           }
-          const Shape ys = o.shape(std::span<const Shape>(shapes_));
+          const Shape out = o.shape(std::span<const Shape>(shapes_));
+          const Shape ys{out.rows, out.cols};  // an op may return an input's shape, name and all
           T* value = nullptr;
           if constexpr (aliases_input<O>()) {
             value = refs_[0].data;

@@ -189,21 +189,41 @@ BOOST_AUTO_TEST_CASE(recording_errors_name_their_scope) {
   Tape<double> tape;
   std::vector<Var<double>> xs{tape.constant(M::Ones(2, 8))};
   auto scope = tape.scope("layer1");
+  // unroll checks the inputs and the initial state against the cell before recording anything.
+  const auto before = tape.size();
   test::expect_message<ShapeError>(
       [&] {
         layers::unroll(cell, tape, std::span<const Var<double>>(xs),
                        layers::zero_state(cell, tape, 2));
       },
-      "matmul_nt at layer1/t0/f: inner dimensions differ: lhs is 2x8, rhs is 3x4 (used "
+      "unroll of MguCell<double> at layer1: x at t0 is 2x8, expected 2x4 (batch 2, input_size() "
+      "4)");
+  BOOST_TEST(tape.size() == before + 1);  // the zero state only
+  const std::vector<Var<double>> fits{tape.constant(M::Ones(2, 4))};
+  test::expect_message<ShapeError>(
+      [&] {
+        layers::unroll(cell, tape, std::span<const Var<double>>(fits),
+                       layers::zero_state(cell, tape, 3));
+      },
+      "unroll of MguCell<double> at layer1: initial state[0] is 3x3, expected 2x3 (batch 2, "
+      "state_sizes()[0] 3)");
+  // An op's error inside a step names the scope, and the parameter in a product.
+  test::expect_message<ShapeError>(
+      [&] {
+        auto step = tape.scope("t0");
+        cell.step(tape, xs[0], layers::zero_state(cell, tape, 2));
+      },
+      "matmul_nt at layer1/t0/f: inner dimensions differ: lhs is 2x8, rhs is w_f (3x4) (used "
       "transposed)");
-  // A cell's own check, too.
+  // A shipped cell is named as a user's is.
   layers::LstmCell<double> lstm({.input = 5, .hidden = 2}, rng);
   test::expect_message<ShapeError>(
       [&] {
         layers::unroll(lstm, tape, std::span<const Var<double>>(xs),
                        layers::zero_state(lstm, tape, 2));
       },
-      "LstmCell at layer1/t0: input has 8 features, expected 5");
+      "unroll of LstmCell<double> at layer1: x at t0 is 2x8, expected 2x5 (batch 2, input_size() "
+      "5)");
 }
 
 BOOST_AUTO_TEST_CASE(mistakes_in_a_cell_file_are_located) {
@@ -225,7 +245,8 @@ BOOST_AUTO_TEST_CASE(mistakes_in_a_cell_file_are_located) {
       {head + "let z = x @ w'\n",
        "t.cell:2:1: state 'h' is never assigned: add 'next h = ...'\n  state h = hidden\n  ^"},
       {head + "next h = x @ w\n",
-       "t.cell:4:12: matmul: inner dimensions differ: lhs is 2x3, rhs is 4x3\n  next h = x @ w\n"
+       "t.cell:4:12: matmul: inner dimensions differ: lhs is 2x3, rhs is w (4x3)\n  next h = x @ "
+       "w\n"
        "             ^"},
       {head + "next h = x @ w' +\n",
        "t.cell:4:18: expected a value, found the end of the line\n  next h = x @ w' +\n"

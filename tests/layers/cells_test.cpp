@@ -384,6 +384,21 @@ BOOST_AUTO_TEST_CASE(shape_errors_name_the_layer) {
         (void)seq(tape, xs, {.initial = {{s[0]}, {s[0]}}});
       },
       "Gru: 2 initial states given, expected 1 (layers x directions)");
+  // Sequence: the widths of x and of a given initial state, per layer and direction, before
+  // anything is recorded.
+  layers::Lstm<double> stack({.input = 5, .hidden = 4, .num_layers = 2}, rng);
+  const std::vector<Var<double>> wide{tape.constant(M::Ones(3, 6))};
+  test::expect_message<ShapeError>(
+      [&] { (void)stack(tape, wide); },
+      "unroll of LstmCell<double> at layer0/fwd: x at t0 is 3x6, expected 3x5 (batch 3, "
+      "input_size() 5)");
+  const auto c = tape.constant(M::Ones(3, 2));
+  test::expect_message<ShapeError>(
+      [&] {
+        (void)stack(tape, xs, {.initial = {s, {s[0], c}}});
+      },
+      "unroll of LstmCell<double> at layer1/fwd: initial state[1] is 3x2, expected 3x4 (batch 3, "
+      "state_sizes()[1] 4)");
 }
 
 BOOST_AUTO_TEST_CASE(dropout_between_layers_only_in_training) {

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <ostream>
 #include <string>
+#include <string_view>
 
 namespace rwd {
 
@@ -29,8 +30,13 @@ using MutMap = Eigen::Map<Matrix<T>>;
 struct Shape {
   Index rows = 0;
   Index cols = 0;
+  /// A parameter's name where the shape is a recorded parameter's (the tape sets it for an op's
+  /// shape checks, so that an error says `rhs is w_f (4x3)`); not part of the shape: == ignores it.
+  std::string_view name{};
   Index size() const { return rows * cols; }
-  friend bool operator==(const Shape&, const Shape&) = default;
+  friend bool operator==(const Shape& a, const Shape& b) {
+    return a.rows == b.rows && a.cols == b.cols;
+  }
 };
 
 namespace detail {
@@ -55,7 +61,10 @@ void put(Out&& out, bool add, const E& e) {
 }  // namespace detail
 
 /// "3x4", the form every error message uses.
-inline std::string to_string(Shape s) { return fmt::format("{}x{}", s.rows, s.cols); }
+inline std::string to_string(Shape s) {
+  return s.name.empty() ? fmt::format("{}x{}", s.rows, s.cols)
+                        : fmt::format("{} ({}x{})", s.name, s.rows, s.cols);
+}
 inline std::ostream& operator<<(std::ostream& out, Shape s) { return out << to_string(s); }
 
 }  // namespace rwd

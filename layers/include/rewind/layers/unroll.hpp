@@ -2,9 +2,14 @@
 // over what unroll records; nothing here has a backward of its own.
 #pragma once
 
+#include <cxxabi.h>
+
+#include <cstdlib>
+#include <memory>
 #include <rewind/layers/cell.hpp>
 #include <span>
 #include <string>
+#include <typeinfo>
 #include <vector>
 
 namespace rwd::layers {
@@ -72,6 +77,49 @@ inline void check_lengths(std::string_view who, std::span<const std::int32_t> le
   }
 }
 
+/// The cell's type as written (`JanetCell<double>`), for errors.
+template <class C>
+std::string cell_name() {
+  int status = 0;
+  const std::unique_ptr<char, void (*)(void*)> name(
+      abi::__cxa_demangle(typeid(C).name(), nullptr, nullptr, &status), std::free);
+  std::string s = status == 0 && name ? name.get() : typeid(C).name();
+  for (const std::string_view ns : {"rwd::layers::", "rwd::"}) {
+    for (auto at = s.find(ns); at != std::string::npos; at = s.find(ns)) s.erase(at, ns.size());
+  }
+  return s;
+}
+
+/// Before anything is recorded: every x is batch × the cell's input_size() and every initial
+/// state tensor batch × its state size; otherwise a ShapeError naming the cell, the step or
+/// state and both shapes (not the first product's inner dimensions, steps later).
+template <RecurrentCell C>
+void check_sequence(const C& cell, const Tape<typename C::Scalar>& tape,
+                    std::span<const Var<typename C::Scalar>> xs, const typename C::State& state) {
+  const Index batch = xs[0].rows();
+  const Index input = cell.input_size();
+  const auto fail = [&](const std::string& what) {
+    const std::string message = fmt::format("unroll of {}: {}", cell_name<C>(), what);
+    throw ShapeError(tape.current_scope().empty() ? message
+                                                  : with_scope(message, tape.current_scope()));
+  };
+  for (std::size_t t = 0; t < xs.size(); ++t) {
+    if (!xs[t].valid()) fail(fmt::format("x at t{} is not a recorded value", t));
+    if (xs[t].cols() != input || xs[t].rows() != batch) {
+      fail(fmt::format("x at t{} is {}, expected {}x{} (batch {}, input_size() {})", t,
+                       xs[t].shape(), batch, input, batch, input));
+    }
+  }
+  const auto sizes = cell.state_sizes();
+  for (std::size_t k = 0; k < sizes.size(); ++k) {
+    if (!state[k].valid()) fail(fmt::format("initial state[{}] is not a recorded value", k));
+    if (state[k].shape() != Shape{batch, sizes[k]}) {
+      fail(fmt::format("initial state[{}] is {}, expected {}x{} (batch {}, state_sizes()[{}] {})",
+                       k, state[k].shape(), batch, sizes[k], batch, k, sizes[k]));
+    }
+  }
+}
+
 }  // namespace detail
 
 template <RecurrentCell C>
@@ -93,6 +141,7 @@ Unrolled<C> unroll(C& cell, Tape<typename C::Scalar>& tape,
     out.state = state;
     return out;
   }
+  detail::check_sequence(cell, tape, xs, state);
   const Index batch = xs[0].rows();
   detail::check_lengths("unroll", options.lengths, batch, steps);
   Var<T> zeros;
