@@ -311,15 +311,17 @@ std::string JacobianReport::svg(const std::string& title) const {
     };
     const std::string name = s.name.empty() ? std::string() : " " + s.name;
     const std::string colour = kGroup[g % 4];
+    // One colour per series; solid, dashed and dotted for the largest, median and smallest.
     lines.push_back(
         {"σ_max" + name, pick([](const auto& sv) { return sv.front(); }), false, {}, colour});
     lines.push_back({"σ_median" + name,
                      pick([](const auto& sv) { return sv[sv.size() / 2]; }),
                      true,
                      {},
-                     colour});
+                     colour,
+                     "7,3"});
     lines.push_back(
-        {"σ_min" + name, pick([](const auto& sv) { return sv.back(); }), true, {}, colour});
+        {"σ_min" + name, pick([](const auto& sv) { return sv.back(); }), true, {}, colour, "2,2"});
   }
   // Singular values are accurate to about n·ε·σ_max: below this line they are rounding.
   if (!series.empty() && !series[0].singular_values.empty()) {
@@ -384,8 +386,10 @@ std::string line_plot_svg(const std::string& title, const std::string& x_label,
   }
   if (!(xmax >= xmin)) xmin = 0, xmax = 0;
   if (log_x) xmin = std::floor(xmin), xmax = std::max(std::ceil(xmax), xmin + 1);
+  double frame_lo = xmin, frame_hi = xmax;  // the frame's x range: 3% beyond the points
+  if (!log_x && xmax > xmin) frame_lo -= 0.03 * (xmax - xmin), frame_hi += 0.03 * (xmax - xmin);
   const auto px = [&](double x) {
-    return L + (W - L - R) * (xmax > xmin ? (x - xmin) / (xmax - xmin) : 0.5);
+    return L + (W - L - R) * (frame_hi > frame_lo ? (x - frame_lo) / (frame_hi - frame_lo) : 0.5);
   };
   const auto py = [&](double y) { return Tm + (H - Tm - B) * (1 - (y - ymin) / (ymax - ymin)); };
   std::string out = fmt::format(
@@ -448,13 +452,16 @@ std::string line_plot_svg(const std::string& title, const std::string& x_label,
       points +=
           fmt::format("{:.1f},{:.1f} ", px(x_of(s, i)), py(log_y ? std::log10(s.y[i]) : s.y[i]));
     }
+    const std::string dash = !s.dash.empty() ? fmt::format(" stroke-dasharray=\"{}\"", s.dash)
+                             : s.dashed      ? std::string(" stroke-dasharray=\"5,3\"")
+                                             : std::string();
     out += fmt::format(
         "<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"1.8\"{} points=\"{}\"/>\n", colour,
-        s.dashed ? " stroke-dasharray=\"5,3\"" : "", points);
+        dash, points);
     const double ly = Tm + 10 + 18 * static_cast<double>(k);
     out += fmt::format(
         "<line x1=\"{}\" x2=\"{}\" y1=\"{}\" y2=\"{}\" stroke=\"{}\" stroke-width=\"2\"{}/>\n",
-        W - R + 12, W - R + 36, ly, ly, colour, s.dashed ? " stroke-dasharray=\"5,3\"" : "");
+        W - R + 12, W - R + 36, ly, ly, colour, dash);
     out += fmt::format("<text x=\"{}\" y=\"{}\">{}</text>\n", W - R + 42, ly + 4, s.name);
   }
   return out + "</svg>\n";

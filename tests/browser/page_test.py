@@ -186,7 +186,10 @@ class Page(unittest.TestCase):
     def test_colour_modes_and_legend(self):
         p = self.page
         self.assertEqual(p.evaluate("rewind.state.colour"), "grad")  # the page has gradients
-        self.assertEqual(p.evaluate("document.querySelectorAll('#legend .swatch').length"), 9)
+        self.assertEqual(p.evaluate("document.querySelectorAll('#legend .swatch:not(.zero)').length"), 9)
+        # White nodes (no or zero gradient) have their entry too.
+        self.assertEqual(p.evaluate("[...document.querySelectorAll('#legend .swatch.zero')].map(e => e.textContent)"),
+                         ["0 or none"])
         # Folded steps are painted in their colour (no style rule hides the attribute).
         strips = p.evaluate("[...document.querySelectorAll('.scene path.step')].map(e => [e.getAttribute('fill'), getComputedStyle(e).fill])")
         self.assertGreater(len({a for a, _ in strips}), 2)
@@ -198,12 +201,61 @@ class Page(unittest.TestCase):
         p.evaluate("(() => { const s = document.getElementById('colour'); s.value = 'value'; s.dispatchEvent(new Event('change')); })()")
         p.evaluate("new Promise(r => requestAnimationFrame(() => setTimeout(r, 0)))")
         self.assertIn("value", p.evaluate("document.getElementById('legend').textContent"))
+        self.assertEqual(p.evaluate("document.querySelector('#legend .swatch.zero').textContent"), "0")
         self.assertNotEqual(fill(), grad)
         for mode in ["off", "grad", "value"] * 3:
             timed(p, "colour", f"rewind.setColour('{mode}')", "restyle")
         timed(p, "colour", "rewind.setColour('off')", "restyle")
         self.assertEqual(p.evaluate("document.querySelectorAll('#legend .swatch').length"), 0)
         self.assertEqual(set(fill().split(",")) - {"#ffffff", "#cfe2f3", "#d9ead3", "#eeeeee"}, set())
+
+    def test_search_placeholder_is_an_example_that_finds_something(self):
+        p = self.page
+        placeholder = p.evaluate("document.getElementById('search').placeholder")
+        self.assertTrue(placeholder.startswith("search: ") and placeholder.endswith(" or /regex/"), placeholder)
+        example = placeholder[len("search: "):-len(" or /regex/")]
+        p.evaluate("document.getElementById('search').focus(); document.getElementById('search').value = ''")
+        p.type_text(example)
+        p.key("Enter")
+        p.evaluate("new Promise(r => setTimeout(r, 50))")
+        self.assertGreater(p.evaluate("rewind.panes[0].hits.length"), 0, example)
+
+    def test_products_name_their_parameters(self):
+        p = self.page
+        labels = p.evaluate("[...document.querySelectorAll('.scene text.nodetext')].map(t => [t.firstChild.textContent, t.querySelector('tspan') ? t.querySelector('tspan').textContent : ''])")
+        products = [line2 for op, line2 in labels if op.startswith(("matmul", "affine"))]
+        self.assertTrue(products, labels[:20])
+        named = [line2 for line2 in products if " · weight_" in line2]
+        self.assertTrue(named, products[:10])
+        # Each name fits its node: the layout sized the node by the same two lines.
+        overflow = p.evaluate("""[...document.querySelectorAll('.scene text.nodetext')].filter(t => {
+            const r = t.previousElementSibling; if (!r || r.tagName !== 'rect') return false;
+            return t.getBBox().width > Number(r.getAttribute('width')) + 1; }).length""")
+        self.assertEqual(overflow, 0)
+
+    def test_overview_labels_are_readable(self):
+        p = self.page
+        p.evaluate("document.getElementById('tab-overview').click()")
+        p.evaluate("new Promise(r => requestAnimationFrame(() => setTimeout(r, 0)))")
+        # Per labelled node: its text's stroke and the contrast of its fill against the shape's.
+        rows = p.evaluate("""(() => {
+          const rgb = (c) => (c.match(/[0-9.]+/g) || []).slice(0, 3).map(Number);
+          const lum = ([r, g, b]) => { const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
+                                       return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b); };
+          const out = [];
+          for (const g of document.querySelectorAll('.overview g.node')) {
+            const shape = g.querySelector('polygon, ellipse, path'), text = g.querySelector('text');
+            if (!shape || !text) continue;
+            const ts = getComputedStyle(text), back = getComputedStyle(shape).fill;
+            if (!back.startsWith('rgb')) continue;
+            const a = lum(rgb(ts.fill)), b = lum(rgb(back));
+            out.push([text.textContent, ts.stroke, parseFloat(ts.strokeWidth), (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05)]);
+          }
+          return out; })()""")
+        self.assertGreater(len(rows), 10)
+        for label, stroke, width, contrast in rows:
+            self.assertTrue(stroke == "none" or width == 0, f"{label}: outlined ({stroke})")
+            self.assertGreaterEqual(contrast, 3.0, f"{label}: contrast {contrast:.2f}")
 
     def test_overview_addresses_the_unrolled_view(self):
         p = self.page

@@ -8,6 +8,8 @@
 #include <boost/test/unit_test.hpp>
 #include <cmath>
 #include <rewind/rewind.hpp>
+#include <set>
+#include <sstream>
 
 #include "support.hpp"
 
@@ -189,6 +191,73 @@ BOOST_AUTO_TEST_CASE(density_extremes_match_the_dense_spectrum) {
     integral += s.density[g] * (s.grid[g] - s.grid[g - 1]);
   BOOST_TEST(std::abs(integral - 1) <= 1e-3);
   BOOST_TEST(s.svg("density").rfind("<svg", 0) == 0);
+}
+
+namespace {
+
+// The x coordinates of an SVG's polylines' points, and its frame (the first rect with a stroke).
+struct PlotGeometry {
+  double frame_left = 0, frame_right = 0;
+  std::vector<std::vector<double>> xs;       // per polyline
+  std::vector<std::string> strokes, dashes;  // per polyline ("" for no dasharray)
+};
+PlotGeometry geometry(const std::string& svg) {
+  PlotGeometry g;
+  const auto attribute = [](const std::string& tag, const std::string& name) {
+    const auto at = tag.find(" " + name + "=\"");
+    if (at == std::string::npos) return std::string();
+    const auto begin = at + name.size() + 3;
+    return tag.substr(begin, tag.find('"', begin) - begin);
+  };
+  std::size_t at = svg.find("<rect x=");
+  BOOST_REQUIRE(at != std::string::npos);
+  const std::string frame = svg.substr(at, svg.find('>', at) - at);
+  g.frame_left = std::stod(attribute(frame, "x"));
+  g.frame_right = g.frame_left + std::stod(attribute(frame, "width"));
+  for (at = svg.find("<polyline"); at != std::string::npos; at = svg.find("<polyline", at + 1)) {
+    const std::string tag = svg.substr(at, svg.find('>', at) - at);
+    std::vector<double> xs;
+    std::istringstream points(attribute(tag, "points"));
+    std::string point;
+    while (points >> point) xs.push_back(std::stod(point.substr(0, point.find(','))));
+    g.xs.push_back(xs);
+    g.strokes.push_back(attribute(tag, "stroke"));
+    g.dashes.push_back(attribute(tag, "stroke-dasharray"));
+  }
+  return g;
+}
+
+}  // namespace
+
+// The density's extreme eigenvalues (an outlier's peak) are drawn inside the frame, not on it.
+BOOST_AUTO_TEST_CASE(density_plot_keeps_the_extremes_off_the_frame) {
+  DenseHessian& d = dense_hessian();
+  const SpectralDensity s = slq_density(d.h.op(), {.iterations = 20});
+  const PlotGeometry g = geometry(s.svg("density"));
+  BOOST_REQUIRE(g.xs.size() == 1u);
+  const auto [lo, hi] = std::minmax_element(g.xs[0].begin(), g.xs[0].end());
+  BOOST_TEST_MESSAGE("frame [" << g.frame_left << ", " << g.frame_right << "], points [" << *lo
+                               << ", " << *hi << "]");
+  BOOST_TEST(*lo >= g.frame_left + 5);
+  BOOST_TEST(*hi <= g.frame_right - 5);
+}
+
+// σ_max, σ_median and σ_min of one series: one colour, three different dashes.
+BOOST_AUTO_TEST_CASE(jacobian_plot_tells_the_three_singular_values_apart) {
+  JacobianReport r;
+  r.series.push_back({"layer0/fwd", false, {{3, 2, 1}, {2, 1, 0.5}, {1, 0.5, 0.1}}, {}, {}, {}});
+  r.series.push_back({"layer0/bwd", true, {{4, 2, 1}, {2, 1, 0.5}, {1, 0.4, 0.1}}, {}, {}, {}});
+  const PlotGeometry g = geometry(r.svg("jacobians"));
+  BOOST_REQUIRE(g.xs.size() == 7u);  // 2 series x 3, and the rounding line
+  std::set<std::pair<std::string, std::string>> styles;
+  for (std::size_t k = 0; k < 6; ++k) styles.insert({g.strokes[k], g.dashes[k]});
+  BOOST_TEST(styles.size() == 6u);
+  for (std::size_t series = 0; series < 2; ++series) {
+    BOOST_TEST(g.strokes[3 * series] == g.strokes[3 * series + 1]);
+    BOOST_TEST(g.strokes[3 * series] == g.strokes[3 * series + 2]);
+    BOOST_TEST(g.dashes[3 * series].empty());
+    BOOST_TEST(g.dashes[3 * series + 1] != g.dashes[3 * series + 2]);
+  }
 }
 
 BOOST_AUTO_TEST_CASE(hessian_operator_errors_are_clear) {

@@ -145,8 +145,12 @@ endif()
 expect(0 "lstm on adding: 1 layer, hidden 8, 10 steps, batch 4, 393 parameters.*Hessian, Lanczos: 3 eigenpairs.*layer0/fwd +∂h_T/∂h_t at the far end.*Lyapunov spectrum of a 16-dimensional state, 4 exponents over 300 steps.*wrote .*s.json"
        spectrum --task adding --cell lstm --hidden 8 --steps 10 --batch 4 --weights ${WORK_DIR}/w.safetensors
        --hessian top-k --top 3 --jacobian --lyapunov 4 --lyapunov-steps 300 --warmup 50 -o ${WORK_DIR}/s)
-expect(0 "Hessian spectral density \\(SLQ, 40 Lanczos steps\\): eigenvalues in \\[.*hessian-vector products: 40/40"
+expect(0 "Hessian spectral density \\(SLQ, 40 Lanczos iterations\\): eigenvalues in \\[.*hessian-vector products: 40/40"
        spectrum --cell peephole --steps 5 --hessian density --iterations 40 -o ${WORK_DIR}/p)
+file(READ ${WORK_DIR}/p-density.svg density_svg)
+if(NOT density_svg MATCHES "Hessian spectral density \\(SLQ, 40 Lanczos iterations\\)")
+  message(FATAL_ERROR "the density plot's title does not say what 40 counts:\n${density_svg}")
+endif()
 expect(0 "Hessian trace \\(Hutchinson, 20 samples\\): .* ± " spectrum --cell gru --layers 2 --bidirectional --steps 4 --hessian trace --samples 20 -o ${WORK_DIR}/t)
 expect(1 "rewind: spectrum: nothing to do: ask for --hessian, --jacobian or --lyapunov" spectrum)
 expect(2 "rewind: --hessian: .*eigen" spectrum --hessian eigen)

@@ -510,14 +510,15 @@ SpectrumResult spectrum(const ModelOptions& mo, const SpectrumOptions& s, std::o
       } else {
         result.density = slq_density(op, {.iterations = s.iterations, .seed = m.seed});
         write_plot("density", result.density.csv(),
-                   result.density.svg(fmt::format("{}: Hessian spectral density (SLQ, {} steps)",
-                                                  m.cell, s.iterations)));
+                   result.density.svg(
+                       fmt::format("{}: Hessian spectral density (SLQ, {} Lanczos iterations)",
+                                   m.cell, s.iterations)));
         json += fmt::format(
             "\n\"hessian_density\": {{\"min\": {:.12g}, \"max\": {:.12g}, "
             "\"iterations\": {}}},",
             result.density.min_node(), result.density.max_node(), s.iterations);
         out << fmt::format(
-            "Hessian spectral density (SLQ, {} Lanczos steps): eigenvalues in "
+            "Hessian spectral density (SLQ, {} Lanczos iterations): eigenvalues in "
             "[{:.6g}, {:.6g}]\n",
             s.iterations, result.density.min_node(), result.density.max_node());
       }

@@ -318,7 +318,7 @@ Command add_spectrum(CLI::App& app) {
   sub->add_option("--top", sp->top, "Eigenvalues for --hessian top-k")
       ->check(kCount)
       ->capture_default_str();
-  sub->add_option("--iterations", sp->iterations, "Lanczos steps for --hessian density")
+  sub->add_option("--iterations", sp->iterations, "Lanczos iterations for --hessian density")
       ->check(kCount)
       ->capture_default_str();
   sub->add_option("--samples", sp->samples, "Hutchinson samples for --hessian trace")

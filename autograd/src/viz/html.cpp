@@ -66,11 +66,19 @@ std::string kind_of(const Tape<T>& tape, std::size_t i) {
   return std::string(tape.label(i));
 }
 
-// The two-line label the layout sizes nodes by (the page draws the same two lines).
+// The two-line label the layout sizes nodes by (the page draws the same two lines, page.js's
+// nodeLines): the kind, then the shape and, for an op that takes parameters (a product, an
+// affine map), their names.
 template <class T>
 std::string label_of(const Tape<T>& tape, std::size_t i) {
   const Shape s = tape.shape(i);
-  return fmt::format("{}\n{}x{}", kind_of(tape, i), s.rows, s.cols);
+  std::string params;
+  if (category(tape, i) == kOp) {
+    for (const std::uint32_t j : tape.inputs_of(i)) {
+      if (category(tape, j) == kParam) params += (params.empty() ? " · " : ",") + kind_of(tape, j);
+    }
+  }
+  return fmt::format("{}\n{}x{}{}", kind_of(tape, i), s.rows, s.cols, params);
 }
 
 struct Instance {

@@ -164,6 +164,17 @@
       sw.className = "swatch";
       el.appendChild(sw);
     }
+    if (bins > 0) {  // nodes without a norm (zero, or no gradient) keep their category's colour
+      const sw = document.createElement("span");
+      sw.style.background = "#ffffff";
+      sw.style.color = "#000";
+      sw.style.border = "1px solid #bbb";
+      sw.textContent = state.colour === "grad" ? "0 or none" : "0";
+      sw.title = "zero" + (state.colour === "grad" ? " or no gradient" : "") +
+          ": the node's own colour (white op, blue parameter, green input, grey constant)";
+      sw.className = "swatch zero";
+      el.appendChild(sw);
+    }
     if (range.bad) {
       const sw = document.createElement("span");
       sw.style.background = "#ff0000";
@@ -324,6 +335,16 @@
 
   function lightText(fill) {
     return fill === palette[0] || fill === palette[1] || fill === palette[8] || fill === "#ff0000";
+  }
+  // A node's second line: its shape and, for an op that takes parameters, their names (as
+  // html.cpp's label_of, which sizes the node).
+  function nodeLine2(p, i) {
+    let line = p.shape[2 * i] + "x" + p.shape[2 * i + 1];
+    if (p.cat[i] !== 0) return line;
+    const names = [];
+    for (let e = p.pofs[i]; e < p.pofs[i + 1]; e++)
+      if (p.cat[p.par[e]] === 1) names.push(p.strings[p.kind[p.par[e]]]);
+    return names.length ? line + " · " + names.join(",") : line;
   }
   function nodeFill(p, i) {
     const c = fillOf(p, i);
@@ -541,8 +562,8 @@
         out.push(`<rect class="${cls(id, nodeClass(p, i))}" data-id="${id}" data-i="${i}" x="${x}" y="${y}" width="${w}" height="${h}" rx="4" fill="${fill}"/>`);
         if (it.w >= 24 && state.k >= kText) {
           const light = lightText(fill) ? " light" : "";
-          const sh = p.shape[2 * i] + "x" + p.shape[2 * i + 1];
-          out.push(`<text class="nodetext${light}" x="${f1(it.x + it.w / 2)}" y="${f1(it.y + it.h / 2 - 1)}">${esc(s[p.kind[i]])}<tspan x="${f1(it.x + it.w / 2)}" dy="10">${sh}</tspan></text>`);
+          const sh = nodeLine2(p, i);
+          out.push(`<text class="nodetext${light}" x="${f1(it.x + it.w / 2)}" y="${f1(it.y + it.h / 2 - 1)}">${esc(s[p.kind[i]])}<tspan x="${f1(it.x + it.w / 2)}" dy="10">${esc(sh)}</tspan></text>`);
         }
       }
     });
@@ -778,6 +799,17 @@
   }
 
   // ---- the page ---------------------------------------------------------------------------------
+  // The search box's example: a glob over this page's own steps (the last sequence with a
+  // direction or a name under its layer, a step in its middle), so that it finds something.
+  function searchExample() {
+    const rows = panes[0].rows.filter((r) => r.steps.length);
+    if (!rows.length) return "**/matmul*";
+    const nested = rows.filter((r) => r.path.includes("/"));
+    const row = (nested.length ? nested : rows)[(nested.length ? nested : rows).length - 1];
+    const parts = row.path.split("/");
+    const prefix = parts.length > 1 ? parts.slice(0, -1).concat("*").join("/") : row.path;
+    return prefix + "/t" + row.steps[Math.floor(row.steps.length / 2)] + "/**";
+  }
   function build() {
     document.title = data.title || "rewind graph";
     const bar = document.createElement("div");
@@ -787,7 +819,7 @@
       <label>window <input id="window" type="range" min="0" max="0" step="1" value="0"></label>
       <label><input id="wsize" type="number" min="1" max="50" value="${state.window}"> steps</label>
       <span id="wlabel"></span>
-      <label><input id="search" type="search" placeholder="search: lstm/layer1/*/t7/** or /regex/"></label>
+      <label><input id="search" type="search" placeholder="search: ${esc(searchExample())} or /regex/"></label>
       <span id="hits"></span>
       <label>colour <select id="colour"><option value="off">off</option><option value="grad">gradient norm</option><option value="value">value norm</option></select></label>
       <button id="bad">first NaN/Inf</button>

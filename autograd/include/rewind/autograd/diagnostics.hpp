@@ -123,7 +123,10 @@ struct PlotSeries {
   bool dashed = false;
   std::vector<double> x;  ///< the abscissae, increasing (empty: 0, 1, 2, ...)
   std::string colour;     ///< an SVG colour (empty: the palette's next)
+  std::string dash;       ///< an SVG stroke-dasharray ("2,2": dotted); overrides `dashed` ("5,3")
 };
+/// A line plot: every point inside the frame (a linear x axis gets 3% of its range either side,
+/// so the first and last points, a spectrum's outliers, do not sit on it), a legend on the right.
 std::string line_plot_svg(const std::string& title, const std::string& x_label,
                           const std::string& y_label, const std::vector<PlotSeries>& series,
                           bool log_y, bool log_x = false);
