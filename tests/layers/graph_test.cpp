@@ -145,6 +145,9 @@ BOOST_AUTO_TEST_CASE(output_is_deterministic_and_names_parameters_and_loss) {
   const std::string da = dot_of(*record(a), o), db = dot_of(*record(b), o);
   BOOST_TEST(da == db);  // byte-identical
   BOOST_TEST(da.find("label=\"weight_hh_l1_reverse\\n12x3\", fillcolor=") != std::string::npos);
+  // A product names the parameters it takes under its shape.
+  BOOST_TEST(da.find("label=\"affine\\n1x12 · weight_hh_l1_reverse,bias_hh_l1_reverse\"") !=
+             std::string::npos);
   BOOST_TEST(da.find("subgraph \"cluster_layer1/bwd/t2/f\"") != std::string::npos);
   BOOST_TEST(da.find("peripheries=2") != std::string::npos);  // the loss
   BOOST_TEST(da.find("cluster_legend") != std::string::npos);

@@ -257,7 +257,8 @@ std::string node_statement(const Tape<T>& tape, std::size_t i, const GradientSca
     fill = "#eeeeee";
     extra = ", fontcolor=\"#555555\"";
   } else {
-    label = fmt::format("{}\\n{}", escape(tape.op_name(i)), shape);
+    label = fmt::format("{}\\n{}{}", escape(tape.op_name(i)), shape,
+                        escape(viz::parameter_suffix(tape, i)));
   }
   if (const auto loss = tape.last_loss(); loss && *loss == i) {
     label = fmt::format("loss: {}\\n= {:.4g}", label, static_cast<double>(tape.value(i)(0, 0)));

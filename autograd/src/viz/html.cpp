@@ -30,6 +30,7 @@ using viz::join;
 using viz::Laid;
 using viz::lay_out;
 using viz::norm_of;
+using viz::parameter_suffix;
 using viz::Place;
 using viz::put_array;
 using viz::put_ints;
@@ -72,13 +73,7 @@ std::string kind_of(const Tape<T>& tape, std::size_t i) {
 template <class T>
 std::string label_of(const Tape<T>& tape, std::size_t i) {
   const Shape s = tape.shape(i);
-  std::string params;
-  if (category(tape, i) == kOp) {
-    for (const std::uint32_t j : tape.inputs_of(i)) {
-      if (category(tape, j) == kParam) params += (params.empty() ? " · " : ",") + kind_of(tape, j);
-    }
-  }
-  return fmt::format("{}\n{}x{}{}", kind_of(tape, i), s.rows, s.cols, params);
+  return fmt::format("{}\n{}x{}{}", kind_of(tape, i), s.rows, s.cols, parameter_suffix(tape, i));
 }
 
 struct Instance {

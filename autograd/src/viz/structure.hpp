@@ -24,6 +24,18 @@ std::string join(const std::vector<std::string>& parts, std::size_t count);
 /// A time-step component: t followed by digits.
 std::optional<long> step_of(const std::string& part);
 
+/// The parameters an op takes, as the second label line ends in both graphs (" · w_f,b_f" under
+/// `affine 2x16`); "" for a leaf or an op that takes none.
+template <class T>
+std::string parameter_suffix(const Tape<T>& tape, std::size_t i) {
+  std::string out;
+  for (const std::uint32_t j : tape.inputs_of(i)) {  // none for a leaf
+    if (std::holds_alternative<ops::Param>(tape.op(j)))
+      out += (out.empty() ? " · " : ",") + std::string(tape.label(j));
+  }
+  return out;
+}
+
 /// 9 colours from cool (small) to warm (large): ColorBrewer RdYlBu, reversed.
 inline constexpr const char* kPalette[9] = {"#313695", "#4575b4", "#74add1", "#abd9e9", "#e0f3f8",
                                             "#fee090", "#fdae61", "#f46d43", "#d73027"};
