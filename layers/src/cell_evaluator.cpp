@@ -88,6 +88,11 @@ std::optional<typename CellEvaluator<T>::Value> CellEvaluator<T>::call(const Exp
     for (int a : x.args) parts.push_back(tensor(a));
     return var(parts.size() == 1 ? parts[0] : concat_cols(parts));
   }
+  if (f == "maximum" || f == "minimum") {
+    const Var<T> a = tensor(x.args[0]);
+    const Var<T> b = tensor(x.args[1]);
+    return var(f == "maximum" ? maximum(a, b) : minimum(a, b));
+  }
   if (f == "cols") {
     const Var<T> a = tensor(x.args[0]);
     const Value from = eval(x.args[1]), to = eval(x.args[2]);
@@ -101,6 +106,8 @@ std::optional<typename CellEvaluator<T>::Value> CellEvaluator<T>::call(const Exp
     if (f == "sqrt") return number(std::sqrt(a.number));
     if (f == "exp") return number(std::exp(a.number));
     if (f == "log") return number(std::log(a.number));
+    if (f == "sin") return number(std::sin(a.number));
+    if (f == "cos") return number(std::cos(a.number));
     p.fail(x.line, x.column, fmt::format("{} of a number", f));
   }
   const Var<T>& v = a.var;
@@ -115,6 +122,8 @@ std::optional<typename CellEvaluator<T>::Value> CellEvaluator<T>::call(const Exp
   if (f == "sqrt") return var(rwd::sqrt(v));
   if (f == "abs") return var(rwd::abs(v));
   if (f == "neg") return var(neg(v));
+  if (f == "sin") return var(rwd::sin(v));
+  if (f == "cos") return var(rwd::cos(v));
   return std::nullopt;
 }
 

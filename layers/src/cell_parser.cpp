@@ -26,15 +26,21 @@ struct Token {
 
 // The unary tensor functions and their ops; the others have fixed arities below.
 const std::set<std::string>& unary_functions() {
-  static const std::set<std::string> names{"sigmoid", "tanh",        "relu",   "exp",
-                                           "log",     "softplus",    "square", "sqrt",
-                                           "abs",     "log_sigmoid", "neg"};
+  static const std::set<std::string> names{"sigmoid",  "tanh",   "relu", "exp", "log",
+                                           "softplus", "square", "sqrt", "abs", "log_sigmoid",
+                                           "neg",      "sin",    "cos"};
+  return names;
+}
+
+// The elementwise functions of two tensors of one shape.
+const std::set<std::string>& binary_functions() {
+  static const std::set<std::string> names{"maximum", "minimum"};
   return names;
 }
 
 bool is_function(const std::string& name) {
-  return unary_functions().count(name) != 0 || name == "affine" || name == "cols" ||
-         name == "concat";
+  return unary_functions().count(name) != 0 || binary_functions().count(name) != 0 ||
+         name == "affine" || name == "cols" || name == "concat";
 }
 
 // Levenshtein distance, for "did you mean" (names are short: a row of the table suffices).
@@ -69,6 +75,7 @@ std::string did_you_mean(const std::string& name, const std::vector<std::string>
 
 std::vector<std::string> function_names() {
   std::vector<std::string> names(unary_functions().begin(), unary_functions().end());
+  names.insert(names.end(), binary_functions().begin(), binary_functions().end());
   names.insert(names.end(), {"affine", "cols", "concat"});
   return names;
 }
@@ -392,7 +399,10 @@ class Parser {
         expect(")", "to close the function's arguments");
       }
       const std::size_t n = e.args.size();
-      const std::size_t want = unary_functions().count(t.text) ? 1 : t.text == "concat" ? 0 : 3;
+      const std::size_t want = unary_functions().count(t.text)    ? 1
+                               : binary_functions().count(t.text) ? 2
+                               : t.text == "concat"               ? 0
+                                                                  : 3;
       if (want == 0 ? n < 1 : n != want) {
         fail(t.column,
              fmt::format("{} takes {} argument{}, given {}", t.text,

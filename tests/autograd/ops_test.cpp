@@ -116,6 +116,8 @@ BOOST_AUTO_TEST_CASE(activations_match_scalar_formulas) {
   BOOST_TEST(close(log_sigmoid(x).value(),
                    elementwise(v, [](double t) { return std::log(1 / (1 + std::exp(-t))); })));
   BOOST_TEST(close(abs(x).value(), elementwise(v, [](double t) { return std::abs(t); })));
+  BOOST_TEST(close(sin(x).value(), elementwise(v, [](double t) { return std::sin(t); })));
+  BOOST_TEST(close(cos(x).value(), elementwise(v, [](double t) { return std::cos(t); })));
   BOOST_TEST(close(pow(add_scalar(abs(x), 1.0), 1.5).value(),
                    elementwise(v, [](double t) { return std::pow(std::abs(t) + 1, 1.5); })));
 }
@@ -329,6 +331,42 @@ BOOST_AUTO_TEST_CASE(seeded_dropout_is_deterministic_and_scaled) {
   }
   BOOST_TEST(std::abs(static_cast<double>(kept) / 1000 - 0.7) < 0.06);  // 4 standard deviations
   BOOST_TEST(dropout(x, 0.0, a).index() == x.index());                  // p = 0 records nothing
+}
+
+// maximum and minimum: the larger (smaller) value, and its gradient; on a tie each input gets
+// half, PyTorch's rule for torch.maximum/torch.minimum (derivatives.yaml: grad / 2 where
+// self == other), in the tangent too (ẏ = ½(ȧ + ḃ) there).
+BOOST_AUTO_TEST_CASE(maximum_and_minimum_split_ties_evenly) {
+  M a(1, 4), b(1, 4);
+  a << 1, 2, -3, 5;
+  b << 1, -2, 4, 5;
+  for (const bool larger : {true, false}) {
+    BOOST_TEST_CONTEXT((larger ? "maximum" : "minimum")) {
+      Tape<double> tape;
+      Var<double> va = tape.input(a, "a"), vb = tape.input(b, "b");
+      tape.set_tangent(va, M::Constant(1, 4, 1.0));
+      tape.set_tangent(vb, M::Constant(1, 4, 10.0));
+      const Var<double> y = larger ? maximum(va, vb) : minimum(va, vb);
+      tape.jvp();
+      tape.backward(sum(y * tape.constant((M(1, 4) << 1, 2, 3, 4).finished())));
+      M value(1, 4), ga(1, 4), gb(1, 4), dy(1, 4);
+      if (larger) {  // ties at 0 and 3; a wins at 1, b at 2
+        value << 1, 2, 4, 5;
+        ga << 0.5, 2, 0, 2;
+        gb << 0.5, 0, 3, 2;
+        dy << 5.5, 1, 10, 5.5;
+      } else {
+        value << 1, -2, -3, 5;
+        ga << 0.5, 0, 3, 2;
+        gb << 0.5, 2, 0, 2;
+        dy << 5.5, 10, 1, 5.5;
+      }
+      BOOST_TEST(test::same(y.value(), value));
+      BOOST_TEST(test::same(va.grad(), ga));
+      BOOST_TEST(test::same(vb.grad(), gb));
+      BOOST_TEST(test::same(y.tangent(), dy));
+    }
+  }
 }
 
 BOOST_AUTO_TEST_SUITE_END()

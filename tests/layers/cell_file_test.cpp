@@ -136,6 +136,39 @@ BOOST_AUTO_TEST_CASE(every_example_cell_passes_gradcheck_and_gradgradcheck) {
   BOOST_TEST(files == 7u);
 }
 
+// sin, cos, maximum and minimum in a cell file: the values of the C++ ops, and gradients to
+// second order (inputs kept off maximum's and minimum's kinks by the random draw).
+BOOST_AUTO_TEST_CASE(elementwise_functions_of_the_variants) {
+  const auto program = layers::parse_cell(
+      "cell wave\nstate h = hidden\nparam w [hidden, input] uniform(1)\n"
+      "param u [hidden, hidden] uniform(1)\n"
+      "let a = x @ w' + h @ u'\n"
+      "next h = maximum(sin(a), minimum(cos(a), h)) * 0.5\n",
+      "wave.cell");
+  layers::Rng rng(8);
+  layers::with_file_cell<double>(program, 3, 4, rng, [&](auto& cell) {
+    using Cell = std::decay_t<decltype(cell)>;
+    const M x = layers::uniform<double>(2, 3, 1.0, rng),
+            h = layers::uniform<double>(2, 4, 0.5, rng);
+    {
+      Tape<double> tape;
+      const auto s = cell.step(tape, tape.constant(x), {tape.constant(h)});
+      const M a = x * cell.named_parameters()[0]->value.transpose() +
+                  h * cell.named_parameters()[1]->value.transpose();
+      const M expect = 0.5 * a.array().sin().max(a.array().cos().min(h.array())).matrix();
+      BOOST_TEST((s[0].value() - expect).cwiseAbs().maxCoeff() < 1e-15);
+    }
+    std::vector<NamedTensor> in{{"x", x}, {"h", h}};
+    const auto f = [&](Tape<double>& tape, std::span<const Var<double>> v) {
+      return typename Cell::State(cell.step(tape, v[0], {v[1]}))[0];
+    };
+    const GradcheckReport g = gradcheck(f, in, cell.named_parameters());
+    BOOST_TEST(g.passed(), g);
+    const GradgradcheckReport gg = gradgradcheck(f, in, cell.named_parameters());
+    BOOST_TEST(gg.passed(), gg);
+  });
+}
+
 BOOST_AUTO_TEST_CASE(a_stack_of_custom_cells_gets_unique_names_and_round_trips) {
   layers::Rng rng(5);
   layers::Sequence<MguCell<double>> stack(

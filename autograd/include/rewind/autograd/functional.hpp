@@ -83,6 +83,26 @@ template <class T>
 Var<T> abs(const Var<T>& x) {
   return x.tape().record(ops::Abs{}, {x});
 }
+/// sin x
+template <class T>
+Var<T> sin(const Var<T>& x) {
+  return x.tape().record(ops::Sin{}, {x});
+}
+/// cos x
+template <class T>
+Var<T> cos(const Var<T>& x) {
+  return x.tape().record(ops::Cos{}, {x});
+}
+/// max(a, b) elementwise (same shapes); on a tie each input gets half the gradient, as PyTorch.
+template <class T>
+Var<T> maximum(const Var<T>& a, const Var<T>& b) {
+  return a.tape().record(ops::Maximum{}, {a, b});
+}
+/// min(a, b) elementwise (same shapes); on a tie each input gets half the gradient, as PyTorch.
+template <class T>
+Var<T> minimum(const Var<T>& a, const Var<T>& b) {
+  return a.tape().record(ops::Minimum{}, {a, b});
+}
 
 // ---- activations --------------------------------------------------------------------------------
 /// 1 / (1 + e⁻ˣ)

@@ -25,7 +25,8 @@ using AllOps = std::tuple<
     ops::Input, ops::Constant, ops::Param,
     // arithmetic
     ops::Add, ops::Sub, ops::Mul, ops::Div, ops::Neg, ops::Scale, ops::AddScalar, ops::Pow,
-    ops::Square, ops::Sqrt, ops::Exp, ops::Log, ops::Abs,
+    ops::Square, ops::Sqrt, ops::Exp, ops::Log, ops::Abs, ops::Sin, ops::Cos, ops::Maximum,
+    ops::Minimum,
     // activations
     ops::Sigmoid, ops::Tanh, ops::Relu, ops::Softplus, ops::LogSigmoid,
     // linear algebra

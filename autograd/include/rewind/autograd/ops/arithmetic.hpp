@@ -298,4 +298,92 @@ struct Abs : UnaryShape {
   }
 };
 
+/// y = sin x;  g = cos(x) ⊙ gy;  f'' = -sin x
+struct Sin : UnaryShape {
+  static constexpr std::string_view name = "sin";
+  template <class T>
+  void forward(const Inputs<T>& x, MutMap<T> y) const {
+    y.array() = x[0].array().sin();
+  }
+  template <class T>
+  void backward(const Inputs<T>& x, ConstMap<T>, ConstMap<T> gy, Grads<T>& g) const {
+    g[0].array() = x[0].array().cos() * gy.array();
+  }
+  template <class T>
+  void curvature(const Inputs<T>&, ConstMap<T> y, ConstMap<T> gy, ConstMap<T> dx, MutMap<T> out,
+                 bool add) const {
+    detail::put(out, add, -y.array() * dx.array() * gy.array());
+  }
+};
+
+/// y = cos x;  g = -sin(x) ⊙ gy;  f'' = -cos x
+struct Cos : UnaryShape {
+  static constexpr std::string_view name = "cos";
+  template <class T>
+  void forward(const Inputs<T>& x, MutMap<T> y) const {
+    y.array() = x[0].array().cos();
+  }
+  template <class T>
+  void backward(const Inputs<T>& x, ConstMap<T>, ConstMap<T> gy, Grads<T>& g) const {
+    g[0].array() = -x[0].array().sin() * gy.array();
+  }
+  template <class T>
+  void curvature(const Inputs<T>&, ConstMap<T> y, ConstMap<T> gy, ConstMap<T> dx, MutMap<T> out,
+                 bool add) const {
+    detail::put(out, add, -y.array() * dx.array() * gy.array());
+  }
+};
+
+/// y = max(a, b) (Larger) or min(a, b) elementwise. ga = w ⊙ gy, gb = (1 − w) ⊙ gy with w the
+/// share of a: 1 where a wins, 0 where b does, ½ on a tie (PyTorch's rule for torch.maximum and
+/// torch.minimum); ẏ = w ⊙ ȧ + (1 − w) ⊙ ḃ; piecewise linear, so no second-order term.
+template <bool Larger>
+struct Extremum : BinaryShape<Extremum<Larger>> {
+  static constexpr std::string_view name = Larger ? "maximum" : "minimum";
+  template <class T>
+  static T share(T a, T b) {
+    if (a == b) return T(0.5);
+    return (Larger ? a > b : a < b) ? T(1) : T(0);
+  }
+  template <class T>
+  void forward(const Inputs<T>& x, MutMap<T> y) const {
+    if constexpr (Larger) {
+      y.array() = x[0].array().max(x[1].array());
+    } else {
+      y.array() = x[0].array().min(x[1].array());
+    }
+  }
+  template <class T>
+  void backward(const Inputs<T>& x, ConstMap<T>, ConstMap<T> gy, Grads<T>& g) const {
+    const T *a = x[0].data(), *b = x[1].data(), *dy = gy.data();
+    T* ga = g.wants(0) ? g[0].data() : nullptr;
+    T* gb = g.wants(1) ? g[1].data() : nullptr;
+    for (Index i = 0; i < gy.size(); ++i) {
+      const T w = share(a[i], b[i]);
+      if (ga != nullptr) ga[i] = w * dy[i];
+      if (gb != nullptr) gb[i] = (T(1) - w) * dy[i];
+    }
+  }
+  template <class T>
+  void tangent(const Inputs<T>& x, ConstMap<T>, const Inputs<T>& dx, MutMap<T> dy) const {
+    const T *a = x[0].data(), *b = x[1].data();
+    const T* da = dx.has(0) ? dx[0].data() : nullptr;
+    const T* db = dx.has(1) ? dx[1].data() : nullptr;
+    T* out = dy.data();
+    for (Index i = 0; i < dy.size(); ++i) {
+      const T w = share(a[i], b[i]);
+      out[i] = (da != nullptr ? w * da[i] : T(0)) + (db != nullptr ? (T(1) - w) * db[i] : T(0));
+    }
+  }
+  template <class T>
+  void second_order(const Inputs<T>&, ConstMap<T>, ConstMap<T>, const Inputs<T>&, ConstMap<T>,
+                    Grads<T>& g) const {
+    for (int k = 0; k < 2; ++k) {
+      if (g.wants(k)) g[k].setZero();
+    }
+  }
+};
+using Maximum = Extremum<true>;
+using Minimum = Extremum<false>;
+
 }  // namespace rwd::ops
