@@ -178,15 +178,23 @@ Var<T> Tape<T>::record_in_scope(const Op& op, std::span<const Var<T>> inputs) {
           bool requires_grad = false;
           for (const Var<T>& v : inputs) {
             const detail::Node<T>& x = checked(v, name);
-            const auto* param = std::get_if<ops::Param>(&x.op);
-            shapes_.push_back(Shape{x.rows, x.cols,
-                                    param != nullptr ? std::string_view(rec_.labels[param->label])
-                                                     : std::string_view()});
+            shapes_.push_back(Shape{x.rows, x.cols});
             rec_.set_ref(refs_.emplace_back(), x);
             requires_grad = requires_grad || x.requires_grad;
           }
-          const Shape out = o.shape(std::span<const Shape>(shapes_));
-          const Shape ys{out.rows, out.cols};  // an op may return an input's shape, name and all
+          Shape ys;
+          try {
+            ys = o.shape(std::span<const Shape>(shapes_));
+          } catch (const ShapeError&) {
+            // The error again with the parameters' names in the shapes (`rhs is w_f (3x4)`):
+            // looked up only here, off the recording's common path.
+            for (std::size_t k = 0; k < inputs.size(); ++k) {
+              const auto* param = std::get_if<ops::Param>(&rec_.nodes[inputs[k].index_].op);
+              if (param != nullptr) shapes_[k].name = rec_.labels[param->label];
+            }
+            (void)o.shape(std::span<const Shape>(shapes_));
+            throw;
+          }
           T* value = nullptr;
           if constexpr (aliases_input<O>()) {
             value = refs_[0].data;
