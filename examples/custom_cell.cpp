@@ -62,10 +62,9 @@ int main() {
 
   // 2. Two stacked layers and a linear head on the adding problem, in float.
   constexpr Index kSteps = 10, kBatch = 32;
-  layers::Sequence<JanetCell<float>> janet("Janet", {.num_layers = 2}, 2,
-                                           [&](int /*layer*/, bool /*reverse*/, Index in) {
-                                             return JanetCell<float>(in, 32, rng);
-                                           });
+  layers::Sequence<JanetCell<float>> janet(
+      "Janet", {.num_layers = 2}, 2,
+      [&](int /*layer*/, bool /*reverse*/, Index in) { return JanetCell<float>(in, 32, rng); });
   layers::Linear<float> head({.in = 32, .out = 1, .prefix = "head."}, rng);
   auto params = janet.named_parameters();  // layer0.w_f, ..., layer1.b_c
   layers::append(params, head.named_parameters());
@@ -87,7 +86,7 @@ int main() {
   };
   Tape<float> tape;
   const auto loss_of = [&] {  // records one batch's loss on a fresh recording
-    tape.clear();  // the parameters' values are read afresh on every recording
+    tape.clear();             // the parameters' values are read afresh on every recording
     std::vector<Var<float>> in;
     for (const Matrix<float>& x : xs) in.push_back(tape.constant(x));
     return mse(head(tape, janet(tape, in).outputs.back()), tape.constant(target));

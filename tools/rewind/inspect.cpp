@@ -161,8 +161,7 @@ void check_weights_fit(const std::string& command, const std::string& path, cons
   }
 }
 
-// Calls f(subject, options) with what `diagnose` or `spectrum` examines (see Subject); the
-// options are the ones given with the input width of the task, if there is one.
+// Calls f(subject) with what `diagnose` or `spectrum` examines (see Subject).
 template <class F>
 void with_subject(const std::string& command, ModelOptions m, const std::string& task_name,
                   const std::string& weights, F&& f) {
@@ -179,7 +178,7 @@ void with_subject(const std::string& command, ModelOptions m, const std::string&
   layers::Rng rng(m.seed);
   with_model<double>(m, rng, [&](auto& net) {
     Subject<std::decay_t<decltype(net)>> subject(std::move(net), m, task.get(), weights, rng);
-    f(subject, std::as_const(m));
+    f(subject);
   });
 }
 
@@ -379,9 +378,9 @@ bool check(const ModelOptions& m, bool fast, std::ostream& out, int order) {
   return passed;
 }
 
-BpttReport diagnose(const ModelOptions& mo, const DiagnoseOptions& d, std::ostream& out) {
+BpttReport diagnose(const ModelOptions& m, const DiagnoseOptions& d, std::ostream& out) {
   BpttReport report;
-  with_subject("diagnose", mo, d.task, d.weights, [&](auto& subject, const ModelOptions& m) {
+  with_subject("diagnose", m, d.task, d.weights, [&](auto& subject) {
     Tape<double> tape;
     std::vector<HiddenSeries<double>> hidden;
     tape.backward(subject.loss(tape, &hidden));
@@ -393,7 +392,6 @@ BpttReport diagnose(const ModelOptions& mo, const DiagnoseOptions& d, std::ostre
     }
     report = bptt_diagnostics(tape, hidden, recurrent, {.probes = d.probes, .seed = m.seed});
   });
-  const ModelOptions& m = mo;
   const std::string title = fmt::format("{}{}: gradient flow through {} steps (loss {})", m.cell,
                                         d.task.empty() ? "" : " on " + d.task, m.steps,
                                         d.task.empty() ? "at the last step" : "of the task");
@@ -439,7 +437,7 @@ class Progress {
 
 }  // namespace
 
-SpectrumResult spectrum(const ModelOptions& mo, const SpectrumOptions& s, std::ostream& out,
+SpectrumResult spectrum(const ModelOptions& m, const SpectrumOptions& s, std::ostream& out,
                         std::ostream* progress) {
   if (s.hessian.empty() && !s.jacobian && s.lyapunov == 0) {
     throw UsageError("spectrum: nothing to do: ask for --hessian, --jacobian or --lyapunov");
@@ -458,7 +456,7 @@ SpectrumResult spectrum(const ModelOptions& mo, const SpectrumOptions& s, std::o
     write_file(s.output + "-" + what + ".svg", svg, wrote);
   };
   std::string json = "{";
-  with_subject("spectrum", mo, s.task, s.weights, [&](auto& subject, const ModelOptions& m) {
+  with_subject("spectrum", m, s.task, s.weights, [&](auto& subject) {
     auto& layer = subject.layer();
     const std::vector<Parameter<double>*>& params = subject.parameters();
     const std::vector<Matrix<double>>& xs = subject.inputs();
