@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "reference.hpp"
 #include "support.hpp"
 
 using namespace rwd;
@@ -46,7 +47,7 @@ void check_products(double tol) {
         const Matrix<T> w =
             transpose_w ? random_matrix<T>(s.m, s.k, seed++) : random_matrix<T>(s.k, s.m, seed++);
         const Matrix<T> base = random_matrix<T>(s.n, s.m, seed++);
-        const Matrix<T> expect = transpose_w ? Matrix<T>(l * w.transpose()) : Matrix<T>(l * w);
+        const Matrix<T> expect = test::product(l, false, w, transpose_w);
         detail::PackedWeight<T> packed;
         for (int use = 0; use < 2; ++use) {  // the second use reads the packing of the first
           Matrix<T> y = base;
@@ -63,7 +64,7 @@ void check_products(double tol) {
         // A weight's gradient from a batch: aᵀ·b, m×k.
         const Matrix<T> a = random_matrix<T>(s.n, s.m, seed++);
         const Matrix<T> gbase = random_matrix<T>(s.m, s.k, seed++);
-        const Matrix<T> gexpect = a.transpose() * l;
+        const Matrix<T> gexpect = test::product(a, true, l, false);
         for (const bool add : {false, true}) {
           Matrix<T> g = gbase;
           detail::gradient_product<T>(MutMap<T>(g.data(), s.m, s.k), add,
@@ -138,7 +139,7 @@ BOOST_AUTO_TEST_CASE(products_with_a_packed_weight_are_identical_on_one_and_two_
     }
     BOOST_TEST_CONTEXT("y 32x" << m) {
       BOOST_TEST(same);
-      BOOST_TEST(rel_error(y[0], Matrix<float>(l * w.transpose())) < 1e-5);
+      BOOST_TEST(rel_error(y[0], test::product(l, false, w, true)) < 1e-5);
     }
   }
   Eigen::setNbThreads(before);
@@ -170,8 +171,7 @@ BOOST_AUTO_TEST_CASE(weight_gradients_are_identical_on_one_and_two_threads) {
     }
     BOOST_TEST_CONTEXT("y " << s.m << "x" << s.k << " from " << s.n << " rows") {
       BOOST_TEST(same);
-      const Matrix<double> expect =
-          base.cast<double>() + a.cast<double>().transpose() * b.cast<double>();
+      const Matrix<double> expect = test::sum_of_products_tn<float>(base.cast<double>(), {a}, {b});
       BOOST_TEST(rel_error(Matrix<double>(y[0].cast<double>()), expect) < 1e-4);
     }
   }
@@ -195,12 +195,11 @@ BOOST_AUTO_TEST_CASE(gradient_terms_together_give_the_bits_of_one_by_one) {
     constexpr int kTerms = 5;
     std::vector<Matrix<T>> a, b;
     std::vector<detail::GradientTerm<T>> terms;
-    Matrix<double> expect = Matrix<double>::Zero(s.m, s.k);
     for (int t = 0; t < kTerms; ++t) {
       a.push_back(random_matrix<T>(s.n, s.m, 40 + 2 * t));
       b.push_back(random_matrix<T>(s.n, s.k, 41 + 2 * t));
-      expect += a.back().template cast<double>().transpose() * b.back().template cast<double>();
     }
+    const Matrix<double> expect = test::sum_of_products_tn<T>(Matrix<double>(), a, b);
     for (int t = 0; t < kTerms; ++t) terms.push_back({a[t].data(), b[t].data(), s.n, t > 0});
     const Matrix<T> garbage = random_matrix<T>(s.m, s.k, 39);
     Matrix<T> one_by_one = garbage;

@@ -90,6 +90,13 @@ template <class T>
 void call_backward(const Node<T>& n, const TensorRef<T>* in, const TensorRef<T>* slots,
                    const GradMode* modes, const T* gy, std::vector<TensorRef<T>>& parts);
 
+/// Rows [r0, r1) of n's backward (the two-thread sweep's share of a rowwise op, or all of an
+/// op's rows): inputs `in` and gradient slots as the caller cut them. Also defined in
+/// reverse.cpp, so the backward rules are compiled in one file only.
+template <class T>
+void call_backward_rows(const Node<T>& n, Index r0, Index r1, const TensorRef<T>* in,
+                        const TensorRef<T>* slots, const GradMode* modes);
+
 /// `size` zeros, valid until the next call (a tangent that no seed reached).
 template <class T>
 class Zeros {

@@ -296,17 +296,7 @@ void ParallelReverse<T>::run_step(const Recording<T>& rec, const Node<T>& n, Ind
     mine.slots[kk] = TensorRef<T>{data, srows, x.cols};
     mine.modes[kk] = mode;
   }
-  std::visit(
-      [&](const auto& o) {
-        using O = std::decay_t<decltype(o)>;
-        if constexpr (!kIsLeaf<O>) {
-          Grads<T> g(mine.slots.data(), mine.modes.data(), count);
-          o.template backward<T>(Inputs<T>(mine.in.data(), count),
-                                 ConstMap<T>(n.value + r0 * n.cols, r1 - r0, n.cols),
-                                 ConstMap<T>(n.grad + r0 * n.cols, r1 - r0, n.cols), g);
-        }
-      },
-      n.op);
+  call_backward_rows(n, r0, r1, mine.in.data(), mine.slots.data(), mine.modes.data());
   // Scratch contributions into their buffers (this thread's rows of them).
   for (int k = 0; k < count; ++k) {
     const auto kk = static_cast<std::size_t>(k);

@@ -31,6 +31,27 @@ void call_backward(const Node<T>& n, const TensorRef<T>* in, const TensorRef<T>*
       n.op);
 }
 
+template <class T>
+void call_backward_rows(const Node<T>& n, Index r0, Index r1, const TensorRef<T>* in,
+                        const TensorRef<T>* slots, const GradMode* modes) {
+  std::visit(
+      [&](const auto& o) {
+        if constexpr (!kIsLeaf<std::decay_t<decltype(o)>>) {
+          const int count = static_cast<int>(n.num_inputs);
+          Grads<T> g(slots, modes, count);
+          o.template backward<T>(Inputs<T>(in, count),
+                                 ConstMap<T>(n.value + r0 * n.cols, r1 - r0, n.cols),
+                                 ConstMap<T>(n.grad + r0 * n.cols, r1 - r0, n.cols), g);
+        }
+      },
+      n.op);
+}
+
+template void call_backward_rows<float>(const Node<float>&, Index, Index, const TensorRef<float>*,
+                                        const TensorRef<float>*, const GradMode*);
+template void call_backward_rows<double>(const Node<double>&, Index, Index,
+                                         const TensorRef<double>*, const TensorRef<double>*,
+                                         const GradMode*);
 template void call_backward<float>(const Node<float>&, const TensorRef<float>*,
                                    const TensorRef<float>*, const GradMode*, const float*,
                                    std::vector<TensorRef<float>>&);
