@@ -88,10 +88,37 @@ std::optional<typename CellEvaluator<T>::Value> CellEvaluator<T>::call(const Exp
     for (int a : x.args) parts.push_back(tensor(a));
     return var(parts.size() == 1 ? parts[0] : concat_cols(parts));
   }
-  if (f == "maximum" || f == "minimum") {
+  if (f == "maximum" || f == "minimum" || f.starts_with("row_")) {  // two tensors
     const Var<T> a = tensor(x.args[0]);
     const Var<T> b = tensor(x.args[1]);
-    return var(f == "maximum" ? maximum(a, b) : minimum(a, b));
+    if (f == "maximum") return var(maximum(a, b));
+    if (f == "minimum") return var(minimum(a, b));
+    if (f == "row_outer") return var(row_outer(a, b));
+    if (f == "row_vecmat") return var(row_vecmat(a, b));
+    return var(row_matvec(a, b));
+  }
+  if (f == "heads" || f == "merge") {
+    // B×(k·d) <-> (B·k)×d: example b's head j is row b·k + j, a view (reshape), no copy.
+    const Var<T> a = tensor(x.args[0]);
+    const Value k = eval(x.args[1]);
+    if (!k.is_number || !(k.number >= 1) || k.number != std::floor(k.number)) {
+      p.fail(x.line, x.column, fmt::format("{}(e, k): k is a whole number of heads", f));
+    }
+    const auto heads = static_cast<Index>(k.number);
+    if (f == "heads") {
+      if (a.cols() % heads != 0) {
+        p.fail(x.line, x.column,
+               fmt::format("heads(e, {}): {} columns do not split into {} heads", heads, a.cols(),
+                           heads));
+      }
+      return var(reshape(a, a.rows() * heads, a.cols() / heads));
+    }
+    if (a.rows() % heads != 0) {
+      p.fail(x.line, x.column,
+             fmt::format("merge(e, {}): {} rows are not whole examples of {} heads", heads,
+                         a.rows(), heads));
+    }
+    return var(reshape(a, a.rows() / heads, a.cols() * heads));
   }
   if (f == "cols") {
     const Var<T> a = tensor(x.args[0]);
@@ -124,6 +151,7 @@ std::optional<typename CellEvaluator<T>::Value> CellEvaluator<T>::call(const Exp
   if (f == "neg") return var(neg(v));
   if (f == "sin") return var(rwd::sin(v));
   if (f == "cos") return var(rwd::cos(v));
+  if (f == "sum_rows") return var(sum_rows(v));
   return std::nullopt;
 }
 
@@ -165,25 +193,44 @@ typename CellEvaluator<T>::Value CellEvaluator<T>::binary(const Expr& x) {
         return var(scale(div(tape.constant(Matrix<T>::Ones(v.rows(), v.cols())), v), c(n)));
     }
   }
-  // Two tensors; a 1×n row against a batch is broadcast with the explicit ops.
+  // Two tensors; a 1×n row against a batch, or a B×1 column (one value per example) against
+  // n columns, is broadcast with the explicit ops.
   const Var<T>& l = a.var;
   const Var<T>& r = b.var;
-  const bool r_row = r.rows() == 1 && l.rows() != 1 && r.cols() == l.cols();
-  const bool l_row = l.rows() == 1 && r.rows() != 1 && l.cols() == r.cols();
+  const auto row_of = [](const Var<T>& small, const Var<T>& big) {
+    return small.rows() == 1 && big.rows() != 1 && small.cols() == big.cols();
+  };
+  const auto col_of = [](const Var<T>& small, const Var<T>& big) {
+    return small.cols() == 1 && big.cols() != 1 && small.rows() == big.rows();
+  };
+  const bool r_row = row_of(r, l), l_row = row_of(l, r);
+  const bool r_col = !r_row && !l_row && col_of(r, l), l_col = !r_row && !l_row && col_of(l, r);
+  const auto add_vector = [&](const Var<T>& big, const Var<T>& v) {
+    return r_row || l_row ? add_row_vector(big, v) : add_col_vector(big, v);
+  };
+  const auto mul_vector = [&](const Var<T>& big, const Var<T>& v) {
+    return r_row || l_row ? mul_row_vector(big, v) : mul_col_vector(big, v);
+  };
+  const auto reciprocal = [&](const Var<T>& v) {
+    return div(tape.constant(Matrix<T>::Ones(v.rows(), v.cols())), v);
+  };
+  const bool r_small = r_row || r_col, l_small = l_row || l_col;
   switch (x.op) {
     case '+':
-      if (r_row) return var(add_row_vector(l, r));
-      if (l_row) return var(add_row_vector(r, l));
+      if (r_small) return var(add_vector(l, r));
+      if (l_small) return var(add_vector(r, l));
       return var(add(l, r));
     case '-':
-      if (r_row) return var(add_row_vector(l, neg(r)));
-      if (l_row) return var(add_row_vector(neg(r), l));
+      if (r_small) return var(add_vector(l, neg(r)));
+      if (l_small) return var(add_vector(neg(r), l));
       return var(sub(l, r));
     case '*':
-      if (r_row) return var(mul_row_vector(l, r));
-      if (l_row) return var(mul_row_vector(r, l));
+      if (r_small) return var(mul_vector(l, r));
+      if (l_small) return var(mul_vector(r, l));
       return var(mul(l, r));
     default:
+      if (r_small) return var(mul_vector(l, reciprocal(r)));
+      if (l_small) return var(mul_vector(reciprocal(r), l));
       return var(div(l, r));
   }
 }

@@ -26,15 +26,17 @@ struct Token {
 
 // The unary tensor functions and their ops; the others have fixed arities below.
 const std::set<std::string>& unary_functions() {
-  static const std::set<std::string> names{"sigmoid",  "tanh",   "relu", "exp", "log",
-                                           "softplus", "square", "sqrt", "abs", "log_sigmoid",
-                                           "neg",      "sin",    "cos"};
+  static const std::set<std::string> names{"sigmoid",  "tanh",   "relu", "exp",     "log",
+                                           "softplus", "square", "sqrt", "abs",     "log_sigmoid",
+                                           "neg",      "sin",    "cos",  "sum_rows"};
   return names;
 }
 
-// The elementwise functions of two tensors of one shape.
+// The functions of two arguments: elementwise ones of one shape, the per-example products, and
+// heads(e, k) / merge(e, k) (a tensor and a number).
 const std::set<std::string>& binary_functions() {
-  static const std::set<std::string> names{"maximum", "minimum"};
+  static const std::set<std::string> names{"maximum",    "minimum", "row_outer", "row_vecmat",
+                                           "row_matvec", "heads",   "merge"};
   return names;
 }
 

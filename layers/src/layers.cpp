@@ -1,4 +1,5 @@
 // Explicit instantiations of the layers for float and double, so programs do not compile them.
+#include <Eigen/QR>
 #include <rewind/layers/layers.hpp>
 #include <rewind/layers/summary.hpp>
 
@@ -90,6 +91,23 @@ template class Sequence<GruCell<double>>;
 namespace rwd::layers {
 
 namespace detail {
+Eigen::MatrixXd thin_q(const Eigen::MatrixXd& a) {
+  return Eigen::HouseholderQR<Eigen::MatrixXd>(a).householderQ() *
+         Eigen::MatrixXd::Identity(a.rows(), a.cols());
+}
+
+Eigen::MatrixXd positive_qr(const Eigen::MatrixXd& a, Eigen::VectorXd* r_diagonal) {
+  const Index k = a.cols();
+  const Eigen::HouseholderQR<Eigen::MatrixXd> qr(a);
+  Eigen::MatrixXd q = qr.householderQ() * Eigen::MatrixXd::Identity(a.rows(), k);
+  const Eigen::VectorXd diagonal = qr.matrixQR().diagonal().head(k);
+  for (Index j = 0; j < k; ++j) {
+    if (diagonal[j] < 0) q.col(j) = -q.col(j);
+  }
+  if (r_diagonal != nullptr) *r_diagonal = diagonal.cwiseAbs();
+  return q;
+}
+
 std::string format_bytes(double bytes) {
   if (bytes < 1024) return fmt::format("{:.0f} B", bytes);
   if (bytes < 1024.0 * 1024) return fmt::format("{:.1f} KiB", bytes / 1024);

@@ -41,6 +41,35 @@ BOOST_AUTO_TEST_CASE(shape_errors_name_the_op_and_both_shapes) {
       [&] { (void)add(tape.input(M::Ones(2, 3)), tape.input(M::Ones(1, 3))); },
       "add: shapes differ: lhs is 2x3, rhs is 1x3 (no implicit broadcasting: "
       "add_row_vector(lhs, rhs) broadcasts the 1x3 row over the 2 rows)");
+  // A column (one value per example) against a batch: the column broadcasts.
+  test::expect_message<ShapeError>(
+      [&] { (void)mul(tape.input(M::Ones(2, 3)), tape.input(M::Ones(2, 1))); },
+      "mul: shapes differ: lhs is 2x3, rhs is 2x1 (no implicit broadcasting: "
+      "mul_col_vector(lhs, rhs) broadcasts the 2x1 column over the 3 columns)");
+  test::expect_message<ShapeError>(
+      [&] { (void)sub(tape.input(M::Ones(4, 1)), tape.input(M::Ones(4, 5))); },
+      "sub: shapes differ: lhs is 4x1, rhs is 4x5 (no implicit broadcasting: "
+      "add_col_vector(neg(rhs), lhs) broadcasts the 4x1 column over the 5 columns)");
+  // Per-example matrices (row i of a B×(m·n) tensor) and column broadcasts.
+  const Var<double> x32 = tape.input(M::Ones(3, 2)), s37 = tape.input(M::Ones(3, 7));
+  test::expect_message<ShapeError>(
+      [&] { (void)row_vecmat(x32, s37); },
+      "row_vecmat: expects x B×m and matrices B×(m·n): x is 3x2, matrices are 3x7 (7 columns "
+      "are not m·n for m = 2)");
+  test::expect_message<ShapeError>(
+      [&] { (void)row_matvec(s37, x32); },
+      "row_matvec: expects matrices B×(m·n) and v B×n: matrices are 3x7, v is 3x2 (7 columns "
+      "are not m·n for n = 2)");
+  test::expect_message<ShapeError>([&] { (void)row_outer(x32, tape.input(M::Ones(4, 2))); },
+                                   "row_outer: the batches differ: lhs is 3x2, rhs is 4x2");
+  test::expect_message<ShapeError>(
+      [&] { (void)mul_col_vector(x32, x32); },
+      "mul_col_vector: column vector has the wrong shape: vector is 3x2, expected 3x1 for a "
+      "3x2 input");
+  test::expect_message<ShapeError>(
+      [&] { (void)add_col_vector(x32, tape.input(M::Ones(2, 1))); },
+      "add_col_vector: column vector has the wrong shape: vector is 2x1, expected 3x1 for a "
+      "3x2 input");
   test::expect_message<ShapeError>(
       [&] { (void)sub(tape.input(M::Ones(1, 3)), tape.input(M::Ones(4, 3))); },
       "sub: shapes differ: lhs is 1x3, rhs is 4x3 (no implicit broadcasting: "

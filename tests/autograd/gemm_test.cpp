@@ -7,7 +7,6 @@
 #include <string>
 #include <vector>
 
-#include "reference.hpp"
 #include "support.hpp"
 
 using namespace rwd;
@@ -32,6 +31,9 @@ double rel_error(const Matrix<T>& a, const Matrix<T>& b) {
 struct ProductShape {
   Index n, k, m;
 };
+struct GradientShape {
+  Index n, m, k;  // a's rows and columns, b's columns: y (m×k) = aᵀ·b
+};
 const ProductShape kShapes[] = {{3, 5, 7},     {4, 16, 16},    {5, 17, 49},   {32, 64, 512},
                                 {33, 129, 97}, {32, 2500, 70}, {7, 300, 2049}};
 
@@ -47,7 +49,7 @@ void check_products(double tol) {
         const Matrix<T> w =
             transpose_w ? random_matrix<T>(s.m, s.k, seed++) : random_matrix<T>(s.k, s.m, seed++);
         const Matrix<T> base = random_matrix<T>(s.n, s.m, seed++);
-        const Matrix<T> expect = test::product(l, false, w, transpose_w);
+        const Matrix<T> expect = transpose_w ? Matrix<T>(l * w.transpose()) : Matrix<T>(l * w);
         detail::PackedWeight<T> packed;
         for (int use = 0; use < 2; ++use) {  // the second use reads the packing of the first
           Matrix<T> y = base;
@@ -64,7 +66,7 @@ void check_products(double tol) {
         // A weight's gradient from a batch: aᵀ·b, m×k.
         const Matrix<T> a = random_matrix<T>(s.n, s.m, seed++);
         const Matrix<T> gbase = random_matrix<T>(s.m, s.k, seed++);
-        const Matrix<T> gexpect = test::product(a, true, l, false);
+        const Matrix<T> gexpect = a.transpose() * l;
         for (const bool add : {false, true}) {
           Matrix<T> g = gbase;
           detail::gradient_product<T>(MutMap<T>(g.data(), s.m, s.k), add,
@@ -139,7 +141,7 @@ BOOST_AUTO_TEST_CASE(products_with_a_packed_weight_are_identical_on_one_and_two_
     }
     BOOST_TEST_CONTEXT("y 32x" << m) {
       BOOST_TEST(same);
-      BOOST_TEST(rel_error(y[0], test::product(l, false, w, true)) < 1e-5);
+      BOOST_TEST(rel_error(y[0], Matrix<float>(l * w.transpose())) < 1e-5);
     }
   }
   Eigen::setNbThreads(before);
@@ -148,12 +150,10 @@ BOOST_AUTO_TEST_CASE(products_with_a_packed_weight_are_identical_on_one_and_two_
 // Nor does a weight gradient's: libxsmm's panels (a result up to 512 KiB), cut into column
 // halves too when there is one panel (an input weight's gradient over a whole sequence: 64
 // inputs, 50 steps of 32), and Eigen's row halves (larger) each compute whole sums.
-BOOST_AUTO_TEST_CASE(weight_gradients_are_identical_on_one_and_two_threads) {
+namespace {
+void check_weight_gradients_on_two_threads(std::initializer_list<GradientShape> shapes) {
   const int before = Eigen::nbThreads();
-  struct Shape {
-    Index n, m, k;
-  };
-  for (const Shape s : {Shape{32, 512, 128}, Shape{32, 2048, 512}, Shape{1600, 512, 64}}) {
+  for (const GradientShape s : shapes) {
     const Matrix<float> a = random_matrix<float>(s.n, s.m, 23),
                         b = random_matrix<float>(s.n, s.k, 24);
     const Matrix<float> base = random_matrix<float>(s.m, s.k, 25);
@@ -171,11 +171,25 @@ BOOST_AUTO_TEST_CASE(weight_gradients_are_identical_on_one_and_two_threads) {
     }
     BOOST_TEST_CONTEXT("y " << s.m << "x" << s.k << " from " << s.n << " rows") {
       BOOST_TEST(same);
-      const Matrix<double> expect = test::sum_of_products_tn<float>(base.cast<double>(), {a}, {b});
+      const Matrix<double> expect =
+          base.cast<double>() + a.cast<double>().transpose() * b.cast<double>();
       BOOST_TEST(rel_error(Matrix<double>(y[0].cast<double>()), expect) < 1e-4);
     }
   }
   Eigen::setNbThreads(before);
+}
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(weight_gradients_are_identical_on_one_and_two_threads) {
+  // 720 KiB (600x300 float) is past libxsmm's panels: Eigen's row halves.
+  check_weight_gradients_on_two_threads({{32, 512, 128}, {32, 600, 300}, {1600, 512, 64}});
+}
+
+// The same at 4 MiB (2048x512 float): Eigen's row halves with several blocks each; the case
+// above runs the same code (heavy: the sanitizer build leaves it out).
+BOOST_AUTO_TEST_CASE(weight_gradients_of_a_4_mib_result_are_identical_on_two_threads,
+                     *boost::unit_test::label("heavy")) {
+  check_weight_gradients_on_two_threads({{32, 2048, 512}});
 }
 
 #endif
@@ -187,47 +201,54 @@ BOOST_AUTO_TEST_CASE(weight_gradients_are_identical_on_one_and_two_threads) {
 // size (Eigen's kernel, term by term); the first term assigns over whatever y held. On two
 // threads (a REWIND_OPENMP build) the same bits again, every run. Checked against the sum in
 // double too.
-BOOST_AUTO_TEST_CASE(gradient_terms_together_give_the_bits_of_one_by_one) {
-  struct Shape {
-    Index n, m, k;
-  };
-  const auto check = [&]<class T>(T, Shape s, double tol) {
-    constexpr int kTerms = 5;
-    std::vector<Matrix<T>> a, b;
-    std::vector<detail::GradientTerm<T>> terms;
-    for (int t = 0; t < kTerms; ++t) {
-      a.push_back(random_matrix<T>(s.n, s.m, 40 + 2 * t));
-      b.push_back(random_matrix<T>(s.n, s.k, 41 + 2 * t));
-    }
-    const Matrix<double> expect = test::sum_of_products_tn<T>(Matrix<double>(), a, b);
-    for (int t = 0; t < kTerms; ++t) terms.push_back({a[t].data(), b[t].data(), s.n, t > 0});
-    const Matrix<T> garbage = random_matrix<T>(s.m, s.k, 39);
-    Matrix<T> one_by_one = garbage;
-    for (int t = 0; t < kTerms; ++t) {
-      detail::gradient_product<T>(MutMap<T>(one_by_one.data(), s.m, s.k), t > 0,
-                                  ConstMap<T>(a[t].data(), s.n, s.m),
-                                  ConstMap<T>(b[t].data(), s.n, s.k));
-    }
-    const int before = Eigen::nbThreads();
-    for (const int threads : {1, 2}) {
-      Eigen::setNbThreads(threads);
-      for (int run = 0; run < (threads == 1 ? 1 : 6); ++run) {
-        BOOST_TEST_CONTEXT("y " << s.m << "x" << s.k << " ("
-                                << (sizeof(T) == 4 ? "float" : "double") << "), " << threads
-                                << " thread(s), run " << run) {
-          Matrix<T> together = garbage;
-          detail::gradient_products<T>(MutMap<T>(together.data(), s.m, s.k), terms);
-          BOOST_TEST(test::same(together, one_by_one));
-          BOOST_TEST(rel_error(Matrix<double>(together.template cast<double>()), expect) < tol);
-        }
+namespace {
+template <class T>
+void check_gradient_terms(GradientShape s, double tol) {
+  constexpr int kTerms = 5;
+  std::vector<Matrix<T>> a, b;
+  std::vector<detail::GradientTerm<T>> terms;
+  Matrix<double> expect = Matrix<double>::Zero(s.m, s.k);
+  for (int t = 0; t < kTerms; ++t) {
+    a.push_back(random_matrix<T>(s.n, s.m, 40 + 2 * t));
+    b.push_back(random_matrix<T>(s.n, s.k, 41 + 2 * t));
+    expect += a.back().template cast<double>().transpose() * b.back().template cast<double>();
+  }
+  for (int t = 0; t < kTerms; ++t) terms.push_back({a[t].data(), b[t].data(), s.n, t > 0});
+  const Matrix<T> garbage = random_matrix<T>(s.m, s.k, 39);
+  Matrix<T> one_by_one = garbage;
+  for (int t = 0; t < kTerms; ++t) {
+    detail::gradient_product<T>(MutMap<T>(one_by_one.data(), s.m, s.k), t > 0,
+                                ConstMap<T>(a[t].data(), s.n, s.m),
+                                ConstMap<T>(b[t].data(), s.n, s.k));
+  }
+  const int before = Eigen::nbThreads();
+  for (const int threads : {1, 2}) {
+    Eigen::setNbThreads(threads);
+    for (int run = 0; run < (threads == 1 ? 1 : 6); ++run) {
+      BOOST_TEST_CONTEXT("y " << s.m << "x" << s.k << " (" << (sizeof(T) == 4 ? "float" : "double")
+                              << "), " << threads << " thread(s), run " << run) {
+        Matrix<T> together = garbage;
+        detail::gradient_products<T>(MutMap<T>(together.data(), s.m, s.k), terms);
+        BOOST_TEST(test::same(together, one_by_one));
+        BOOST_TEST(rel_error(Matrix<double>(together.template cast<double>()), expect) < tol);
       }
     }
-    Eigen::setNbThreads(before);
-  };
-  check(float{}, Shape{32, 512, 128}, 1e-5);
-  check(float{}, Shape{32, 2048, 512}, 1e-5);
-  check(float{}, Shape{33, 600, 300}, 1e-5);
-  check(double{}, Shape{32, 300, 400}, 1e-13);
+  }
+  Eigen::setNbThreads(before);
+}
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(gradient_terms_together_give_the_bits_of_one_by_one) {
+  check_gradient_terms<float>({32, 512, 128}, 1e-5);
+  check_gradient_terms<float>({33, 600, 300}, 1e-5);
+  check_gradient_terms<double>({32, 300, 400}, 1e-13);
+}
+
+// 8 tiles (2048x512 float, 4 MiB); the case above has several tiles too (heavy: the sanitizer
+// build leaves it out).
+BOOST_AUTO_TEST_CASE(gradient_terms_of_a_4_mib_result_give_the_bits_of_one_by_one,
+                     *boost::unit_test::label("heavy")) {
+  check_gradient_terms<float>({32, 2048, 512}, 1e-5);
 }
 
 #ifdef _OPENMP
@@ -265,6 +286,43 @@ BOOST_AUTO_TEST_CASE(rowwise_ops_on_two_threads_give_identical_results) {
   const auto one = run(1), two = run(2);
   Eigen::setNbThreads(before);
   for (std::size_t k = 0; k < one.size(); ++k) BOOST_TEST(test::same(one[k], two[k]), k);
+}
+
+// The per-example products and column broadcasts split rows the same way: a 64-example 33x33
+// state (69 696 elements, above the threshold), decayed per example and updated by outer
+// products, read by both products; first and second order.
+BOOST_AUTO_TEST_CASE(per_example_products_on_two_threads_give_identical_results) {
+  const Index rows = 64, d = 33;
+  const Matrix<double> k0 = random_matrix<double>(rows, d, 21),
+                       v0 = random_matrix<double>(rows, d, 22);
+  const Matrix<double> s0 = random_matrix<double>(rows, d * d, 23);
+  const Matrix<double> f0 = random_matrix<double>(rows, 1, 24);
+  const int before = Eigen::nbThreads();
+  const auto run = [&](int threads) {
+    Eigen::setNbThreads(threads);
+    Tape<double> tape;
+    const Var<double> k = tape.input(k0), v = tape.input(v0), s = tape.input(s0),
+                      f = tape.input(f0);
+    const Var<double> state =
+        add(mul_col_vector(s, sigmoid(f)), row_outer(k, v));  // S' = σ(f)·S + k vᵀ
+    const Var<double> read = add(row_vecmat(k, state), row_matvec(state, v));
+    const Var<double> y = add_col_vector(read, f);
+    const Var<double> loss = sum(mul(y, tape.constant(random_matrix<double>(rows, d, 25))));
+    tape.backward(loss);
+    std::array<Matrix<double>, 8> out{y.value(), k.grad(), v.grad(), s.grad()};
+    tape.set_tangent(k, random_matrix<double>(rows, d, 26));
+    tape.set_tangent(s, random_matrix<double>(rows, d * d, 27));
+    tape.set_tangent(f, random_matrix<double>(rows, 1, 28));
+    tape.hvp(loss);
+    out[4] = y.tangent();
+    out[5] = k.grad_tangent();
+    out[6] = s.grad_tangent();
+    out[7] = f.grad_tangent();
+    return out;
+  };
+  const auto one = run(1), two = run(2);
+  Eigen::setNbThreads(before);
+  for (std::size_t i = 0; i < one.size(); ++i) BOOST_TEST(test::same(one[i], two[i]), i);
 }
 #endif
 

@@ -348,6 +348,57 @@ struct WhereCases {
 template <>
 struct Sample<ops::Where> : SampleFrom<WhereCases> {};
 
+// Binary ops whose inputs have different shapes: the (rows, cols) pairs to test, each with
+// several examples (rows) where the op works per example.
+template <class O>
+struct PairShapes;
+template <>
+struct PairShapes<ops::RowOuter> {  // B×m, B×n
+  static constexpr Index kShapes[][4] = {{1, 1, 1, 1}, {3, 2, 3, 4}};
+};
+template <>
+struct PairShapes<ops::RowVecmat> {  // B×m, B×(m·n)
+  static constexpr Index kShapes[][4] = {{1, 1, 1, 1}, {3, 2, 3, 8}};
+};
+template <>
+struct PairShapes<ops::RowMatvec> {  // B×(m·n), B×n
+  static constexpr Index kShapes[][4] = {{1, 1, 1, 1}, {3, 8, 3, 4}};
+};
+template <>
+struct PairShapes<ops::AddColVector> {  // B×C, B×1
+  static constexpr Index kShapes[][4] = {{1, 1, 1, 1}, {3, 5, 3, 1}};
+};
+template <>
+struct PairShapes<ops::MulColVector> {
+  static constexpr Index kShapes[][4] = {{1, 1, 1, 1}, {3, 5, 3, 1}};
+};
+
+template <class O>
+struct PairCases {
+  template <class T>
+  static std::vector<Case<T>> build(std::mt19937_64& rng, bool big) {
+    std::vector<Case<T>> out;
+    for (const auto& s : PairShapes<O>::kShapes) {
+      Matrix<T> a = val<T>(s[0], s[1], rng, big);
+      Matrix<T> b = val<T>(s[2], s[3], rng, big);
+      out.push_back({fmt::format("{}x{} with {}x{}", s[0], s[1], s[2], s[3]),
+                     {std::move(a), std::move(b)},
+                     record_op<T>(O{})});
+    }
+    return out;
+  }
+};
+template <>
+struct Sample<ops::RowOuter> : SampleFrom<PairCases<ops::RowOuter>> {};
+template <>
+struct Sample<ops::RowVecmat> : SampleFrom<PairCases<ops::RowVecmat>> {};
+template <>
+struct Sample<ops::RowMatvec> : SampleFrom<PairCases<ops::RowMatvec>> {};
+template <>
+struct Sample<ops::AddColVector> : SampleFrom<PairCases<ops::AddColVector>> {};
+template <>
+struct Sample<ops::MulColVector> : SampleFrom<PairCases<ops::MulColVector>> {};
+
 // ---- the registry, minus what has no forward of its own -----------------------------------------
 
 template <class O>

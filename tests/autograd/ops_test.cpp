@@ -1,6 +1,7 @@
 // Generated per-op tests (one Boost.Test case per op in the registry) and forward values
 // against straightforward scalar formulas.
 #include <algorithm>
+#include <array>
 #include <boost/test/unit_test.hpp>
 #include <cmath>
 #include <random>
@@ -75,6 +76,27 @@ void check_extremes(std::string_view name, const std::vector<test::Case<T>>& cas
       }
     }
   }
+}
+
+}  // namespace
+
+namespace {
+
+// fl(a·b): the product of two floats is exact in double; rounded to float once, it is the float
+// product's bits (denormal results included).
+float product(float a, float b) {
+  return static_cast<float>(static_cast<double>(a) * static_cast<double>(b));
+}
+
+// Every element i of got equals one of candidates(i) (an array of floats), bit for bit up to
+// the sign of zero.
+template <class F>
+bool each_is_one_of(const Matrix<float>& got, F&& candidates) {
+  for (Index i = 0; i < got.size(); ++i) {
+    const auto c = candidates(i);
+    if (std::find(c.begin(), c.end(), got.data()[i]) == c.end()) return false;
+  }
+  return true;
 }
 
 }  // namespace
@@ -168,6 +190,83 @@ BOOST_AUTO_TEST_CASE(short_tensors_get_the_values_of_long_ones) {
   check_packetwise_tails<double>(1e-14);
 }
 
+// An elementwise backward multiplies a vanishing float gradient (below 2^-63) through double,
+// which avoids the processor's microcode assist for denormal products (detail::times_gradient);
+// the bits must be those of the plain float product d·gy of the op's factor d: tanh, sigmoid,
+// scale and mul backward (both of mul's operands), and mul's gradient added into an input's
+// existing one. Incoming gradients mix normal values, tiny normal ones, denormals (down to the
+// smallest, 2^-149), zeros and signs, at sizes 1 to 40 and 37x50 (partial packets, whole ones).
+// The references are written out element by element: a float product as the double product of
+// two floats (exact) rounded once; where the compiler may fuse a multiply and an add into one
+// rounding (tanh's 1 − y², an added gradient e + d·gy: GCC does from -O2 with FMA), either
+// rounding is accepted, and nothing else.
+BOOST_AUTO_TEST_CASE(vanishing_gradients_get_the_bits_of_float_products) {
+  using F = Matrix<float>;
+  std::mt19937_64 rng(11);
+  const float kTiny[] = {1e-30f, -3e-25f, 1e-38f, 1e-40f, -7e-42f, 0x1p-149f, 0.0f, 2e-20f};
+  int checked = 0;
+  for (const Shape s :
+       {Shape{1, 1}, Shape{1, 7}, Shape{2, 8}, Shape{3, 13}, Shape{1, 40}, Shape{37, 50}}) {
+    const F x = test::normal_matrix(s.rows, s.cols, rng).cast<float>();
+    const F b = test::normal_matrix(s.rows, s.cols, rng).cast<float>();
+    for (const bool vanishing : {true, false}) {
+      F gy = test::normal_matrix(s.rows, s.cols, rng).cast<float>();
+      if (vanishing) {
+        for (Index i = 0; i < gy.size(); ++i)
+          if (i % 3 != 1) gy.data()[i] = kTiny[i % 8] * (i % 2 == 0 ? 1.0f : 3.7f);
+      }
+      const ConstMap<float> g(gy.data(), s.rows, s.cols);
+      // x's gradient from y = f(x) alone (assigned), against Eigen's float product.
+      const auto gradient = [&](auto f) {
+        Tape<float> tape;
+        const Var<float> xv = tape.input(x);
+        const Var<float> y = f(tape, xv);
+        const GradSeed<float> seeds[] = {{y, g}};
+        tape.backward(std::span<const GradSeed<float>>(seeds));
+        return std::pair<F, F>(xv.grad(), y.value());
+      };
+      BOOST_TEST_CONTEXT(s << (vanishing ? ", vanishing gradient" : ", normal gradient")) {
+        // (Named, not structured bindings: Clang 14 cannot capture those in a lambda.)
+        const std::pair<F, F> tanh_run =
+            gradient([](Tape<float>&, const Var<float>& v) { return tanh(v); });
+        const F &gt = tanh_run.first, &ty = tanh_run.second;
+        BOOST_TEST(each_is_one_of(gt, [&](Index i) {
+          const float y = ty.data()[i], yy = y * y, unfused = 1.0f - yy;
+          return std::array{product(unfused, gy.data()[i]),
+                            product(std::fma(-y, y, 1.0f), gy.data()[i])};
+        }));
+        const std::pair<F, F> sigmoid_run =
+            gradient([](Tape<float>&, const Var<float>& v) { return sigmoid(v); });
+        const F &gs = sigmoid_run.first, &sy = sigmoid_run.second;
+        BOOST_TEST(each_is_one_of(gs, [&](Index i) {
+          const float y = sy.data()[i], rest = 1.0f - y, d = y * rest;
+          return std::array{product(d, gy.data()[i])};
+        }));
+        const auto [gc, cy] =
+            gradient([](Tape<float>&, const Var<float>& v) { return scale(v, 0.9); });
+        BOOST_TEST(
+            each_is_one_of(gc, [&](Index i) { return std::array{product(0.9f, gy.data()[i])}; }));
+        // mul(x, b): both operands; then x also in mul(x, x·0.5) recorded first, so that mul(x,
+        // b)'s gradient for x is added to the one already there.
+        Tape<float> tape;
+        const Var<float> xv = tape.input(x), bv = tape.input(b);
+        const Var<float> first = mul(xv, tape.constant(F(x * 0.5f))), m = mul(xv, bv);
+        const GradSeed<float> seeds[] = {{first, g}, {m, g}};
+        tape.backward(std::span<const GradSeed<float>>(seeds));
+        BOOST_TEST(each_is_one_of(
+            bv.grad(), [&](Index i) { return std::array{product(x.data()[i], gy.data()[i])}; }));
+        BOOST_TEST(each_is_one_of(xv.grad(), [&](Index i) {
+          const float e = product(b.data()[i], gy.data()[i]), h = x.data()[i] * 0.5f;
+          const float unfused = e + product(h, gy.data()[i]);
+          return std::array{unfused, std::fma(h, gy.data()[i], e)};
+        }));
+      }
+      ++checked;
+    }
+  }
+  BOOST_TEST(checked == 12);
+}
+
 BOOST_AUTO_TEST_CASE(extreme_values_are_exact) {
   Tape<double> tape;
   M v(1, 2);
@@ -216,6 +315,42 @@ BOOST_AUTO_TEST_CASE(softmax_family_and_losses_match_scalar_formulas) {
   Var<double> tv = tape.constant(target);
   BOOST_TEST(std::abs(bce_with_logits(x, tv).item() - bce) < 1e-12);
   BOOST_TEST(std::abs(mse(x, tv).item() - mse_ref) < 1e-12);
+}
+
+// Per-example matrices: row i of a B×(m·n) tensor holds example i's m×n matrix, row-major.
+// Every element against a sum written out, with m ≠ n so a swapped index cannot pass.
+BOOST_AUTO_TEST_CASE(per_example_products_and_column_broadcasts_match_scalar_sums) {
+  std::mt19937_64 rng(5);
+  const Index batch = 3, m = 2, n = 4;
+  const M a = test::normal_matrix(batch, m, rng), b = test::normal_matrix(batch, n, rng);
+  const M s = test::normal_matrix(batch, m * n, rng), c = test::normal_matrix(batch, 1, rng);
+  Tape<double> tape;
+  const Var<double> av = tape.constant(a), bv = tape.constant(b), sv = tape.constant(s),
+                    cv = tape.constant(c);
+  const M outer = row_outer(av, bv).value(), vecmat = row_vecmat(av, sv).value(),
+          matvec = row_matvec(sv, bv).value(), added = add_col_vector(bv, cv).value(),
+          scaled = mul_col_vector(bv, cv).value();
+  BOOST_TEST((outer.rows() == batch && outer.cols() == m * n && vecmat.cols() == n &&
+              matvec.cols() == m && added.cols() == n && scaled.cols() == n));
+  double worst = 0;
+  for (Index i = 0; i < batch; ++i) {
+    for (Index p = 0; p < m; ++p) {
+      for (Index q = 0; q < n; ++q) {
+        worst = std::max(worst, std::abs(outer(i, p * n + q) - a(i, p) * b(i, q)));
+      }
+      double sum = 0;
+      for (Index q = 0; q < n; ++q) sum += s(i, p * n + q) * b(i, q);
+      worst = std::max(worst, std::abs(matvec(i, p) - sum));
+    }
+    for (Index q = 0; q < n; ++q) {
+      double sum = 0;
+      for (Index p = 0; p < m; ++p) sum += a(i, p) * s(i, p * n + q);
+      worst = std::max(worst, std::abs(vecmat(i, q) - sum));
+      worst = std::max(worst, std::abs(added(i, q) - (b(i, q) + c(i, 0))));
+      worst = std::max(worst, std::abs(scaled(i, q) - b(i, q) * c(i, 0)));
+    }
+  }
+  BOOST_TEST(worst < 1e-14);
 }
 
 BOOST_AUTO_TEST_CASE(structural_ops_move_the_right_elements) {

@@ -133,7 +133,7 @@ BOOST_AUTO_TEST_CASE(every_example_cell_passes_gradcheck_and_gradgradcheck) {
       });
     }
   }
-  BOOST_TEST(files == 7u);
+  BOOST_TEST(files == 13u);
 }
 
 // sin, cos, maximum and minimum in a cell file: the values of the C++ ops, and gradients to
@@ -166,6 +166,69 @@ BOOST_AUTO_TEST_CASE(elementwise_functions_of_the_variants) {
     BOOST_TEST(g.passed(), g);
     const GradgradcheckReport gg = gradgradcheck(f, in, cell.named_parameters());
     BOOST_TEST(gg.passed(), gg);
+  });
+}
+
+// A per-example matrix state (hidden×hidden in a row of hidden·hidden) with a delta-rule update,
+// and B×1 values (a gate per example) meeting B×n values in + - * / (the column broadcasts),
+// against the same arithmetic written per example.
+BOOST_AUTO_TEST_CASE(matrix_states_and_column_broadcasts) {
+  const auto program = layers::parse_cell(
+      "cell delta\nstate h = hidden\nstate S = hidden * hidden\n"
+      "param w_k [hidden, input] uniform(1)\nparam w_v [hidden, input] uniform(1)\n"
+      "param w_q [hidden, input] uniform(1)\nparam w_b [1, input] uniform(1)\n"
+      "let k = x @ w_k'\nlet v = x @ w_v'\nlet q = x @ w_q'\n"
+      "let beta = sigmoid(x @ w_b')\n"
+      "let kn = k / (sum_rows(k * k) + 1)\n"
+      "let S2 = S + row_outer(v - row_matvec(S, kn), kn) * beta\n"
+      "next S = S2\n"
+      "next h = row_matvec(S2, q) - beta + (1 - beta) * q + beta / (2 + q * q) + "
+      "row_vecmat(q, S2) * 0.5\n",
+      "delta.cell");
+  layers::Rng rng(8);
+  const Index in = 3, hid = 2, batch = 2;
+  layers::with_file_cell<double>(program, in, hid, rng, [&](auto& cell) {
+    using Cell = std::decay_t<decltype(cell)>;
+    if constexpr (std::tuple_size_v<typename Cell::State> != 2) {
+      BOOST_FAIL("the cell has two states, h and S");
+    } else {
+      const M x = layers::uniform<double>(batch, in, 1.0, rng),
+              h = layers::uniform<double>(batch, hid, 0.5, rng),
+              s = layers::uniform<double>(batch, hid * hid, 0.5, rng);
+      const auto params = cell.named_parameters();
+      {
+        Tape<double> tape;
+        const auto next = cell.step(tape, tape.constant(x), {tape.constant(h), tape.constant(s)});
+        for (Index i = 0; i < batch; ++i) {
+          const Eigen::RowVectorXd xi = x.row(i);
+          const Eigen::VectorXd k = params[0]->value * xi.transpose(),
+                                v = params[1]->value * xi.transpose(),
+                                q = params[2]->value * xi.transpose();
+          const double beta = 1 / (1 + std::exp(-(params[3]->value.row(0).dot(xi))));
+          const Eigen::VectorXd kn = k / (k.squaredNorm() + 1);
+          Eigen::MatrixXd si(hid, hid);
+          for (Index p = 0; p < hid; ++p)
+            for (Index c = 0; c < hid; ++c) si(p, c) = s(i, p * hid + c);
+          const Eigen::MatrixXd s2 = si + beta * (v - si * kn) * kn.transpose();
+          Eigen::VectorXd expect_h = s2 * q - Eigen::VectorXd::Constant(hid, beta) +
+                                     (1 - beta) * q + (beta / (2 + q.array().square())).matrix() +
+                                     0.5 * (q.transpose() * s2).transpose();
+          BOOST_TEST((next[0].value().row(i).transpose() - expect_h).cwiseAbs().maxCoeff() < 1e-14);
+          for (Index p = 0; p < hid; ++p)
+            for (Index c = 0; c < hid; ++c)
+              BOOST_TEST(std::abs(next[1].value()(i, p * hid + c) - s2(p, c)) < 1e-14);
+        }
+      }
+      std::vector<NamedTensor> inputs{{"x", x}, {"h", h}, {"S", s}};
+      const auto f = [&](Tape<double>& tape, std::span<const Var<double>> v) {
+        const typename Cell::State next = cell.step(tape, v[0], {v[1], v[2]});
+        return add(sum(mul(next[0], next[0])), sum(next[1]));
+      };
+      const GradcheckReport g = gradcheck(f, inputs, params);
+      BOOST_TEST(g.passed(), g);
+      const GradgradcheckReport gg = gradgradcheck(f, inputs, params);
+      BOOST_TEST(gg.passed(), gg);
+    }
   });
 }
 

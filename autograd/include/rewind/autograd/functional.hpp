@@ -162,6 +162,33 @@ template <class T>
 Var<T> mul_row_vector(const Var<T>& x, const Var<T>& v) {
   return x.tape().record(ops::MulRowVector{}, {x, v});
 }
+/// x + v with the B×1 column v (one value per example) added to every column of x
+template <class T>
+Var<T> add_col_vector(const Var<T>& x, const Var<T>& v) {
+  return x.tape().record(ops::AddColVector{}, {x, v});
+}
+/// x ⊙ v with the B×1 column v (one value per example) multiplying every column of x
+template <class T>
+Var<T> mul_col_vector(const Var<T>& x, const Var<T>& v) {
+  return x.tape().record(ops::MulColVector{}, {x, v});
+}
+
+// ---- per-example matrices (row i of a B×(m·n) tensor is example i's m×n matrix, row-major) ----
+/// Row i: vec(a_i b_iᵀ), the outer product of a's and b's row i (B×m, B×n → B×(m·n))
+template <class T>
+Var<T> row_outer(const Var<T>& a, const Var<T>& b) {
+  return a.tape().record(ops::RowOuter{}, {a, b});
+}
+/// Row i: x_iᵀ M_i, a row times example i's matrix (B×m, B×(m·n) → B×n)
+template <class T>
+Var<T> row_vecmat(const Var<T>& x, const Var<T>& m) {
+  return x.tape().record(ops::RowVecmat{}, {x, m});
+}
+/// Row i: M_i v_i, example i's matrix times a row (B×(m·n), B×n → B×m)
+template <class T>
+Var<T> row_matvec(const Var<T>& m, const Var<T>& v) {
+  return m.tape().record(ops::RowMatvec{}, {m, v});
+}
 
 // ---- reductions ---------------------------------------------------------------------------------
 /// Σ x, 1×1

@@ -148,22 +148,35 @@ namespace detail {
   throw ShapeError(fmt::format("{}: {}: {}", op, what, details));
 }
 
-/// The explicit broadcast that fits where a 1×n row meets a batch of n columns in add, sub or
-/// mul ("" where none does): the hint of require_same_shape's error.
+/// The explicit broadcast that fits where a 1×n row meets a batch of n columns, or a B×1
+/// column (one value per example) meets B rows, in add, sub or mul ("" where none does): the
+/// hint of require_same_shape's error.
 inline std::string broadcast_hint(std::string_view op, Shape a, Shape b) {
   const bool b_row = b.rows == 1 && a.rows > 1 && a.cols == b.cols;
   const bool a_row = a.rows == 1 && b.rows > 1 && a.cols == b.cols;
-  if (!a_row && !b_row) return {};
-  const std::string_view batch = b_row ? "lhs" : "rhs", row = b_row ? "rhs" : "lhs";
+  const bool b_col = b.cols == 1 && a.cols > 1 && a.rows == b.rows;
+  const bool a_col = a.cols == 1 && b.cols > 1 && a.rows == b.rows;
+  const bool rows = a_row || b_row;
+  if (!rows && !a_col && !b_col) return {};
+  const bool b_small = rows ? b_row : b_col;  // rhs is the row or column
+  const std::string_view big = b_small ? "lhs" : "rhs", small = b_small ? "rhs" : "lhs";
+  const std::string_view kind = rows ? "row" : "col";
   std::string call;
-  if (op == "add") call = fmt::format("add_row_vector({}, {})", batch, row);
-  if (op == "mul") call = fmt::format("mul_row_vector({}, {})", batch, row);
+  if (op == "add") call = fmt::format("add_{}_vector({}, {})", kind, big, small);
+  if (op == "mul") call = fmt::format("mul_{}_vector({}, {})", kind, big, small);
   if (op == "sub") {
-    call = b_row ? "add_row_vector(lhs, neg(rhs))" : "add_row_vector(neg(rhs), lhs)";
+    call = b_small ? fmt::format("add_{}_vector(lhs, neg(rhs))", kind)
+                   : fmt::format("add_{}_vector(neg(rhs), lhs)", kind);
   }
   if (call.empty()) return {};
-  return fmt::format(" (no implicit broadcasting: {} broadcasts the 1x{} row over the {} rows)",
-                     call, a.cols, b_row ? a.rows : b.rows);
+  const Shape whole = b_small ? a : b;
+  if (rows) {
+    return fmt::format(" (no implicit broadcasting: {} broadcasts the 1x{} row over the {} rows)",
+                       call, whole.cols, whole.rows);
+  }
+  return fmt::format(
+      " (no implicit broadcasting: {} broadcasts the {}x1 column over the {} columns)", call,
+      whole.rows, whole.cols);
 }
 
 /// Elementwise ops take equal shapes; there is no implicit broadcasting (the error names the

@@ -31,6 +31,7 @@ using AllOps = std::tuple<
     ops::Sigmoid, ops::Tanh, ops::Relu, ops::Softplus, ops::LogSigmoid,
     // linear algebra
     ops::Matmul, ops::MatmulNt, ops::Affine, ops::Transpose, ops::AddRowVector, ops::MulRowVector,
+    ops::RowOuter, ops::RowVecmat, ops::RowMatvec, ops::AddColVector, ops::MulColVector,
     // reductions
     ops::Sum, ops::Mean, ops::SumRows, ops::SumCols,
     // shape

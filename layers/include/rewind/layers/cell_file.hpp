@@ -14,11 +14,15 @@
 //
 // Sizes and numbers are expressions over `input` and `hidden` (+ - * /, sqrt, parentheses).
 // Tensor expressions: the input `x`, states (always their value before the step), parameters
-// and earlier names; `+ - * /` elementwise (a 1×n row on either side of + - * is broadcast over
-// the batch: add_row_vector, mul_row_vector; a number with a tensor: add_scalar, scale), `@` a
-// matrix product (`a @ W'` is matmul_nt, the product with W transposed, without a copy), `'` a
-// transpose, and the functions sigmoid tanh relu exp log softplus log_sigmoid square sqrt abs,
-// affine(x, W, b) (x·Wᵀ + b), cols(e, from, to) (slice_cols), concat(a, b, ...) (concat_cols).
+// and earlier names; `+ - * /` elementwise (a 1×n row on either side is broadcast over the
+// batch: add_row_vector, mul_row_vector; a B×1 column over the columns: add_col_vector,
+// mul_col_vector; `/` multiplies by the reciprocal; a number with a tensor: add_scalar, scale),
+// `@` a matrix product (`a @ W'` is matmul_nt, the product with W transposed, without a copy),
+// `'` a transpose, and the functions sigmoid tanh relu exp log softplus log_sigmoid square sqrt
+// abs sin cos sum_rows, maximum(a, b), minimum(a, b), affine(x, W, b) (x·Wᵀ + b),
+// cols(e, from, to) (slice_cols), concat(a, b, ...) (concat_cols), and the per-example matrix
+// products row_outer(a, b), row_matvec(S, v), row_vecmat(x, S) (a state of m·n columns holds
+// an m×n matrix per example, row-major: `state S = hidden * hidden`).
 // Every expression becomes rewind's primitive ops, the same ones a C++ cell records, so a file
 // cell has gradients, second order, graphs (gates are scopes), diagnostics and speed for free.
 //

@@ -10,12 +10,12 @@
 // since it only calls step().
 #pragma once
 
-#include <Eigen/QR>
 #include <cmath>
 #include <functional>
 #include <random>
 #include <rewind/autograd/diagnostics.hpp>
 #include <rewind/layers/cell.hpp>
+#include <rewind/layers/init.hpp>
 #include <string>
 #include <vector>
 
@@ -140,7 +140,7 @@ LyapunovReport lyapunov_spectrum(C& cell,
   // Q₀: k orthonormal random directions.
   Eigen::MatrixXd q(n, k);
   for (Index i = 0; i < q.size(); ++i) q.data()[i] = normal(rng);
-  q = Eigen::HouseholderQR<Eigen::MatrixXd>(q).householderQ() * Eigen::MatrixXd::Identity(n, k);
+  q = detail::thin_q(q);
   LyapunovReport r;
   r.state_size = n;
   r.steps = options.steps;
@@ -179,14 +179,11 @@ LyapunovReport lyapunov_spectrum(C& cell,
     const int done = t + 1 - options.warmup;  // averaged steps so far
     // A QR also ends the warm-up, so the averaged growth starts from orthonormal directions.
     if ((t + 1) % options.qr_every == 0 || t + 1 == total || t + 1 == options.warmup) {
-      const Eigen::HouseholderQR<Eigen::MatrixXd> qr(q);
-      const Eigen::MatrixXd rr = qr.matrixQR().topRows(k).template triangularView<Eigen::Upper>();
-      Eigen::MatrixXd thin = qr.householderQ() * Eigen::MatrixXd::Identity(n, k);
-      for (Index i = 0; i < k; ++i) {
-        if (rr(i, i) < 0) thin.col(i) = -thin.col(i);  // R_ii > 0: the same Q as Gram-Schmidt
-        if (averaged) batch_logs[i] += std::log(std::abs(rr(i, i)));
+      Eigen::VectorXd r_diagonal;
+      q = detail::positive_qr(q, &r_diagonal);  // R_ii > 0: the same Q as Gram-Schmidt
+      if (averaged) {
+        for (Index i = 0; i < k; ++i) batch_logs[i] += std::log(r_diagonal[i]);
       }
-      q = std::move(thin);
       // The standard error's batches close at the first QR at or past their end.
       if (averaged &&
           (done >= (static_cast<int>(batch_means.size()) + 1) * per_batch || t + 1 == total)) {

@@ -2,12 +2,21 @@
 // one seed.
 #pragma once
 
-#include <Eigen/QR>
 #include <cmath>
 #include <random>
 #include <rewind/autograd/tensor.hpp>
 
 namespace rwd::layers {
+
+namespace detail {
+/// The thin Q (n×k) of the QR decomposition of a (n×k, k ≤ n), each column's sign chosen so that
+/// R's diagonal is positive: the Q Gram-Schmidt gives. With r_diagonal, also |R_ii|. Not a
+/// template and compiled once, in the layers library (layers.cpp): Eigen's QR took 3 s in every
+/// file that instantiated it.
+Eigen::MatrixXd positive_qr(const Eigen::MatrixXd& a, Eigen::VectorXd* r_diagonal = nullptr);
+/// The thin Q alone, signs as Householder's QR leaves them.
+Eigen::MatrixXd thin_q(const Eigen::MatrixXd& a);
+}  // namespace detail
 
 using Rng = std::mt19937_64;
 
@@ -44,13 +53,7 @@ template <class T>
 Matrix<T> orthogonal(Index rows, Index cols, Rng& rng, double gain = 1.0) {
   const bool wide = rows < cols;
   const Index n = wide ? cols : rows, k = wide ? rows : cols;
-  const Eigen::MatrixXd a = normal<double>(n, k, 0.0, 1.0, rng);
-  const Eigen::HouseholderQR<Eigen::MatrixXd> qr(a);
-  Eigen::MatrixXd q = qr.householderQ() * Eigen::MatrixXd::Identity(n, k);
-  const Eigen::MatrixXd r = qr.matrixQR().topRows(k).template triangularView<Eigen::Upper>();
-  for (Index j = 0; j < k; ++j) {
-    if (r(j, j) < 0) q.col(j) = -q.col(j);
-  }
+  const Eigen::MatrixXd q = detail::positive_qr(normal<double>(n, k, 0.0, 1.0, rng));
   const Eigen::MatrixXd m = wide ? Eigen::MatrixXd(q.transpose()) : q;
   return (gain * m).cast<T>();
 }

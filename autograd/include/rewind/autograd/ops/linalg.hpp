@@ -1,9 +1,68 @@
-// Matrix products and the explicit bias broadcast.
+// Matrix products, per-example (row by row) products for matrix-valued states, and the explicit
+// broadcasts of a row (over the batch) and of a column (over the features).
 #pragma once
 
 #include <utility>
 
 #include "rewind/autograd/op_support.hpp"
+
+namespace rwd::detail {
+
+// Per-example matrices: example i's m×n matrix is row i of a B×(m·n) tensor (ops::RowOuter).
+/// Example i's m×n matrix in row i of a B×(m·n) tensor.
+template <class T>
+ConstMap<T> row_matrix(const ConstMap<T>& s, Index i, Index m, Index n) {
+  return ConstMap<T>(s.data() + i * s.cols(), m, n);
+}
+template <class T>
+MutMap<T> row_matrix(MutMap<T> s, Index i, Index m, Index n) {
+  return MutMap<T>(s.data() + i * s.cols(), m, n);
+}
+/// Rows i of out: the m×n outer products a_i b_iᵀ (out B×(m·n)).
+template <class T>
+void row_outer_into(MutMap<T> out, const ConstMap<T>& a, const ConstMap<T>& b) {
+  const Index m = a.cols(), n = b.cols();
+  for (Index i = 0; i < a.rows(); ++i) {
+    row_matrix(out, i, m, n).noalias() = a.row(i).transpose() * b.row(i);
+  }
+}
+/// Rows i of out: x_iᵀ M_i (out B×n, x B×m, s B×(m·n)).
+template <class T>
+void row_vecmat_into(MutMap<T> out, const ConstMap<T>& x, const ConstMap<T>& s) {
+  const Index m = x.cols(), n = out.cols();
+  for (Index i = 0; i < x.rows(); ++i) {
+    out.row(i).noalias() = x.row(i) * row_matrix(s, i, m, n);
+  }
+}
+/// Rows i of out: (M_i v_i)ᵀ (out B×m, s B×(m·n), v B×n).
+template <class T>
+void row_matvec_into(MutMap<T> out, const ConstMap<T>& s, const ConstMap<T>& v) {
+  const Index m = out.cols(), n = v.cols();
+  for (Index i = 0; i < v.rows(); ++i) {
+    out.row(i).noalias() = v.row(i) * row_matrix(s, i, m, n).transpose();
+  }
+}
+
+/// row_vecmat's and row_matvec's shape rule: `matrices` B×(m·n) with `vector` B×m (x, on the
+/// left: row_vecmat) or B×n (v, on the right: row_matvec); returns the other side (n or m), or
+/// throws naming both shapes in the op's argument order.
+inline Index other_side(std::string_view op, Shape matrices, Shape vector, bool matrices_first) {
+  const auto shapes = [&] {
+    return matrices_first ? fmt::format("matrices are {}, v is {}", matrices, vector)
+                          : fmt::format("x is {}, matrices are {}", vector, matrices);
+  };
+  if (vector.rows != matrices.rows) throw_shape(op, "the batches differ", shapes());
+  if (vector.cols == 0 || matrices.cols % vector.cols != 0) {
+    throw_shape(op,
+                matrices_first ? "expects matrices B×(m·n) and v B×n"
+                               : "expects x B×m and matrices B×(m·n)",
+                fmt::format("{} ({} columns are not m·n for {} = {})", shapes(), matrices.cols,
+                            matrices_first ? 'n' : 'm', vector.cols));
+  }
+  return matrices.cols / vector.cols;
+}
+
+}  // namespace rwd::detail
 
 namespace rwd::ops {
 
@@ -265,6 +324,133 @@ struct MulRowVector {
   void backward(const Inputs<T>& x, ConstMap<T>, ConstMap<T> gy, Grads<T>& g) const {
     if (g.wants(0)) g[0] = gy.array().rowwise() * x[1].row(0).array();
     if (g.wants(1)) g[1] = (gy.array() * x[0].array()).colwise().sum();
+  }
+};
+
+// ---- per-example matrices ------------------------------------------------------------------
+// A per-example m×n matrix (an mLSTM or DeltaNet memory, an S6 state) is one row of length m·n,
+// row-major: row i of a B×(m·n) tensor is example i's matrix M_i, M_i(p, q) at column p·n + q.
+// The three products below are closed under differentiation: each one's gradients are the
+// others'. Rows are independent, so a large one runs on two threads (kRowwise).
+
+/// y_i = vec(a_i b_iᵀ): a B×m, b B×n, y B×(m·n);  ga_i = G_i b_i, gb_i = G_iᵀ a_i with G_i
+/// example i's m×n block of gy (row_matvec and row_vecmat of gy)
+struct RowOuter {
+  static constexpr std::string_view name = "row_outer";
+  static constexpr int arity = 2;
+  static constexpr bool kRowwise = true;
+  static constexpr Rules kRules = Rules::bilinear;
+  Shape shape(std::span<const Shape> x) const {
+    if (x[0].rows != x[1].rows) {
+      detail::throw_shape(name, "the batches differ",
+                          fmt::format("lhs is {}, rhs is {}", x[0], x[1]));
+    }
+    return {x[0].rows, x[0].cols * x[1].cols};
+  }
+  template <class T>
+  void forward(const Inputs<T>& x, MutMap<T> y) const {
+    detail::row_outer_into<T>(y, x[0], x[1]);
+  }
+  template <class T>
+  void backward(const Inputs<T>& x, ConstMap<T>, ConstMap<T> gy, Grads<T>& g) const {
+    if (g.wants(0)) detail::row_matvec_into<T>(g[0], gy, x[1]);
+    if (g.wants(1)) detail::row_vecmat_into<T>(g[1], x[0], gy);
+  }
+};
+
+/// y_i = x_iᵀ M_i: x B×m, M B×(m·n) (example i's m×n matrix in row i), y B×n;
+/// gx_i = M_i gy_i, gM_i = x_i gy_iᵀ
+struct RowVecmat {
+  static constexpr std::string_view name = "row_vecmat";
+  static constexpr int arity = 2;
+  static constexpr bool kRowwise = true;
+  static constexpr Rules kRules = Rules::bilinear;
+  Shape shape(std::span<const Shape> x) const {
+    return {x[0].rows, detail::other_side(name, x[1], x[0], false)};
+  }
+  template <class T>
+  void forward(const Inputs<T>& x, MutMap<T> y) const {
+    detail::row_vecmat_into<T>(y, x[0], x[1]);
+  }
+  template <class T>
+  void backward(const Inputs<T>& x, ConstMap<T>, ConstMap<T> gy, Grads<T>& g) const {
+    if (g.wants(0)) detail::row_matvec_into<T>(g[0], x[1], gy);
+    if (g.wants(1)) detail::row_outer_into<T>(g[1], x[0], gy);
+  }
+};
+
+/// y_i = M_i v_i: M B×(m·n) (example i's m×n matrix in row i), v B×n, y B×m;
+/// gM_i = gy_i v_iᵀ, gv_i = M_iᵀ gy_i
+struct RowMatvec {
+  static constexpr std::string_view name = "row_matvec";
+  static constexpr int arity = 2;
+  static constexpr bool kRowwise = true;
+  static constexpr Rules kRules = Rules::bilinear;
+  Shape shape(std::span<const Shape> x) const {
+    return {x[0].rows, detail::other_side(name, x[0], x[1], true)};
+  }
+  template <class T>
+  void forward(const Inputs<T>& x, MutMap<T> y) const {
+    detail::row_matvec_into<T>(y, x[0], x[1]);
+  }
+  template <class T>
+  void backward(const Inputs<T>& x, ConstMap<T>, ConstMap<T> gy, Grads<T>& g) const {
+    if (g.wants(0)) detail::row_outer_into<T>(g[0], gy, x[1]);
+    if (g.wants(1)) detail::row_vecmat_into<T>(g[1], gy, x[0]);
+  }
+};
+
+/// y = x + v·1ᵀ: the B×1 column v (one value per example) added to every column of the B×C x;
+/// gx = gy, gv = Σ_cols gy
+struct AddColVector {
+  static constexpr std::string_view name = "add_col_vector";
+  static constexpr int arity = 2;
+  static constexpr bool kRowwise = true;
+  static constexpr bool kAccumulates = true;
+  static constexpr std::uint8_t kPassesGradient = 0b01;
+  static constexpr Rules kRules = Rules::linear;
+  Shape shape(std::span<const Shape> x) const {
+    if (x[1].cols != 1 || x[1].rows != x[0].rows) {
+      detail::throw_shape(
+          name, "column vector has the wrong shape",
+          fmt::format("vector is {}, expected {}x1 for a {} input", x[1], x[0].rows, x[0]));
+    }
+    return x[0];
+  }
+  template <class T>
+  void forward(const Inputs<T>& x, MutMap<T> y) const {
+    y = x[0].colwise() + x[1].col(0);
+  }
+  template <class T>
+  void backward(const Inputs<T>&, ConstMap<T>, ConstMap<T> gy, Grads<T>& g) const {
+    if (g.wants(0)) g.put(0, gy);
+    if (g.wants(1)) g.put(1, gy.rowwise().sum());
+  }
+};
+
+/// y = x ⊙ (v·1ᵀ): the B×1 column v (a per-example gate) multiplies every column of the B×C x;
+/// gx = gy ⊙ (v·1ᵀ), gv = Σ_cols gy ⊙ x
+struct MulColVector {
+  static constexpr std::string_view name = "mul_col_vector";
+  static constexpr int arity = 2;
+  static constexpr bool kRowwise = true;
+  static constexpr Rules kRules = Rules::bilinear;
+  Shape shape(std::span<const Shape> x) const {
+    if (x[1].cols != 1 || x[1].rows != x[0].rows) {
+      detail::throw_shape(
+          name, "column vector has the wrong shape",
+          fmt::format("vector is {}, expected {}x1 for a {} input", x[1], x[0].rows, x[0]));
+    }
+    return x[0];
+  }
+  template <class T>
+  void forward(const Inputs<T>& x, MutMap<T> y) const {
+    y = x[0].array().colwise() * x[1].col(0).array();
+  }
+  template <class T>
+  void backward(const Inputs<T>& x, ConstMap<T>, ConstMap<T> gy, Grads<T>& g) const {
+    if (g.wants(0)) g[0] = gy.array().colwise() * x[1].col(0).array();
+    if (g.wants(1)) g[1] = (gy.array() * x[0].array()).rowwise().sum();
   }
 };
 

@@ -1,0 +1,123 @@
+// The shipped variant cells (examples/cells/<variant>.cell) against the same recurrences written in
+// plain PyTorch: outputs, final states, the gradient of a loss over every step and state with
+// respect to every input, initial state and parameter, and a Hessian-vector product.
+// Reference data: tests/data/variant_*.json, made by tools/torch_variants.py.
+#include <boost/test/unit_test.hpp>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <rewind/rewind.hpp>
+
+#include "support.hpp"
+
+using namespace rwd;
+using M = Matrix<double>;
+using json = nlohmann::ordered_json;  // keeps the file's parameter order
+
+namespace {
+
+std::vector<M> to_matrices(const json& list) {
+  std::vector<M> out;
+  for (const json& m : list) out.push_back(test::to_matrix(m));
+  return out;
+}
+
+// max |a - b| / max |b|: relative to the tensor's largest element; where b is zero (the gradient
+// of an initial state the cell never reads), max |a| itself.
+double error(const Eigen::Ref<const M>& a, const M& b) {
+  BOOST_REQUIRE(a.rows() == b.rows() && a.cols() == b.cols());
+  const double scale = b.cwiseAbs().maxCoeff();
+  return (a - b).cwiseAbs().maxCoeff() / (scale == 0 ? 1.0 : scale);
+}
+
+constexpr double kTolerance = 1e-10;
+
+void check_variant(const std::string& name) {
+  std::ifstream in(std::string(REWIND_TEST_DATA) + "/variant_" + name + ".json");
+  BOOST_TEST_REQUIRE(in.good(), "no reference data for " << name);
+  const json d = json::parse(in);
+  const auto program =
+      layers::load_cell_file(std::filesystem::path(REWIND_EXAMPLES) / "cells" / (name + ".cell"));
+  layers::Rng rng(1);
+  layers::with_file_cell<double>(
+      program, d["input"].get<Index>(), d["hidden"].get<Index>(), rng, [&](auto& cell) {
+        using State = typename std::decay_t<decltype(cell)>::State;
+        const auto params = cell.named_parameters();
+        BOOST_TEST_REQUIRE(params.size() == d["params"].size());
+        for (Parameter<double>* p : params) {
+          const M v = test::to_matrix(d["params"].at(p->name));
+          BOOST_TEST_REQUIRE(p->shape() == (Shape{v.rows(), v.cols()}), p->name);
+          p->value = v;
+        }
+        Tape<double> tape;
+        std::vector<Var<double>> xs;
+        for (const M& x : to_matrices(d["x"])) xs.push_back(tape.input(x, "x"));
+        const std::vector<M> s0 = to_matrices(d["states0"]);
+        BOOST_TEST_REQUIRE(s0.size() == std::tuple_size_v<State>);
+        State state;
+        for (std::size_t k = 0; k < s0.size(); ++k) state[k] = tape.input(s0[k], "s0");
+        const State initial = state;
+        const auto run = layers::unroll(cell, tape, std::span<const Var<double>>(xs), state);
+
+        Var<double> loss = tape.constant(M::Zero(1, 1));
+        const std::vector<M> r_out = to_matrices(d["r_out"]), r_state = to_matrices(d["r_state"]);
+        for (std::size_t t = 0; t < xs.size(); ++t)
+          loss = loss + sum(run.outputs[t] * tape.constant(r_out[t]));
+        for (std::size_t k = 0; k < s0.size(); ++k)
+          loss = loss + sum(run.state[k] * tape.constant(r_state[k]));
+        tape.backward(loss);
+
+        double worst = 0;
+        const auto note = [&](const std::string& what, double e) {
+          BOOST_TEST(e <= kTolerance, name << " " << what << ": relative error " << e);
+          worst = std::max(worst, e);
+        };
+        note("loss",
+             std::abs(loss.item() - d["loss"].get<double>()) / std::abs(d["loss"].get<double>()));
+        const std::vector<M> out = to_matrices(d["out"]), fin = to_matrices(d["states"]);
+        for (std::size_t t = 0; t < xs.size(); ++t)
+          note("output", error(run.outputs[t].value(), out[t]));
+        for (std::size_t k = 0; k < fin.size(); ++k)
+          note("final state", error(run.state[k].value(), fin[k]));
+        const std::vector<M> gx = to_matrices(d["grad_x"]), gs = to_matrices(d["grad_states0"]);
+        for (std::size_t t = 0; t < xs.size(); ++t) note("grad x", error(xs[t].grad(), gx[t]));
+        for (std::size_t k = 0; k < gs.size(); ++k)
+          note("grad state", error(initial[k].grad(), gs[k]));
+        for (Parameter<double>* p : params) {
+          note("grad " + p->name, error(p->grad, test::to_matrix(d["grad_params"].at(p->name))));
+        }
+
+        // H·v along PyTorch's direction, against its double backward.
+        const json& v = d["hvp_v"];
+        const json& hv = d["hvp"];
+        for (std::size_t t = 0; t < xs.size(); ++t)
+          tape.set_tangent(xs[t], test::to_matrix(v["x"][t]));
+        for (std::size_t k = 0; k < s0.size(); ++k)
+          tape.set_tangent(initial[k], test::to_matrix(v["states0"][k]));
+        for (Parameter<double>* p : params) p->tangent = test::to_matrix(v["params"].at(p->name));
+        tape.hvp(loss, {.accumulate_parameters = false});
+        for (std::size_t t = 0; t < xs.size(); ++t)
+          note("H·v x", error(xs[t].grad_tangent(), test::to_matrix(hv["x"][t])));
+        for (std::size_t k = 0; k < s0.size(); ++k)
+          note("H·v state", error(initial[k].grad_tangent(), test::to_matrix(hv["states0"][k])));
+        for (Parameter<double>* p : params) {
+          note("H·v " + p->name,
+               error(tape.param(*p).grad_tangent(), test::to_matrix(hv["params"].at(p->name))));
+          p->tangent.resize(0, 0);
+        }
+        BOOST_TEST_MESSAGE(name << ": largest relative error " << worst);
+      });
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(variants)
+
+BOOST_AUTO_TEST_CASE(deltanet_matches_pytorch) { check_variant("deltanet"); }
+BOOST_AUTO_TEST_CASE(gated_deltanet_matches_pytorch) { check_variant("gated_deltanet"); }
+BOOST_AUTO_TEST_CASE(mingru_matches_pytorch) { check_variant("mingru"); }
+BOOST_AUTO_TEST_CASE(minlstm_matches_pytorch) { check_variant("minlstm"); }
+BOOST_AUTO_TEST_CASE(mlstm_matches_pytorch) { check_variant("mlstm"); }
+BOOST_AUTO_TEST_CASE(slstm_matches_pytorch) { check_variant("slstm"); }
+
+BOOST_AUTO_TEST_SUITE_END()

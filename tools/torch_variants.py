@@ -1,0 +1,212 @@
+#!/usr/bin/python3
+"""Reference data for the shipped variant cells (examples/cells/<variant>.cell), checked by
+tests/layers/variants_test.cpp.
+
+Each variant is written here in plain PyTorch (double) from its equations, those of the
+variants workload in ../shared/peers/torch_variants_bench.py, which names the paper and the
+reference code it follows:
+  deltanet        per head (dk = dv = H/4): q, k = l2norm(x Wq), l2norm(x Wk); v = x Wv;
+                  beta = sigmoid(x Wb); u = beta (v - S^T k); S = S + k u^T; o = S^T q
+                  (flash-linear-attention's naive delta_rule_recurrence, without its q scaling)
+  gated_deltanet  as deltanet with alpha = exp(-exp(A_log) softplus(x Wa + b_dt)) per head:
+                  S' = alpha S; u = beta (v - S'^T k); S = S' + k u^T; o = S^T q / sqrt(dk)
+  mingru          z = sigmoid(x Wz + bz); h = (1 - z) h + z g(x Wh + bh)
+  minlstm         f, i = sigmoid(x Wf + bf), sigmoid(x Wi + bi); h = f/(f+i) h + i/(f+i) g(...)
+  (g(a) = a + 0.5 for a >= 0, sigmoid(a) below: minGRU's positive activation.)
+  mlstm           per head: q, k, v = x Wq, x Wk / sqrt(dk), x Wv; i~, f~ = x Wi + bi, x Wf + bf;
+                  m' = max(logsigmoid(f~) + m, i~); f' = exp(logsigmoid(f~) + m - m');
+                  i' = exp(i~ - m'); C = f' C + i' k v^T; n = f' n + i' k;
+                  h = sigmoid(x Wo) (q^T C) / (max(|q^T n|, exp(-m')) + 1e-6)
+                  (xlstm's recurrent_step_stabilized_simple)
+  slstm           i~, f~, z~, o~ = x Wx + h R + b; m' = max(i~, m + logsigmoid(f~));
+                  i' = exp(i~ - m'); f' = exp(m + logsigmoid(f~) - m');
+                  c = f' c + i' tanh(z~); n = f' n + i'; h = sigmoid(o~) c / n
+Parameters are drawn at random (biases and A_log too, so that every term is exercised) and
+stored under the cell file's names and shapes: a weight W (in x W) as W^T, hidden x input, as
+rewind's cells keep them; a row (b, A_log) as 1 x n. For T steps from random initial states
+(S too), the test forms
+    L = sum_t <h_t, R_t> + sum_states <state_T, R_state>
+and compares the outputs, the final states, the gradient of L with respect to every input, initial
+state and parameter, and a Hessian-vector product of L along a random direction v (PyTorch's
+double backward), as tools/torch_parity.py does for the built-in cells.
+
+Run with Debian's python3-torch:  /usr/bin/python3 tools/torch_variants.py [out_dir]
+(defaults to tests/data). The test suite reads the committed files and never needs PyTorch.
+"""
+import json
+import math
+import os
+import sys
+
+import torch
+import torch.nn.functional as F
+
+from torch_parity import mat  # a tensor as a list of rows, as the parity files have them
+
+T, B, I, H, HEADS = 4, 3, 5, 8, 4
+DK = H // HEADS
+
+
+def g_act(a):
+    return torch.where(a >= 0, a + 0.5, torch.sigmoid(a))
+
+
+def heads(t):  # (B, H) -> (B, HEADS, DK)
+    return t.reshape(t.shape[0], HEADS, -1)
+
+
+def delta_step(p, x, S, gated):
+    q = F.normalize(heads(x @ p["w_q"].T), dim=-1)
+    k = F.normalize(heads(x @ p["w_k"].T), dim=-1)
+    v = heads(x @ p["w_v"].T)
+    beta = torch.sigmoid(x @ p["w_b"].T)[..., None]
+    S = S.reshape(B, HEADS, DK, DK)
+    if gated:
+        alpha = torch.exp(-torch.exp(p["a_log"]) * F.softplus(x @ p["w_a"].T + p["b_dt"]))
+        S = alpha[..., None, None] * S
+    u = beta * (v - torch.einsum("bhkv,bhk->bhv", S, k))
+    S = S + k[..., :, None] * u[..., None, :]
+    o = torch.einsum("bhkv,bhk->bhv", S, q)
+    if gated:
+        o = o / math.sqrt(DK)
+    return o.reshape(B, H), S.reshape(B, -1)
+
+
+def mlstm_step(p, x, s):
+    _, C, n, m = s
+    q = heads(x @ p["w_q"].T)
+    k = heads(x @ p["w_k"].T) / math.sqrt(DK)
+    v = heads(x @ p["w_v"].T)
+    i_, f_ = x @ p["w_i"].T + p["b_i"], x @ p["w_f"].T + p["b_f"]
+    lf = F.logsigmoid(f_)
+    m2 = torch.maximum(lf + m, i_)
+    fp, ip = torch.exp(lf + m - m2)[..., None], torch.exp(i_ - m2)[..., None]
+    C = fp[..., None] * C.reshape(B, HEADS, DK, DK) + ip[..., None] * (k[..., :, None] * v[..., None, :])
+    n = fp * n.reshape(B, HEADS, DK) + ip * k
+    num = torch.einsum("bhk,bhkv->bhv", q, C)
+    den = torch.maximum((q * n).sum(-1).abs(), torch.exp(-m2)) + 1e-6
+    h = torch.sigmoid(x @ p["w_o"].T) * (num / den[..., None]).reshape(B, H)
+    return h, C.reshape(B, -1), n.reshape(B, -1), m2
+
+
+def slstm_step(p, x, s):
+    h, c, n, m = s
+    i_, f_, z_, o_ = (x @ p["w_x"].T + h @ p["r"].T + p["b"]).chunk(4, 1)
+    lf = F.logsigmoid(f_)
+    m2 = torch.maximum(i_, m + lf)
+    ip, fp = torch.exp(i_ - m2), torch.exp(m + lf - m2)
+    c = fp * c + ip * torch.tanh(z_)
+    n = fp * n + ip
+    return torch.sigmoid(o_) * c / n, c, n, m2
+
+
+VARIANTS = {
+    "mlstm": (
+        {"w_q": (H, I), "w_k": (H, I), "w_v": (H, I), "w_o": (H, I), "w_i": (HEADS, I),
+         "w_f": (HEADS, I), "b_i": (1, HEADS), "b_f": (1, HEADS)},
+        {"h": H, "C": H * H // HEADS, "n": H, "m": HEADS},
+        mlstm_step,
+    ),
+    "slstm": (
+        {"w_x": (4 * H, I), "r": (4 * H, H), "b": (1, 4 * H)},
+        {"h": H, "c": H, "n": H, "m": H},
+        slstm_step,
+    ),
+    # name: (parameters {name: shape}, states {name: width}, step(p, x, states) -> states)
+    "deltanet": (
+        {"w_q": (H, I), "w_k": (H, I), "w_v": (H, I), "w_b": (HEADS, I)},
+        {"h": H, "S": H * H // HEADS},
+        lambda p, x, s: delta_step(p, x, s[1], gated=False),
+    ),
+    "gated_deltanet": (
+        {"w_q": (H, I), "w_k": (H, I), "w_v": (H, I), "w_b": (HEADS, I), "w_a": (HEADS, I),
+         "a_log": (1, HEADS), "b_dt": (1, HEADS)},
+        {"h": H, "S": H * H // HEADS},
+        lambda p, x, s: delta_step(p, x, s[1], gated=True),
+    ),
+    "mingru": (
+        {"w_z": (H, I), "b_z": (1, H), "w_h": (H, I), "b_h": (1, H)},
+        {"h": H},
+        lambda p, x, s: (lambda z: ((1 - z) * s[0] + z * g_act(x @ p["w_h"].T + p["b_h"]),))(
+            torch.sigmoid(x @ p["w_z"].T + p["b_z"])),
+    ),
+    "minlstm": (
+        {"w_f": (H, I), "b_f": (1, H), "w_i": (H, I), "b_i": (1, H), "w_h": (H, I), "b_h": (1, H)},
+        {"h": H},
+        lambda p, x, s: (lambda f, i: (f / (f + i) * s[0] + i / (f + i) * g_act(
+            x @ p["w_h"].T + p["b_h"]),))(torch.sigmoid(x @ p["w_f"].T + p["b_f"]),
+                                           torch.sigmoid(x @ p["w_i"].T + p["b_i"])),
+    ),
+}
+
+
+def main():
+    out_dir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
+        os.path.dirname(__file__), "..", "tests", "data")
+    os.makedirs(out_dir, exist_ok=True)
+    for seed, (name, (shapes, widths, step)) in enumerate(VARIANTS.items()):
+        torch.manual_seed(2000 + seed)
+        params = {n: (torch.randn(*s, dtype=torch.double) / math.sqrt(s[1])).requires_grad_()
+                  for n, s in shapes.items()}
+        xs = torch.randn(T, B, I, dtype=torch.double, requires_grad=True)
+        # Normalisers (n) start positive, as after any step: h = c / n in the sLSTM.
+        s0 = []
+        for k, w in widths.items():
+            t = 0.5 * torch.randn(B, w, dtype=torch.double)
+            s0.append((t.abs() + 0.5 if k == "n" else t).requires_grad_())
+        r_out = torch.randn(T, B, H, dtype=torch.double)
+        r_state = [torch.randn(B, w, dtype=torch.double) for w in widths.values()]
+
+        def run():
+            states, outs = list(s0), []
+            for t in range(T):
+                states = list(step(params, xs[t], states))
+                outs.append(states[0])
+            loss = sum((o * r).sum() for o, r in zip(outs, r_out))
+            loss = loss + sum((s * r).sum() for s, r in zip(states, r_state))
+            return outs, states, loss
+
+        leaves = [xs] + s0 + list(params.values())
+        gen = torch.Generator().manual_seed(5000 + seed)
+        vs = [torch.randn(l.shape, generator=gen, dtype=torch.double) for l in leaves]
+        # A cell need not read every initial state (the output h of deltanet and mlstm): its
+        # gradient and H·v are zero.
+        grads = torch.autograd.grad(run()[2], leaves, create_graph=True, allow_unused=True)
+        dot = sum((g * v).sum() for g, v in zip(grads, vs) if g is not None)
+        hv = torch.autograd.grad(dot, leaves, allow_unused=True)
+        hv = [torch.zeros_like(l) if h is None else h for l, h in zip(leaves, hv)]
+        outs, states, loss = run()
+        loss.backward()
+        for l in leaves:
+            if l.grad is None:
+                l.grad = torch.zeros_like(l)
+        n_states = len(widths)
+        data = {
+            "name": name, "input": I, "hidden": H, "torch_version": torch.__version__,
+            "loss": loss.item(),
+            "x": [mat(xs[t]) for t in range(T)],
+            "states0": [mat(s) for s in s0],
+            "r_out": [mat(r_out[t]) for t in range(T)],
+            "r_state": [mat(r) for r in r_state],
+            "params": {n: mat(p) for n, p in params.items()},
+            "out": [mat(o) for o in outs],
+            "states": [mat(s) for s in states],
+            "grad_x": [mat(xs.grad[t]) for t in range(T)],
+            "grad_states0": [mat(s.grad) for s in s0],
+            "grad_params": {n: mat(p.grad) for n, p in params.items()},
+            "hvp_v": {"x": [mat(vs[0][t]) for t in range(T)],
+                      "states0": [mat(v) for v in vs[1:1 + n_states]],
+                      "params": {n: mat(v) for n, v in zip(params, vs[1 + n_states:])}},
+            "hvp": {"x": [mat(hv[0][t]) for t in range(T)],
+                    "states0": [mat(h) for h in hv[1:1 + n_states]],
+                    "params": {n: mat(h) for n, h in zip(params, hv[1 + n_states:])}},
+        }
+        path = os.path.join(out_dir, f"variant_{name}.json")
+        with open(path, "w") as f:
+            json.dump(data, f, indent=None, separators=(",", ":"))
+            f.write("\n")
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
