@@ -129,6 +129,9 @@ foreach(cell ${cell_files})
   expect(0 "gradcheck PASSED" check --cell-file ${cell} --steps 3)
   expect(0 "gradgradcheck PASSED" check --cell-file ${cell} --steps 3 --order 2 --fast)
 endforeach()
+# A matrix memory's state is wider than hidden (hidden * hidden / 4 at hidden 8: 16 columns).
+expect(0 "gradcheck PASSED" check --cell-file ${TOOLS_DIR}/../examples/cells/gated_deltanet.cell
+       --hidden 8 --steps 2)
 expect(0 "wrote .*cifg.svg: [0-9]+ nodes" graph --cell-file ${TOOLS_DIR}/../examples/cells/cifg_lstm.cell --steps 3 -o ${WORK_DIR}/cifg.svg)
 expect(0 "per step away from the loss" diagnose --cell-file ${TOOLS_DIR}/../examples/cells/indrnn.cell --steps 20 -o ${WORK_DIR}/ind)
 expect(0 "gru \\(1xSequence\\) +\\(None, 32\\) +3,456" summary --task adding --cell-file ${TOOLS_DIR}/../examples/cells/gru.cell --hidden 32)

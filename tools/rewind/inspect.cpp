@@ -319,9 +319,14 @@ bool check(const ModelOptions& m, bool fast, std::ostream& out, int order) {
       inputs.push_back(
           {fmt::format("x{}", t), layers::uniform<double>(m.batch, m.input, 1.0, rng)});
     for (std::size_t s = 0; s < count; ++s) {
+      // Each state its own width (a matrix memory's is not the hidden size).
+      const auto sizes = net.cell(static_cast<int>(s) / net.directions(),
+                                  static_cast<int>(s) % net.directions() == 1)
+                             .state_sizes();
       for (std::size_t k = 0; k < per_state; ++k) {
-        inputs.push_back({fmt::format("{}0[{}]", k == 0 ? "h" : "c", s),
-                          layers::uniform<double>(m.batch, m.hidden, 1.0, rng)});
+        const std::string name = k == 0 ? "h" : k == 1 ? "c" : fmt::format("s{}_", k);
+        inputs.push_back({fmt::format("{}0[{}]", name, s),
+                          layers::uniform<double>(m.batch, sizes[k], 1.0, rng)});
       }
     }
     const auto f = [&](Tape<double>& tape, std::span<const Var<double>> in) {
