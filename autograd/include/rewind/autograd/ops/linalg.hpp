@@ -9,39 +9,24 @@
 namespace rwd::detail {
 
 // Per-example matrices: example i's m×n matrix is row i of a B×(m·n) tensor (ops::RowOuter).
-/// Example i's m×n matrix in row i of a B×(m·n) tensor.
-template <class T>
-ConstMap<T> row_matrix(const ConstMap<T>& s, Index i, Index m, Index n) {
-  return ConstMap<T>(s.data() + i * s.cols(), m, n);
-}
-template <class T>
-MutMap<T> row_matrix(MutMap<T> s, Index i, Index m, Index n) {
-  return MutMap<T>(s.data() + i * s.cols(), m, n);
-}
+// Compiled once, in autograd/src/row_products.cpp (for float and double): inline, their Eigen
+// products took seconds in each of the seven sweep files that instantiate every op's rules.
 /// Rows i of out: the m×n outer products a_i b_iᵀ (out B×(m·n)).
 template <class T>
-void row_outer_into(MutMap<T> out, const ConstMap<T>& a, const ConstMap<T>& b) {
-  const Index m = a.cols(), n = b.cols();
-  for (Index i = 0; i < a.rows(); ++i) {
-    row_matrix(out, i, m, n).noalias() = a.row(i).transpose() * b.row(i);
-  }
-}
+void row_outer_into(MutMap<T> out, const ConstMap<T>& a, const ConstMap<T>& b);
 /// Rows i of out: x_iᵀ M_i (out B×n, x B×m, s B×(m·n)).
 template <class T>
-void row_vecmat_into(MutMap<T> out, const ConstMap<T>& x, const ConstMap<T>& s) {
-  const Index m = x.cols(), n = out.cols();
-  for (Index i = 0; i < x.rows(); ++i) {
-    out.row(i).noalias() = x.row(i) * row_matrix(s, i, m, n);
-  }
-}
+void row_vecmat_into(MutMap<T> out, const ConstMap<T>& x, const ConstMap<T>& s);
 /// Rows i of out: (M_i v_i)ᵀ (out B×m, s B×(m·n), v B×n).
 template <class T>
-void row_matvec_into(MutMap<T> out, const ConstMap<T>& s, const ConstMap<T>& v) {
-  const Index m = out.cols(), n = v.cols();
-  for (Index i = 0; i < v.rows(); ++i) {
-    out.row(i).noalias() = v.row(i) * row_matrix(s, i, m, n).transpose();
-  }
-}
+void row_matvec_into(MutMap<T> out, const ConstMap<T>& s, const ConstMap<T>& v);
+#define REWIND_ROW_PRODUCTS(T)                                                                \
+  extern template void row_outer_into<T>(MutMap<T>, const ConstMap<T>&, const ConstMap<T>&);  \
+  extern template void row_vecmat_into<T>(MutMap<T>, const ConstMap<T>&, const ConstMap<T>&); \
+  extern template void row_matvec_into<T>(MutMap<T>, const ConstMap<T>&, const ConstMap<T>&);
+REWIND_ROW_PRODUCTS(float)
+REWIND_ROW_PRODUCTS(double)
+#undef REWIND_ROW_PRODUCTS
 
 /// row_vecmat's and row_matvec's shape rule: `matrices` B×(m·n) with `vector` B×m (x, on the
 /// left: row_vecmat) or B×n (v, on the right: row_matvec); returns the other side (n or m), or

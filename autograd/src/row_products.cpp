@@ -1,0 +1,53 @@
+// The per-example products of ops::RowOuter, RowVecmat and RowMatvec, compiled once (linalg.hpp).
+#include "rewind/autograd/ops/linalg.hpp"
+
+namespace rwd::detail {
+
+namespace {
+/// Example i's m×n matrix in row i of a B×(m·n) tensor.
+template <class T>
+ConstMap<T> row_matrix(const ConstMap<T>& s, Index i, Index m, Index n) {
+  return ConstMap<T>(s.data() + i * s.cols(), m, n);
+}
+template <class T>
+MutMap<T> row_matrix(MutMap<T> s, Index i, Index m, Index n) {
+  return MutMap<T>(s.data() + i * s.cols(), m, n);
+}
+}  // namespace
+
+/// Rows i of out: the m×n outer products a_i b_iᵀ (out B×(m·n)).
+template <class T>
+void row_outer_into(MutMap<T> out, const ConstMap<T>& a, const ConstMap<T>& b) {
+  const Index m = a.cols(), n = b.cols();
+  for (Index i = 0; i < a.rows(); ++i) {
+    row_matrix(out, i, m, n).noalias() = a.row(i).transpose() * b.row(i);
+  }
+}
+/// Rows i of out: x_iᵀ M_i (out B×n, x B×m, s B×(m·n)).
+template <class T>
+void row_vecmat_into(MutMap<T> out, const ConstMap<T>& x, const ConstMap<T>& s) {
+  const Index m = x.cols(), n = out.cols();
+  for (Index i = 0; i < x.rows(); ++i) {
+    out.row(i).noalias() = x.row(i) * row_matrix(s, i, m, n);
+  }
+}
+/// Rows i of out: (M_i v_i)ᵀ (out B×m, s B×(m·n), v B×n).
+template <class T>
+void row_matvec_into(MutMap<T> out, const ConstMap<T>& s, const ConstMap<T>& v) {
+  const Index m = out.cols(), n = v.cols();
+  for (Index i = 0; i < v.rows(); ++i) {
+    out.row(i).noalias() = v.row(i) * row_matrix(s, i, m, n).transpose();
+  }
+}
+
+template void row_outer_into<float>(MutMap<float>, const ConstMap<float>&, const ConstMap<float>&);
+template void row_outer_into<double>(MutMap<double>, const ConstMap<double>&,
+                                     const ConstMap<double>&);
+template void row_vecmat_into<float>(MutMap<float>, const ConstMap<float>&, const ConstMap<float>&);
+template void row_vecmat_into<double>(MutMap<double>, const ConstMap<double>&,
+                                      const ConstMap<double>&);
+template void row_matvec_into<float>(MutMap<float>, const ConstMap<float>&, const ConstMap<float>&);
+template void row_matvec_into<double>(MutMap<double>, const ConstMap<double>&,
+                                      const ConstMap<double>&);
+
+}  // namespace rwd::detail
