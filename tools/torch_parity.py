@@ -47,6 +47,15 @@ def mat(t):
     return [[float(v) for v in row] for row in t.tolist()]
 
 
+def write_fixture(out_dir, filename, data):
+    """One reference file, compact JSON, as the tests read it."""
+    path = os.path.join(out_dir, filename)
+    with open(path, "w") as f:
+        json.dump(data, f, indent=None, separators=(",", ":"))
+        f.write("\n")
+    print(f"wrote {path}")
+
+
 def main():
     out_dir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "..", "tests", "data")
     os.makedirs(out_dir, exist_ok=True)
@@ -121,11 +130,7 @@ def main():
                 "c_n": [mat(c_n[k]) for k in range(layers * dirs)],
                 "grad_c0": [mat(c0.grad[k]) for k in range(layers * dirs)],
             })
-        path = os.path.join(out_dir, f"parity_{name}.json")
-        with open(path, "w") as f:
-            json.dump(data, f, indent=None, separators=(",", ":"))
-            f.write("\n")
-        print(f"wrote {path}")
+        write_fixture(out_dir, f"parity_{name}.json", data)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,6 @@ double backward), as tools/torch_parity.py does for the built-in cells.
 Run with Debian's python3-torch:  /usr/bin/python3 tools/torch_variants.py [out_dir]
 (defaults to tests/data). The test suite reads the committed files and never needs PyTorch.
 """
-import json
 import math
 import os
 import sys
@@ -41,7 +40,7 @@ import sys
 import torch
 import torch.nn.functional as F
 
-from torch_parity import mat  # a tensor as a list of rows, as the parity files have them
+from torch_parity import mat, write_fixture  # the parity files' tensor rows and file format
 
 T, B, I, H, HEADS = 4, 3, 5, 8, 4
 DK = H // HEADS
@@ -201,11 +200,7 @@ def main():
                     "states0": [mat(h) for h in hv[1:1 + n_states]],
                     "params": {n: mat(h) for n, h in zip(params, hv[1 + n_states:])}},
         }
-        path = os.path.join(out_dir, f"variant_{name}.json")
-        with open(path, "w") as f:
-            json.dump(data, f, indent=None, separators=(",", ":"))
-            f.write("\n")
-        print(f"wrote {path}")
+        write_fixture(out_dir, f"variant_{name}.json", data)
 
 
 if __name__ == "__main__":

@@ -178,6 +178,9 @@ typename CellEvaluator<T>::Value CellEvaluator<T>::binary(const Expr& x) {
     }
   }
   const auto c = [](double v) { return static_cast<T>(v); };
+  const auto reciprocal = [&](const Var<T>& v) {  // 1 / v, elementwise
+    return div(tape.constant(Matrix<T>::Ones(v.rows(), v.cols())), v);
+  };
   if (a.is_number || b.is_number) {  // a number and a tensor
     const Var<T>& v = a.is_number ? b.var : a.var;
     const double n = a.is_number ? a.number : b.number;
@@ -190,7 +193,7 @@ typename CellEvaluator<T>::Value CellEvaluator<T>::binary(const Expr& x) {
         return var(scale(v, c(n)));
       default:
         if (b.is_number) return var(scale(v, c(1 / n)));
-        return var(scale(div(tape.constant(Matrix<T>::Ones(v.rows(), v.cols())), v), c(n)));
+        return var(scale(reciprocal(v), c(n)));
     }
   }
   // Two tensors; a 1×n row against a batch, or a B×1 column (one value per example) against
@@ -210,9 +213,6 @@ typename CellEvaluator<T>::Value CellEvaluator<T>::binary(const Expr& x) {
   };
   const auto mul_vector = [&](const Var<T>& big, const Var<T>& v) {
     return r_row || l_row ? mul_row_vector(big, v) : mul_col_vector(big, v);
-  };
-  const auto reciprocal = [&](const Var<T>& v) {
-    return div(tape.constant(Matrix<T>::Ones(v.rows(), v.cols())), v);
   };
   const bool r_small = r_row || r_col, l_small = l_row || l_col;
   switch (x.op) {
