@@ -21,6 +21,14 @@ reference code it follows:
   slstm           i~, f~, z~, o~ = x Wx + h R + b; m' = max(i~, m + logsigmoid(f~));
                   i' = exp(i~ - m'); f' = exp(m + logsigmoid(f~) - m');
                   c = f' c + i' tanh(z~); n = f' n + i'; h = sigmoid(o~) c / n
+  lru             r, theta, gamma = exp(-exp(nu)), exp(theta_log), exp(gamma_log);
+                  a' = r cos(theta) a - r sin(theta) b + gamma x B_re;
+                  b' = r sin(theta) a + r cos(theta) b + gamma x B_im;  h = a' C_re - b' C_im + x D
+  s6              u = x W_in; uc = silu(c0 u + c1 u1 + c2 u2 + c3 u3 + b_conv) (u1..u3: the last
+                  three u, the state conv); dt = softplus(uc W_delta W_dt + b_dt);
+                  s[d,n] = exp(dt_d A_dn) s[d,n] + dt_d uc_d (uc W_B)[n], A = -exp(A_log);
+                  h = (sum_n s[d,n] (uc W_C)[n] + D_d uc_d) silu(x W_z)  (at hidden 16, N = 16)
+  gla             per head: S = diag(exp(logsigmoid(x W_g) / 16)) S + k v^T; o = S^T q / sqrt(dk)
 Parameters are drawn at random (biases and A_log too, so that every term is exercised) and
 stored under the cell file's names and shapes: a weight W (in x W) as W^T, hidden x input, as
 rewind's cells keep them; a row (b, A_log) as 1 x n. For T steps from random initial states
@@ -99,6 +107,39 @@ def slstm_step(p, x, s):
     return torch.sigmoid(o_) * c / n, c, n, m2
 
 
+def lru_step(p, x, s):
+    _, a, b = s
+    r, th, g = torch.exp(-torch.exp(p["nu"])), torch.exp(p["theta_log"]), torch.exp(p["gamma_log"])
+    rc, rs = r * torch.cos(th), r * torch.sin(th)
+    a, b = rc * a - rs * b + g * (x @ p["b_re"].T), rs * a + rc * b + g * (x @ p["b_im"].T)
+    return a @ p["c_re"].T - b @ p["c_im"].T + x @ p["d"].T, a, b
+
+
+def s6_step(p, x, s):
+    _, state, conv = s
+    hid = p["w_in"].shape[0]
+    u = x @ p["w_in"].T
+    u1, u2, u3 = conv[:, :hid], conv[:, hid:2 * hid], conv[:, 2 * hid:]
+    uc = F.silu(p["c0"] * u + p["c1"] * u1 + p["c2"] * u2 + p["c3"] * u3 + p["b_conv"])
+    dt = F.softplus((uc @ p["w_delta"].T) @ p["w_dt"].T + p["b_dt"])
+    bt, ct = uc @ p["w_b"].T, uc @ p["w_c"].T
+    a = -torch.exp(p["a_log"]).reshape(hid, S6_N)
+    h = torch.exp(dt[..., None] * a) * state.reshape(B, hid, S6_N) \
+        + (dt * uc)[..., None] * bt[:, None, :]
+    y = (h * ct[:, None, :]).sum(-1) + p["d_skip"] * uc
+    return y * F.silu(x @ p["w_z"].T), h.reshape(B, -1), torch.cat([u, u1, u2], 1)
+
+
+def gla_step(p, x, s):
+    q, k, v = (heads(x @ p[w].T) for w in ("w_q", "w_k", "w_v"))
+    gk = heads(F.logsigmoid(x @ p["w_g"].T) / 16)
+    S = torch.exp(gk)[..., None] * s[1].reshape(B, HEADS, DK, DK) + k[..., :, None] * v[..., None, :]
+    o = torch.einsum("bhkv,bhk->bhv", S, q) / math.sqrt(DK)
+    return o.reshape(B, H), S.reshape(B, -1)
+
+
+S6_N, S6_H = 16, 16  # s6 at hidden 16: its dt rank is hidden / 16
+
 VARIANTS = {
     "mlstm": (
         {"w_q": (H, I), "w_k": (H, I), "w_v": (H, I), "w_o": (H, I), "w_i": (HEADS, I),
@@ -136,6 +177,25 @@ VARIANTS = {
             x @ p["w_h"].T + p["b_h"]),))(torch.sigmoid(x @ p["w_f"].T + p["b_f"]),
                                            torch.sigmoid(x @ p["w_i"].T + p["b_i"])),
     ),
+    "lru": (
+        {"nu": (1, H), "theta_log": (1, H), "gamma_log": (1, H), "b_re": (H, I), "b_im": (H, I),
+         "c_re": (H, H), "c_im": (H, H), "d": (H, I)},
+        {"h": H, "a": H, "b": H},
+        lru_step,
+    ),
+    "s6": (
+        {"w_in": (S6_H, I), "w_z": (S6_H, I), "c0": (1, S6_H), "c1": (1, S6_H), "c2": (1, S6_H),
+         "c3": (1, S6_H), "b_conv": (1, S6_H), "w_delta": (S6_H // 16, S6_H),
+         "w_dt": (S6_H, S6_H // 16), "b_dt": (1, S6_H), "w_b": (S6_N, S6_H), "w_c": (S6_N, S6_H),
+         "a_log": (1, S6_H * S6_N), "d_skip": (1, S6_H)},
+        {"h": S6_H, "s": S6_H * S6_N, "conv": 3 * S6_H},
+        s6_step,
+    ),
+    "gla": (
+        {"w_q": (H, I), "w_k": (H, I), "w_v": (H, I), "w_g": (H, I)},
+        {"h": H, "S": H * H // HEADS},
+        gla_step,
+    ),
 }
 
 
@@ -153,7 +213,8 @@ def main():
         for k, w in widths.items():
             t = 0.5 * torch.randn(B, w, dtype=torch.double)
             s0.append((t.abs() + 0.5 if k == "n" else t).requires_grad_())
-        r_out = torch.randn(T, B, H, dtype=torch.double)
+        hidden = next(iter(widths.values()))  # h's width: H, or S6_H for s6
+        r_out = torch.randn(T, B, hidden, dtype=torch.double)
         r_state = [torch.randn(B, w, dtype=torch.double) for w in widths.values()]
 
         def run():
@@ -181,7 +242,7 @@ def main():
                 l.grad = torch.zeros_like(l)
         n_states = len(widths)
         data = {
-            "name": name, "input": I, "hidden": H, "torch_version": torch.__version__,
+            "name": name, "input": I, "hidden": hidden, "torch_version": torch.__version__,
             "loss": loss.item(),
             "x": [mat(xs[t]) for t in range(T)],
             "states0": [mat(s) for s in s0],

@@ -58,6 +58,9 @@ std::optional<typename CellEvaluator<T>::Value> CellEvaluator<T>::name(const Exp
       return number(static_cast<double>(input));
     case Ref::hidden:
       return number(static_cast<double>(hidden));
+    case Ref::size:
+      return number(
+          p.evaluate_number(p.sizes[static_cast<std::size_t>(x.index)].expr, input, hidden));
     case Ref::x:
       return var(*this->x);
     case Ref::state:
@@ -97,14 +100,21 @@ std::optional<typename CellEvaluator<T>::Value> CellEvaluator<T>::call(const Exp
     if (f == "row_vecmat") return var(row_vecmat(a, b));
     return var(row_matvec(a, b));
   }
-  if (f == "heads" || f == "merge") {
-    // B×(k·d) <-> (B·k)×d: example b's head j is row b·k + j, a view (reshape), no copy.
+  if (f == "heads" || f == "merge" || f == "repeat") {
     const Var<T> a = tensor(x.args[0]);
     const Value k = eval(x.args[1]);
     if (!k.is_number || !(k.number >= 1) || k.number != std::floor(k.number)) {
-      p.fail(x.line, x.column, fmt::format("{}(e, k): k is a whole number of heads", f));
+      p.fail(x.line, x.column,
+             fmt::format("{}(e, {}): {} is a whole number", f, f == "repeat" ? "n" : "k",
+                         f == "repeat" ? "n, the times each element repeats," : "k, the heads,"));
     }
     const auto heads = static_cast<Index>(k.number);
+    if (f == "repeat") {
+      // B×m -> B×(m·n), each element n times in a row: vec(a_i 1ᵀ), a per-row gate spread over
+      // the columns of a per-example m×n matrix (row_outer with a constant of ones).
+      return var(row_outer(a, tape.constant(Matrix<T>::Ones(a.rows(), heads))));
+    }
+    // B×(k·d) <-> (B·k)×d: example b's head j is row b·k + j, a view (reshape), no copy.
     if (f == "heads") {
       if (a.cols() % heads != 0) {
         p.fail(x.line, x.column,
@@ -135,9 +145,11 @@ std::optional<typename CellEvaluator<T>::Value> CellEvaluator<T>::call(const Exp
     if (f == "log") return number(std::log(a.number));
     if (f == "sin") return number(std::sin(a.number));
     if (f == "cos") return number(std::cos(a.number));
+    if (f == "ceil") return number(std::ceil(a.number));
     p.fail(x.line, x.column, fmt::format("{} of a number", f));
   }
   const Var<T>& v = a.var;
+  if (f == "ceil") p.fail(x.line, x.column, "ceil(e) rounds a number (a size), not a tensor");
   if (f == "sigmoid") return var(sigmoid(v));
   if (f == "tanh") return var(rwd::tanh(v));
   if (f == "relu") return var(relu(v));

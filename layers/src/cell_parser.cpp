@@ -26,17 +26,17 @@ struct Token {
 
 // The unary tensor functions and their ops; the others have fixed arities below.
 const std::set<std::string>& unary_functions() {
-  static const std::set<std::string> names{"sigmoid",  "tanh",   "relu", "exp",     "log",
-                                           "softplus", "square", "sqrt", "abs",     "log_sigmoid",
-                                           "neg",      "sin",    "cos",  "sum_rows"};
+  static const std::set<std::string> names{"sigmoid",  "tanh",   "relu", "exp",      "log",
+                                           "softplus", "square", "sqrt", "abs",      "log_sigmoid",
+                                           "neg",      "sin",    "cos",  "sum_rows", "ceil"};
   return names;
 }
 
 // The functions of two arguments: elementwise ones of one shape, the per-example products, and
-// heads(e, k) / merge(e, k) (a tensor and a number).
+// heads(e, k) / merge(e, k) / repeat(e, n) (a tensor and a number).
 const std::set<std::string>& binary_functions() {
   static const std::set<std::string> names{"maximum",    "minimum", "row_outer", "row_vecmat",
-                                           "row_matvec", "heads",   "merge"};
+                                           "row_matvec", "heads",   "merge",     "repeat"};
   return names;
 }
 
@@ -83,8 +83,8 @@ std::vector<std::string> function_names() {
 }
 
 const std::set<std::string>& keywords() {
-  static const std::set<std::string> k{"cell", "state", "param", "let",   "gate",
-                                       "next", "x",     "input", "hidden"};
+  static const std::set<std::string> k{"cell", "size", "state", "param", "let",
+                                       "gate", "next", "x",     "input", "hidden"};
   return k;
 }
 
@@ -195,11 +195,19 @@ class Parser {
   }
 
   void statement() {
-    const Token head = name("a statement (cell, state, param, let, gate or next)");
+    const Token head = name("a statement (cell, size, state, param, let, gate or next)");
     if (head.text == "cell") {
       if (!p_.name.empty()) fail(head.column, "a second 'cell' line: the cell is named once");
       p_.name = name("the cell's name").text;
       end_of_line();
+    } else if (head.text == "size") {
+      if (!p_.statements.empty()) fail(head.column, "declare sizes before let, gate and next");
+      const Token n = name("the size's name");
+      declare(n);
+      expect("=", "after the size's name (size heads = 4)");
+      CellProgram::Size z{n.text, expr(true), line_, n.column};
+      end_of_line();
+      p_.sizes.push_back(z);
     } else if (head.text == "state") {
       if (!p_.statements.empty()) fail(head.column, "declare states before let, gate and next");
       const Token n = name("the state's name");
@@ -268,7 +276,8 @@ class Parser {
       p_.statements.push_back(st);
     } else {
       fail(head.column,
-           fmt::format("unknown statement '{}' (cell, state, param, let, gate, next)", head.text));
+           fmt::format("unknown statement '{}' (cell, size, state, param, let, gate, next)",
+                       head.text));
     }
   }
 
@@ -317,7 +326,7 @@ class Parser {
     return add(e);
   }
 
-  // sizes: only numbers, input, hidden, + - * / and sqrt.
+  // sizes: only numbers, input, hidden, named sizes, + - * /, sqrt and ceil.
   int expr(bool sizes) {
     int lhs = term(sizes);
     while (peek().kind == Token::Kind::symbol && (peek().text == "+" || peek().text == "-")) {
@@ -389,9 +398,9 @@ class Parser {
         fail(t.column, fmt::format("unknown function '{}'{}", t.text,
                                    did_you_mean(t.text, function_names())));
       }
-      if (sizes && t.text != "sqrt") {
-        fail(t.column, fmt::format("'{}' in a size (sizes use numbers, input, hidden, + - * / "
-                                   "and sqrt)",
+      if (sizes && t.text != "sqrt" && t.text != "ceil") {
+        fail(t.column, fmt::format("'{}' in a size (sizes use numbers, input, hidden, named "
+                                   "sizes, + - * /, sqrt and ceil)",
                                    t.text));
       }
       if (!accept(")")) {
@@ -417,8 +426,15 @@ class Parser {
       e.ref = Ref::input;
     } else if (t.text == "hidden") {
       e.ref = Ref::hidden;
+    } else if (const auto z = std::find_if(p_.sizes.begin(), p_.sizes.end(),
+                                           [&](const auto& s) { return s.name == t.text; });
+               z != p_.sizes.end()) {
+      e.ref = Ref::size;
+      e.index = static_cast<int>(z - p_.sizes.begin());
     } else if (sizes) {
-      fail(t.column, fmt::format("'{}' in a size: sizes use numbers, input and hidden", t.text));
+      fail(t.column, fmt::format("'{}' in a size: sizes use numbers, input, hidden and the sizes "
+                                 "named above (size {} = ...)",
+                                 t.text, t.text));
     } else if (t.text == "x") {
       e.ref = Ref::x;
     } else if (is_function(t.text)) {
@@ -436,8 +452,8 @@ class Parser {
       }
       if (e.ref == Ref::none) {
         fail(t.column,
-             fmt::format("unknown name '{}' (the input x, a state, a parameter, or a let or gate "
-                         "defined above)",
+             fmt::format("unknown name '{}' (the input x, a state, a parameter, a size, or a "
+                         "let or gate defined above)",
                          t.text));
       }
     }
@@ -468,22 +484,29 @@ void CellProgram::fail(int line, int column, const std::string& message) const {
       fmt::format("{}:{}:{}: {}\n  {}\n  {}^", file, line, column, message, text, caret));
 }
 
-double CellProgram::evaluate_number(int e, Index input, Index hidden) const {
-  const Expr& x = exprs[static_cast<std::size_t>(e)];
-  const auto arg = [&](std::size_t k) { return evaluate_number(x.args[k], input, hidden); };
+namespace {
+// One expression's number; a named size is looked up in `known` (its value, computed once: a
+// chain of sizes each naming the one before twice would otherwise cost 2^n evaluations).
+double evaluate(const CellProgram& p, int e, Index input, Index hidden,
+                const std::vector<double>& known) {
+  using Ref = CellProgram::Expr::Ref;
+  const CellProgram::Expr& x = p.exprs[static_cast<std::size_t>(e)];
+  const auto arg = [&](std::size_t k) { return evaluate(p, x.args[k], input, hidden, known); };
   switch (x.kind) {
-    case Expr::Kind::number:
+    case CellProgram::Expr::Kind::number:
       return x.number;
-    case Expr::Kind::name:
+    case CellProgram::Expr::Kind::name:
       if (x.ref == Ref::input) return static_cast<double>(input);
       if (x.ref == Ref::hidden) return static_cast<double>(hidden);
-      fail(x.line, x.column, fmt::format("'{}' is a tensor where a number is needed", x.name));
-    case Expr::Kind::negate:
+      if (x.ref == Ref::size) return known[static_cast<std::size_t>(x.index)];
+      p.fail(x.line, x.column, fmt::format("'{}' is a tensor where a number is needed", x.name));
+    case CellProgram::Expr::Kind::negate:
       return -arg(0);
-    case Expr::Kind::call:
+    case CellProgram::Expr::Kind::call:
       if (x.name == "sqrt") return std::sqrt(arg(0));
-      fail(x.line, x.column, fmt::format("{}(...) is a tensor where a number is needed", x.name));
-    case Expr::Kind::binary: {
+      if (x.name == "ceil") return std::ceil(arg(0));
+      p.fail(x.line, x.column, fmt::format("{}(...) is a tensor where a number is needed", x.name));
+    case CellProgram::Expr::Kind::binary: {
       const double a = arg(0), b = arg(1);
       switch (x.op) {
         case '+':
@@ -497,12 +520,38 @@ double CellProgram::evaluate_number(int e, Index input, Index hidden) const {
         default:
           break;
       }
-      fail(x.line, x.column, "a matrix product where a number is needed");
+      p.fail(x.line, x.column, "a matrix product where a number is needed");
     }
-    case Expr::Kind::transpose:
-      fail(x.line, x.column, "a transpose where a number is needed");
+    case CellProgram::Expr::Kind::transpose:
+      p.fail(x.line, x.column, "a transpose where a number is needed");
   }
-  fail(x.line, x.column, "not a number");
+  p.fail(x.line, x.column, "not a number");
+}
+
+// The named sizes' values, in order (each names only sizes above it).
+std::vector<double> size_values(const CellProgram& p, Index input, Index hidden) {
+  std::vector<double> known;
+  known.reserve(p.sizes.size());
+  for (const auto& z : p.sizes) known.push_back(evaluate(p, z.expr, input, hidden, known));
+  return known;
+}
+}  // namespace
+
+double CellProgram::evaluate_number(int e, Index input, Index hidden) const {
+  return evaluate(*this, e, input, hidden, size_values(*this, input, hidden));
+}
+
+void CellProgram::check_sizes(Index input, Index hidden) const {
+  const std::vector<double> known = size_values(*this, input, hidden);
+  for (std::size_t k = 0; k < sizes.size(); ++k) {
+    const Size& z = sizes[k];
+    const double v = known[k];
+    if (!(v >= 1) || v != std::floor(v) || v > 1e9) {
+      fail(z.line, z.column,
+           fmt::format("size '{}' is {} for input {} and hidden {}: a size is a positive integer",
+                       z.name, v, input, hidden));
+    }
+  }
 }
 
 std::shared_ptr<const CellProgram> parse_cell(const std::string& text, const std::string& file) {

@@ -123,7 +123,7 @@ BOOST_AUTO_TEST_CASE(every_example_cell_passes_gradcheck_and_gradgradcheck) {
           auto r = layers::unroll(cell, tape, v.first(3), s);
           std::vector<Var<double>> all = r.outputs;
           for (const auto& st : r.state) all.push_back(st);
-          return concat_rows(all);
+          return concat_cols(all);  // states as wide as they are (s6: hidden x 16 a row)
         };
         const GradcheckReport g = gradcheck(f, in, cell.named_parameters());
         BOOST_TEST(g.passed(), g);
@@ -133,7 +133,7 @@ BOOST_AUTO_TEST_CASE(every_example_cell_passes_gradcheck_and_gradgradcheck) {
       });
     }
   }
-  BOOST_TEST(files == 13u);
+  BOOST_TEST(files == 16u);
 }
 
 // sin, cos, maximum and minimum in a cell file: the values of the C++ ops, and gradients to
@@ -232,6 +232,71 @@ BOOST_AUTO_TEST_CASE(matrix_states_and_column_broadcasts) {
   });
 }
 
+// Named sizes in shapes, states and expressions; repeat(e, n) spreading a gate per head and row
+// over a matrix's columns; ceil in a size. Values against the same arithmetic written out.
+BOOST_AUTO_TEST_CASE(named_sizes_repeat_and_ceil) {
+  const auto program = layers::parse_cell(
+      "cell sized\nsize n_heads = 2\nsize dk = hidden / n_heads\nsize r = ceil(input / 2)\n"
+      "state h = hidden\nstate S = hidden * dk\n"
+      "param w_g [hidden, input] uniform(1)\nparam w_r [r, input] uniform(1)\n"
+      "let g = heads(sigmoid(x @ w_g'), n_heads)\n"
+      "let S2 = heads(S, n_heads) * repeat(g, dk)\n"
+      "next S = merge(S2, n_heads)\n"
+      "next h = merge(row_vecmat(g, S2), n_heads) * dk + sum_rows(x @ w_r')\n",
+      "sized.cell");
+  layers::Rng rng(9);
+  const Index in = 3, hid = 4, batch = 2, dk = 2;
+  layers::with_file_cell<double>(program, in, hid, rng, [&](auto& cell) {
+    using Cell = std::decay_t<decltype(cell)>;
+    if constexpr (std::tuple_size_v<typename Cell::State> != 2) {
+      BOOST_FAIL("the cell has two states, h and S");
+    } else {
+      BOOST_TEST(cell.state_sizes()[1] == hid * dk);
+      const auto params = cell.named_parameters();
+      BOOST_TEST((params[1]->shape() == Shape{2, in}));  // ceil(3 / 2) rows
+      const M x = layers::uniform<double>(batch, in, 1.0, rng),
+              h = layers::uniform<double>(batch, hid, 0.5, rng),
+              s = layers::uniform<double>(batch, hid * dk, 0.5, rng);
+      {
+        Tape<double> tape;
+        const auto next = cell.step(tape, tape.constant(x), {tape.constant(h), tape.constant(s)});
+        for (Index b = 0; b < batch; ++b) {
+          const Eigen::VectorXd a = params[0]->value * x.row(b).transpose();
+          const double extra = (params[1]->value * x.row(b).transpose()).sum();
+          for (Index j = 0; j < 2; ++j) {     // head
+            for (Index v = 0; v < dk; ++v) {  // column of the head's dk x dk matrix
+              double out = 0;
+              for (Index k = 0; k < dk; ++k) {
+                const double g = 1 / (1 + std::exp(-a(j * dk + k)));
+                const Index at = j * dk * dk + k * dk + v;
+                const double s2 = s(b, at) * g;
+                BOOST_TEST(std::abs(next[1].value()(b, at) - s2) < 1e-15);
+                out += g * s2;
+              }
+              BOOST_TEST(std::abs(next[0].value()(b, j * dk + v) - (out * dk + extra)) < 1e-14);
+            }
+          }
+        }
+      }
+      std::vector<NamedTensor> inputs{{"x", x}, {"h", h}, {"S", s}};
+      const auto f = [&](Tape<double>& tape, std::span<const Var<double>> v) {
+        const typename Cell::State next = cell.step(tape, v[0], {v[1], v[2]});
+        return add(sum(mul(next[0], next[0])), sum(mul(next[1], next[1])));
+      };
+      const GradcheckReport g = gradcheck(f, inputs, params);
+      BOOST_TEST(g.passed(), g);
+      const GradgradcheckReport gg = gradgradcheck(f, inputs, params);
+      BOOST_TEST(gg.passed(), gg);
+    }
+  });
+  // A size that does not come out whole for the sizes asked for is refused where it is named.
+  layers::Rng rng2(1);
+  test::expect_message<layers::CellFileError>(
+      [&] { layers::with_file_cell<double>(program, in, 5, rng2, [](auto&) {}); },
+      "sized.cell:3:6: size 'dk' is 2.5 for input 3 and hidden 5: a size is a positive integer\n"
+      "  size dk = hidden / n_heads\n       ^");
+}
+
 BOOST_AUTO_TEST_CASE(a_stack_of_custom_cells_gets_unique_names_and_round_trips) {
   layers::Rng rng(5);
   layers::Sequence<MguCell<double>> stack(
@@ -326,8 +391,8 @@ BOOST_AUTO_TEST_CASE(mistakes_in_a_cell_file_are_located) {
   const std::string head = "cell c\nstate h = hidden\nparam w [hidden, input] uniform(0.1)\n";
   const std::vector<std::pair<std::string, std::string>> cases{
       {head + "next h = tanh(x @ q')\n",
-       "t.cell:4:19: unknown name 'q' (the input x, a state, a parameter, or a let or gate defined "
-       "above)\n  next h = tanh(x @ q')\n                    ^"},
+       "t.cell:4:19: unknown name 'q' (the input x, a state, a parameter, a size, or a let or "
+       "gate defined above)\n  next h = tanh(x @ q')\n                    ^"},
       {head + "next h = tanh(x @ w', h)\n",
        "t.cell:4:10: tanh takes 1 argument, given 2\n  next h = tanh(x @ w', h)\n           ^"},
       {head + "next h = tanhh(x @ w')\n",
@@ -356,6 +421,22 @@ BOOST_AUTO_TEST_CASE(mistakes_in_a_cell_file_are_located) {
        "t.cell:4:12: unexpected character '$'\n  next h = x $ w\n             ^"},
       {head + "next h = x @ w' + h\nnext h = h\n",
        "t.cell:5:6: state 'h' is assigned twice\n  next h = h\n       ^"},
+      {"size dk = hidden / 3\nstate h = hidden\nnext h = h\n",
+       "t.cell:1:6: size 'dk' is 1.3333333333333333 for input 3 and hidden 4: a size is a positive "
+       "integer\n  size dk = hidden / 3\n       ^"},
+      {"size heads = 4\nstate h = hidden\nnext h = h\n",
+       "t.cell:1:6: 'heads' is a reserved word: choose another name\n  size heads = 4\n       ^"},
+      {"state h = hidden * q\nnext h = h\n",
+       "t.cell:1:20: 'q' in a size: sizes use numbers, input, hidden and the sizes named above "
+       "(size q = ...)\n  state h = hidden * q\n" + std::string(21, ' ') + "^"},
+      {head + "let a = x @ w'\nsize k = 2\nnext h = a\n",
+       "t.cell:5:1: declare sizes before let, gate and next\n  size k = 2\n  ^"},
+      {head + "next h = repeat(x @ w', 0)\n",
+       "t.cell:4:10: repeat(e, n): n, the times each element repeats, is a whole number\n"
+       "  next h = repeat(x @ w', 0)\n           ^"},
+      {head + "next h = ceil(x @ w')\n",
+       "t.cell:4:10: ceil(e) rounds a number (a size), not a tensor\n  next h = ceil(x @ w')\n"
+       "           ^"},
   };
   for (const auto& c : cases) {
     const std::string& text = c.first;

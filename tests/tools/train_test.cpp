@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <set>
 #include <sstream>
 
 #include "inspect.hpp"
@@ -197,6 +198,48 @@ BOOST_AUTO_TEST_CASE(lstm_solves_it_where_a_tanh_rnn_cannot) {
 BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(shards)
+
+// Copy puts a sequence's 10 symbols first; selective copy scatters them, in order, among blanks
+// before the delimiter, at places drawn for each sequence. Both ask for them, in order, in the
+// last 10 steps.
+BOOST_AUTO_TEST_CASE(selective_copy_scatters_the_symbols_and_asks_for_them_in_order) {
+  for (const bool selective : {false, true}) {
+    BOOST_TEST_CONTEXT((selective ? "selective-copy" : "copy")) {
+      const auto task = cli::make_task(selective ? "selective-copy" : "copy");
+      cli::Rng rng(5);
+      const Index rows = 64, steps = 40, length = 10, delimiter = steps - length - 1;
+      const cli::Batch b = task->sample(rows, steps, rng);
+      BOOST_REQUIRE(static_cast<Index>(b.xs.size()) == steps);
+      std::set<std::vector<Index>> placements;
+      for (Index r = 0; r < rows; ++r) {
+        std::vector<std::int32_t> symbols, asked;
+        std::vector<Index> where;
+        for (Index t = 0; t < steps; ++t) {
+          const auto& x = b.xs[static_cast<std::size_t>(t)];
+          BOOST_TEST(x.row(r).sum() == 1.0f);  // one-hot
+          Index c = 0;
+          x.row(r).maxCoeff(&c);
+          if (t < delimiter && c != 0) {
+            symbols.push_back(static_cast<std::int32_t>(c));
+            where.push_back(t);
+          }
+          if (t == delimiter) BOOST_TEST(c == 9);
+          if (t > delimiter) BOOST_TEST(c == 0);
+          if (t >= steps - length)
+            asked.push_back(b.classes[static_cast<std::size_t>(t * rows + r)]);
+        }
+        BOOST_TEST(static_cast<Index>(symbols.size()) == length);
+        BOOST_TEST(asked == symbols, "row " << r << ": the targets are the symbols in order");
+        placements.insert(where);
+      }
+      if (selective) {
+        BOOST_TEST(placements.size() == static_cast<std::size_t>(rows));  // each its own places
+      } else {
+        BOOST_TEST((placements == std::set<std::vector<Index>>{{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}}));
+      }
+    }
+  }
+}
 
 // A micro-batch (or a rank's share) is rows [begin, begin + count) of one batch, every field
 // cut alike: checked field by field against the whole batch for every task.

@@ -15,6 +15,10 @@
 //   recording (the loop of a power iteration), and the tape's storage against grad-'s.
 //
 // train-file-<H> (with --cell-file F.cell): the train workload with a cell from a file.
+// train-<variant>-<H> (mingru minlstm lru slstm s6 gla deltanet mlstm gated_deltanet; H = 128,
+//   512; `variants-all` for all 18): the train workload with examples/cells/<variant>.cell (or
+//   --cells DIR), the variant workloads of ../shared/peers/torch_variants_bench.py (their
+//   gflops= counts the head's products only: each cell's own are not counted).
 // bptt-<cell>-128: checkpointed BPTT against plain BPTT on the adding task (--seq-len,
 //   --checkpoints K or --memory-budget MiB, --schedule, --no-plain; see bptt_workload).
 // block-<cell>-128: k tangent directions in one block sweep against k single sweeps (k = 16,
@@ -24,15 +28,16 @@
 // leaves every bit alone (one and two threads).
 // Usage: bench_train [--workload train-lstm-128|grad-lstm-128|hvp-lstm-128|hvp-all|tiny-ops|
 //        block-lstm-128|block-all|jtt-lstm-128|bptt-lstm-128|bptt-gru-128|bptt-rnn-128|
-//                                sgemm-1024|fma-peak] [--seq-len 50] [--reps 15]
-//                    [--memory N]
-//        (default: every train workload, then tiny-ops, sgemm-1024 and fma-peak)
+//        train-mlstm-128|variants-all|sgemm-1024|fma-peak] [--seq-len 50] [--reps 15]
+//                    [--memory N] [--cells DIR]
+//        (default: the lstm, gru and rnn train workloads, then tiny-ops, sgemm-1024, fma-peak)
 #include <immintrin.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
 #include <Eigen/SVD>
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstring>
 #include <fstream>
@@ -207,7 +212,31 @@ void train_workload(const std::string& name, Layer layer, Index gates, Index hid
             << std::endl;
 }
 
+/// The train workload with a cell from a file: train-file-<H> (--cell-file, FLOPs counted as
+/// for 4 gates, to compare with the LSTM it mirrors) and train-<variant>-<H> (gates 0: the
+/// head's products only).
+void file_cell_workload(const std::string& name,
+                        const std::shared_ptr<const layers::CellProgram>& program, Index hidden,
+                        Index gates, const Run& run, layers::Rng& rng) {
+  layers::with_state_count(*program, [&](auto n) {
+    using Cell = layers::FileCell<float, decltype(n)::value>;
+    train_workload(
+        name,
+        layers::Sequence<Cell>(program->name, {}, 64,
+                               [&](int, bool, Index in) { return Cell(program, in, hidden, rng); }),
+        gates, hidden, run, rng, Kind::train);
+  });
+}
+
+/// The variant cells of ../shared/peers/torch_variants_bench.py, shipped as examples/cells files.
+constexpr std::array<const char*, 9> kVariants{"mingru", "minlstm",  "lru",   "slstm",         "s6",
+                                               "gla",    "deltanet", "mlstm", "gated_deltanet"};
+
 /// train-file-<H> (with --cell-file F.cell): the train workload with a cell from a file.
+// train-<variant>-<H> (mingru minlstm lru slstm s6 gla deltanet mlstm gated_deltanet; H = 128,
+//   512; `variants-all` for all 18): the train workload with examples/cells/<variant>.cell (or
+//   --cells DIR), the variant workloads of ../shared/peers/torch_variants_bench.py (their
+//   gflops= counts the head's products only: each cell's own are not counted).
 // bptt-<cell>-128: checkpointed BPTT against plain BPTT on the adding task (--seq-len,
 //   --checkpoints K or --memory-budget MiB, --schedule, --no-plain; see bptt_workload).
 // block-<cell>-128: k tangent directions at once (Tape::jvp_block) against k single-direction
@@ -426,6 +455,7 @@ void bptt_workload(const std::string& name, Layer layer, const Run& run, layers:
 int main(int argc, char** argv) {
   std::string only;
   std::string cell_file;
+  std::string cells_dir = REWIND_CELLS_DIR;
   Run run;
   for (int k = 1; k < argc; ++k) {
     if (!std::strcmp(argv[k], "--workload") && k + 1 < argc)
@@ -438,6 +468,8 @@ int main(int argc, char** argv) {
       run.memory_steps = std::atoi(argv[++k]);
     else if (!std::strcmp(argv[k], "--cell-file") && k + 1 < argc)
       cell_file = argv[++k];
+    else if (!std::strcmp(argv[k], "--cells") && k + 1 < argc)
+      cells_dir = argv[++k];
     else if (!std::strcmp(argv[k], "--checkpoints") && k + 1 < argc)
       run.bptt.checkpoints = std::atoi(argv[++k]);
     else if (!std::strcmp(argv[k], "--memory-budget") && k + 1 < argc)
@@ -453,7 +485,7 @@ int main(int argc, char** argv) {
       run.checksum = true;
     else {
       std::cerr << "usage: bench_train [--workload NAME] [--seq-len N] [--reps N] [--memory N] "
-                   "[--cell-file F.cell] [--checkpoints K | --memory-budget MIB] "
+                   "[--cell-file F.cell] [--cells DIR] [--checkpoints K | --memory-budget MIB] "
                    "[--schedule revolve|uniform|online] [--no-plain] [--checksum]\n";
       return 2;
     }
@@ -491,14 +523,19 @@ int main(int argc, char** argv) {
       if (only != fmt::format("train-file-{}", h)) continue;
       Run r = run;
       if (r.reps == 0) r.reps = h == 128 ? 15 : 5;
-      layers::with_state_count(*program, [&](auto n) {
-        using Cell = layers::FileCell<float, decltype(n)::value>;
-        train_workload(
-            fmt::format("train-file-{}", h),
-            layers::Sequence<Cell>(program->name, {}, 64,
-                                   [&](int, bool, Index in) { return Cell(program, in, h, rng); }),
-            4, h, r, rng, Kind::train);
-      });
+      file_cell_workload(fmt::format("train-file-{}", h), program, h, 4, r, rng);
+    }
+  }
+  // train-<variant>-<H>: only when asked for (--workload, or variants-all).
+  for (Index h : {128, 512}) {
+    for (const char* variant : kVariants) {
+      const std::string name = fmt::format("train-{}-{}", variant, h);
+      if (only != name && only != "variants-all") continue;
+      Run r = run;
+      if (r.reps == 0) r.reps = h == 128 ? 15 : 5;
+      file_cell_workload(name,
+                         layers::load_cell_file(fmt::format("{}/{}.cell", cells_dir, variant)), h,
+                         0, r, rng);
     }
   }
   if (only == "block-lstm-128" || only == "block-all") {

@@ -3,7 +3,7 @@
 
     python3 tools/bench/compare.py [--build build] [--omp-build build-omp] [--rounds N]
                                    [--configs "1 1,1 2,2 2"] [--quick] [--scaling] [--memory N]
-                                   [--hvp] [--checkpointing] [--distributed]
+                                   [--hvp] [--checkpointing] [--distributed] [--variants]
 
 rewind: build/tools/bench/bench_train, one process per workload (so peak RSS is per workload),
 one thread; with --omp-build, also two threads from a -DREWIND_OPENMP=ON build, each workload's
@@ -31,6 +31,10 @@ gradient's) and the peer's `hvp` mode (double backward, fused and composed) in t
 per row, so each row's peak RSS is its own): time ratio, advances against revolve's prediction,
 memory. PyTorch has no budgeted schedule (torch.utils.checkpoint takes hand-set segments), so
 there is no peer column; the uniform schedule is that scheme in rewind.
+--variants: today's recurrent variants (bench_train train-<variant>-<H>, the shipped
+examples/cells files) against ../shared/peers/torch_variants_bench.py, which defines the
+workloads, PyTorch pinned to one thread ('1 1'), each side's workloads in turn --rounds N times;
+the table gives the median ratio per workload and the issue's target (0.33 at H=128, 0.6 at 512).
 --distributed: `rewind train` data parallel under mpirun (2 ranks x batch 32) against one process
 at batch 32 (weak-scaling efficiency) and, with --omp-build, one process with two OpenMP threads
 at batch 64 (the same samples per step); the reduction's time per step and the cost model.
@@ -44,6 +48,9 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PEER = os.path.join(os.path.dirname(ROOT), "shared", "peers", "torch_rnn_bench.py")
+VARIANT_PEER = os.path.join(os.path.dirname(ROOT), "shared", "peers", "torch_variants_bench.py")
+VARIANTS = ["mingru", "minlstm", "lru", "slstm", "s6", "gla", "deltanet", "mlstm", "gated_deltanet"]
+VARIANT_TARGETS = {128: 0.33, 512: 0.6}
 WORKLOADS = [f"train-{c}-{h}" for h in (128, 512) for c in ("lstm", "gru", "rnn")]
 
 
@@ -246,9 +253,9 @@ def blas_of(stderr):
     return "unknown"
 
 
-def torch_side(config, mode=None):
+def torch_side(config, mode=None, peer=PEER):
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    proc = subprocess.run(["/usr/bin/python3", PEER] + config.split() + ([mode] if mode else []),
+    proc = subprocess.run(["/usr/bin/python3", peer] + config.split() + ([mode] if mode else []),
                           capture_output=True, text=True,
                           env=peer_env(int(config.split()[-1])))
     if proc.returncode != 0:
@@ -403,6 +410,38 @@ def hvp_main(args, configs, have_torch):
         print("| " + " | ".join(str(c) for c in cells) + " |")
 
 
+def variants_main(args, have_torch):
+    workloads = [f"train-{v}-{h}" for h in (128, 512) for v in VARIANTS]
+    ratios = {w: [] for w in workloads}
+    last = {}
+    for k in range(args.rounds):
+        if args.rounds > 1:
+            print(f"== round {k + 1} of {args.rounds} ==", flush=True)
+        rewind = {}
+        for w in workloads:
+            line = bench_train(args.build, ["--workload", w] + (["--reps", "5"] if args.quick else [])).strip()
+            rewind[w] = fields(line)["ms"]
+            print("rewind (1 thread):", line, flush=True)
+        peer = torch_side("1 1", peer=VARIANT_PEER) if have_torch else None
+        rows = peer[0] if peer else {}
+        for w in workloads:
+            ms = next(iter(rows.get(w, {}).values()), None)
+            last[w] = (rewind[w], ms)
+            if ms:
+                ratios[w].append(rewind[w] / ms)
+    print()
+    print("| workload | rewind ms (1 thread) | PyTorch eager ms ('1 1') | rewind / PyTorch"
+          + (f" (median of {args.rounds} rounds)" if args.rounds > 1 else "") + " | target | met |")
+    print("|---|---|---|---|---|---|")
+    for w in workloads:
+        r_ms, t_ms = last[w]
+        target = VARIANT_TARGETS[int(w.rsplit("-", 1)[1])]
+        ratio = statistics.median(ratios[w]) if ratios[w] else None
+        print(f"| {w} | {r_ms:.2f} | " + (f"{t_ms:.2f}" if t_ms else "-") + " | "
+              + (f"{ratio:.2f}" if ratio else "-") + f" | ≤ {target} | "
+              + ("-" if ratio is None else "yes" if ratio <= target else "no") + " |")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
@@ -419,6 +458,8 @@ def main():
     ap.add_argument("--peer-kernels", default="auto", metavar="auto|native|CORETYPE",
                     help="PyTorch's OpenBLAS kernels: the fastest measured (auto), OpenBLAS's own "
                          "choice (native), or an OPENBLAS_CORETYPE name")
+    ap.add_argument("--variants", action="store_true",
+                    help="today's variant cells against torch_variants_bench.py instead")
     ap.add_argument("--distributed", action="store_true",
                     help="data parallel (mpirun, a -DREWIND_MPI=ON build) against one process instead")
     args = ap.parse_args()
@@ -429,6 +470,8 @@ def main():
         return checkpointing_main(args)
     if args.hvp:
         return hvp_main(args, configs, torch_ready(args.peer_kernels))
+    if args.variants:
+        return variants_main(args, torch_ready(args.peer_kernels))
     have_torch = torch_ready(args.peer_kernels)
     # Each round: rewind's workloads (one and two threads back to back), then PyTorch's
     # configurations. Ratios are taken within a round, and the table gives their median over the

@@ -51,8 +51,8 @@ bool check(const ModelOptions& m, bool fast, std::ostream& out, int order = 1);
 struct DiagnoseOptions {
   std::string output = "diagnose";  ///< writes <output>.csv, .json, .svg
   int probes = 8;
-  /// A task of `rewind train` (adding, copy, reber, sine): its loss on one batch, with a linear
-  /// head. Empty: the mean square of the last step's output.
+  /// A task of `rewind train` (adding, copy, selective-copy, reber, sine): its loss on one batch,
+  /// with a linear head. Empty: the mean square of the last step's output.
   std::string task;
   /// Parameters to load first (a `rewind train --save` file; its saved flags must match).
   std::string weights;
@@ -63,8 +63,8 @@ BpttReport diagnose(const ModelOptions& m, const DiagnoseOptions& d, std::ostrea
 
 struct SpectrumOptions {
   std::string output = "spectrum";  ///< prefix of the files written
-  /// A task of `rewind train` (adding, copy, reber, sine): its loss on one batch, with a linear
-  /// head. Empty: the mean square of the last step's output, as `diagnose`.
+  /// A task of `rewind train` (adding, copy, selective-copy, reber, sine): its loss on one batch,
+  /// with a linear head. Empty: the mean square of the last step's output, as `diagnose`.
   std::string task;
   std::string weights;   ///< parameters to load first (as DiagnoseOptions::weights)
   std::string hessian;   ///< "", "top-k", "trace" or "density"

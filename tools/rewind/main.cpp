@@ -258,7 +258,7 @@ Command add_graph(CLI::App& app) {
 void add_subject_options(CLI::App* sub, std::string& task, std::string& weights) {
   sub->add_option("--task", task,
                   "Loss of this `rewind train` task (default: mean square of the last output)")
-      ->check(CLI::IsMember({"adding", "copy", "reber", "sine"}));
+      ->check(CLI::IsMember({"adding", "copy", "selective-copy", "reber", "sine"}));
   sub->add_option("--weights", weights,
                   "Load these parameters first (rewind train --save; give the flags it was "
                   "trained with)")

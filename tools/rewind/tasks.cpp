@@ -6,6 +6,7 @@
 #include <fstream>
 #include <map>
 #include <numbers>
+#include <numeric>
 
 namespace rwd::cli {
 namespace {
@@ -48,10 +49,14 @@ class Adding : public Task {
 // The copy (memory) task: 10 symbols from an alphabet of 8, blanks, a delimiter, then the 10
 // symbols must be reproduced. Classes: 0 blank, 1..8 symbols; inputs add 9, the delimiter.
 // A model without memory at best knows when to answer and guesses: 10·ln 8 / T nats per step.
+// Selective copy (Gu & Dao 2023, Mamba's §4.1.1; Feng et al. 2024): the 10 symbols stand at
+// random places among blanks before the delimiter, a new draw for each sequence, so a model
+// must choose what to keep by content, not by time (a fixed linear recurrence cannot).
 class Copy : public Task {
  public:
   static constexpr Index kLength = 10, kSymbols = 8;
-  std::string name() const override { return "copy"; }
+  explicit Copy(bool selective = false) : selective_(selective) {}
+  std::string name() const override { return selective_ ? "selective-copy" : "copy"; }
   Index input_size() const override { return kSymbols + 2; }
   Index output_size() const override { return kSymbols + 1; }
   LossKind loss() const override { return LossKind::kCrossEntropyEvery; }
@@ -65,12 +70,28 @@ class Copy : public Task {
     std::vector<std::vector<std::int32_t>> in(static_cast<std::size_t>(steps)),
         out(static_cast<std::size_t>(steps));
     std::uniform_int_distribution<std::int32_t> symbol(1, static_cast<std::int32_t>(kSymbols));
+    const Index before = steps - kLength - 1;  // the steps before the delimiter
+    std::vector<Index> at(static_cast<std::size_t>(before));
     for (Index r = 0; r < batch; ++r) {
       std::array<std::int32_t, kLength> s{};
       for (auto& v : s) v = symbol(rng);
+      // Where the symbols stand: the first kLength steps, or (selective) kLength of the steps
+      // before the delimiter, in order, drawn for this sequence.
+      std::iota(at.begin(), at.end(), Index{0});
+      if (selective_) {
+        for (Index k = 0; k < kLength; ++k) {  // a partial Fisher-Yates shuffle
+          std::uniform_int_distribution<Index> pick(k, before - 1);
+          std::swap(at[static_cast<std::size_t>(k)], at[static_cast<std::size_t>(pick(rng))]);
+        }
+        std::sort(at.begin(), at.begin() + kLength);
+      }
+      std::vector<std::int32_t> place(static_cast<std::size_t>(before), 0);
+      for (Index k = 0; k < kLength; ++k)
+        place[static_cast<std::size_t>(at[static_cast<std::size_t>(k)])] =
+            s[static_cast<std::size_t>(k)];
       for (Index t = 0; t < steps; ++t) {
         std::int32_t x = 0, y = 0;
-        if (t < kLength) x = s[static_cast<std::size_t>(t)];
+        if (t < before) x = place[static_cast<std::size_t>(t)];
         if (t == steps - kLength - 1) x = static_cast<std::int32_t>(kSymbols + 1);
         if (t >= steps - kLength) y = s[static_cast<std::size_t>(t - (steps - kLength))];
         in[static_cast<std::size_t>(t)].push_back(x);
@@ -90,6 +111,9 @@ class Copy : public Task {
     }
     return b;
   }
+
+ private:
+  bool selective_;
 };
 
 // The embedded Reber grammar (Hochreiter & Schmidhuber 1997): B, then T or P, then a Reber
@@ -263,7 +287,8 @@ class Text : public Task {
 }  // namespace
 
 const std::vector<std::string>& task_names() {
-  static const std::vector<std::string> names{"adding", "copy", "reber", "sine", "text"};
+  static const std::vector<std::string> names{"adding", "copy", "selective-copy",
+                                              "reber",  "sine", "text"};
   return names;
 }
 
@@ -306,14 +331,15 @@ Batch shard(const Batch& b, Index rows, Index begin, Index count) {
 std::unique_ptr<Task> make_task(const std::string& name, const std::string& text_file) {
   if (name == "adding") return std::make_unique<Adding>();
   if (name == "copy") return std::make_unique<Copy>();
+  if (name == "selective-copy") return std::make_unique<Copy>(true);
   if (name == "reber") return std::make_unique<Reber>();
   if (name == "sine") return std::make_unique<Sine>();
   if (name == "text") {
     if (text_file.empty()) throw UsageError("the text task needs --text FILE");
     return std::make_unique<Text>(text_file);
   }
-  throw UsageError(
-      fmt::format("unknown task '{}' (expected adding, copy, reber, sine or text)", name));
+  throw UsageError(fmt::format(
+      "unknown task '{}' (expected adding, copy, selective-copy, reber, sine or text)", name));
 }
 
 }  // namespace rwd::cli

@@ -8,11 +8,13 @@
 //                                              a parameter, its shape and initialiser:
 //                                              uniform(a) U(-a, a), normal(s), zeros, ones,
 //                                              constant(v)
+//   size heads = 4                             a named whole number, for sizes and expressions
 //   let z = x @ w_f' + b_f                     a named value
 //   gate f = sigmoid(z + h @ u_f')             a named value recorded under the scope `f`
 //   next h = h + f * (tanh(...) - h)           the state's new value
 //
-// Sizes and numbers are expressions over `input` and `hidden` (+ - * /, sqrt, parentheses).
+// Sizes and numbers are expressions over `input`, `hidden` and the named sizes (+ - * /, sqrt,
+// ceil, parentheses).
 // Tensor expressions: the input `x`, states (always their value before the step), parameters
 // and earlier names; `+ - * /` elementwise (a 1×n row on either side is broadcast over the
 // batch: add_row_vector, mul_row_vector; a B×1 column over the columns: add_col_vector,
@@ -22,7 +24,9 @@
 // abs sin cos sum_rows, maximum(a, b), minimum(a, b), affine(x, W, b) (x·Wᵀ + b),
 // cols(e, from, to) (slice_cols), concat(a, b, ...) (concat_cols), and the per-example matrix
 // products row_outer(a, b), row_matvec(S, v), row_vecmat(x, S) (a state of m·n columns holds
-// an m×n matrix per example, row-major: `state S = hidden * hidden`).
+// an m×n matrix per example, row-major: `state S = hidden * hidden`), heads(e, k) / merge(e, k)
+// (B×(k·d) <-> (B·k)×d, a view: a row per head) and repeat(e, n) (B×m -> B×(m·n), each element n
+// times: a per-row gate spread over an m×n matrix's columns).
 // Every expression becomes rewind's primitive ops, the same ones a C++ cell records, so a file
 // cell has gradients, second order, graphs (gates are scopes), diagnostics and speed for free.
 //
@@ -61,8 +65,9 @@ struct CellProgram {
     char op = 0;       // binary: + - * / @
     std::vector<int> args;
     int line = 0, column = 0;
-    // A name, resolved: the input x, a state, a parameter, a let/gate value, or a size.
-    enum class Ref : unsigned char { none, x, state, param, value, input, hidden };
+    // A name, resolved: the input x, a state, a parameter, a let/gate value, input or hidden,
+    // or a named size (index into sizes).
+    enum class Ref : unsigned char { none, x, state, param, value, input, hidden, size };
     Ref ref = Ref::none;
     int index = -1;
   };
@@ -70,6 +75,11 @@ struct CellProgram {
     std::string name;
     int size = -1;  // an expression (index into exprs)
     int line = 0;
+  };
+  struct Size {  // size NAME = EXPR: a whole number named, usable in sizes and expressions
+    std::string name;
+    int expr = -1;
+    int line = 0, column = 0;
   };
   struct Param {
     std::string name;
@@ -89,6 +99,7 @@ struct CellProgram {
   std::string file;  // for messages
   std::vector<std::string> lines;
   std::string name;
+  std::vector<Size> sizes;
   std::vector<State> states;
   std::vector<Param> params;
   std::vector<Statement> statements;
@@ -99,6 +110,9 @@ struct CellProgram {
   [[noreturn]] void fail(int line, int column, const std::string& message) const;
   /// A size or number expression's value for these sizes.
   double evaluate_number(int expr, Index input, Index hidden) const;
+  /// Each named size's value for these sizes; CellFileError (located) where one is not a
+  /// positive whole number (`size dk = hidden / heads` at a hidden that does not split).
+  void check_sizes(Index input, Index hidden) const;
 };
 
 /// Parses and checks a cell file's text: syntax, names, arities, one `next` per state.
@@ -220,6 +234,7 @@ FileCell<T, N>::FileCell(std::shared_ptr<const CellProgram> program, Index input
     throw UsageError(
         fmt::format("{}: input {} and hidden {} must be positive", p.name, input, hidden));
   }
+  p.check_sizes(input, hidden);
   const auto whole = [&](int expr, int line, int column, const char* what) {
     const double v = p.evaluate_number(expr, input, hidden);
     if (!(v >= 1) || v != std::floor(v) || v > 1e9) {
