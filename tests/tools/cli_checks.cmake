@@ -133,7 +133,7 @@ endforeach()
 # and the Lyapunov spectrum (their states are matrices, a convolution's taps, a complex pair).
 foreach(variant mingru minlstm lru slstm s6 gla deltanet mlstm gated_deltanet)
   set(cell ${TOOLS_DIR}/../examples/cells/${variant}.cell)
-  expect(0 "wrote .*${variant}.html" graph --cell-file ${cell} --hidden 8 --steps 3 --html ${WORK_DIR}/${variant}.html)
+  expect(0 "wrote .*${variant}.html" graph --cell-file ${cell} --hidden 8 --steps 2 --html ${WORK_DIR}/${variant}.html)
   expect(0 "per step away from the loss" diagnose --cell-file ${cell} --hidden 8 --steps 10 -o ${WORK_DIR}/d-${variant})
   expect(0 "Lyapunov spectrum of a [0-9]+-dimensional state, 2 exponents" spectrum --cell-file ${cell} --hidden 8 --lyapunov 2 --lyapunov-steps 40 --warmup 5 -o ${WORK_DIR}/ly-${variant})
 endforeach()

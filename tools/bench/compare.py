@@ -248,8 +248,8 @@ def peer_env(blas_threads=1):
 
 def blas_of(stderr):
     for line in stderr.splitlines():
-        if line.startswith("# blas "):
-            return line[len("# blas "):].strip()
+        if line.startswith("# blas "):  # '# blas NAME [more about the run]'
+            return line[len("# blas "):].split()[0]
     return "unknown"
 
 
