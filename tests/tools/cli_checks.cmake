@@ -137,6 +137,11 @@ foreach(variant mingru minlstm lru slstm s6 gla deltanet mlstm gated_deltanet)
   expect(0 "per step away from the loss" diagnose --cell-file ${cell} --hidden 8 --steps 10 -o ${WORK_DIR}/d-${variant})
   expect(0 "Lyapunov spectrum of a [0-9]+-dimensional state, 2 exponents" spectrum --cell-file ${cell} --hidden 8 --lyapunov 2 --lyapunov-steps 40 --warmup 5 -o ${WORK_DIR}/ly-${variant})
 endforeach()
+# An unstabilised exponential gate overflows (float: exp(30 + 1e13) at the second step): the
+# divergence says how to find it, and --anomaly names the op and where it was recorded.
+file(WRITE ${WORK_DIR}/blowup.cell "cell blowup\nstate h = hidden\nparam w [hidden, input] constant(30)\nnext h = exp(x @ w' + h)\n")
+expect(1 "training diverged: loss is .* at step 1 \\(--anomaly stops at the first op" train --task adding --cell-file ${WORK_DIR}/blowup.cell --hidden 4 --steps 3 --batch 4 --seq-len 5 --no-progress)
+expect(1 "anomaly: exp at layer0/fwd/t1: Inf in its value" train --task adding --cell-file ${WORK_DIR}/blowup.cell --hidden 4 --steps 3 --batch 4 --seq-len 5 --no-progress --anomaly)
 # A matrix memory's state is wider than hidden (hidden * hidden / 4 at hidden 8: 16 columns).
 expect(0 "gradcheck PASSED" check --cell-file ${TOOLS_DIR}/../examples/cells/gated_deltanet.cell
        --hidden 8 --steps 2)

@@ -150,6 +150,9 @@ Command add_train(CLI::App& app, int& argc, char**& argv) {
       ->capture_default_str();
   sub->add_option("--seed", t->seed, "Random seed (data and initialisation)")
       ->capture_default_str();
+  sub->add_flag("--anomaly", t->anomaly,
+                "Check every value and gradient: the first NaN or Inf stops training, naming its "
+                "op and scope (an exp that overflows, a log of 0); about 6% slower");
   sub->add_option("--save", t->save, "Write the trained weights to this safetensors file");
   sub->add_option("--log", t->log, "Write step,loss,accuracy,seconds to this CSV file");
   sub->add_option("--log-every", t->log_every, "Steps per progress line (default: steps/20)")

@@ -199,7 +199,9 @@ class Trainer {
         opt_(optim::make_optimizer<float>(o.optimizer, params_, o.lr)),
         ranks_(comm.size()),
         root_(comm.rank() == 0),
-        checkpoints_(o.checkpoint_dir, o.keep) {}
+        checkpoints_(o.checkpoint_dir, o.keep) {
+    tape_.set_anomaly_mode(o.anomaly);
+  }
 
   TrainResult run() {
     check_options();
@@ -223,7 +225,10 @@ class Trainer {
       if (o_.clip > 0) optim::clip_grad_norm<float>(params_, o_.clip);
       opt_->step();
       if (!std::isfinite(l))
-        throw UsageError(fmt::format("training diverged: loss is {} at step {}", l, step));
+        throw UsageError(fmt::format(
+            "training diverged: loss is {} at step {}{}", l, step,
+            o_.anomaly ? ""
+                       : " (--anomaly stops at the first op to make a NaN or Inf, naming it)"));
       sum_loss_ += l;
       ++in_window_;
       recent_.push_back(l);

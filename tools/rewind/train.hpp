@@ -51,6 +51,9 @@ struct TrainOptions {
   std::string reduce = "average";
   long check_replicas = 0;  ///< compare the replicas' checksums every N steps (0: never)
   double step_timeout = 0;  ///< end the job when a step takes longer (seconds; 0: no limit)
+  /// Tape::set_anomaly_mode on the training tape: the first NaN or Inf in a value or gradient
+  /// ends training with NumericalError naming the op, its scope and its inputs' ranges.
+  bool anomaly = false;
 };
 
 struct LogPoint {
