@@ -199,69 +199,92 @@ VARIANTS = {
 }
 
 
+def write_variant(out_dir, name, shapes, widths, step, seed, layers):
+    """One fixture: `layers` layers of the variant stacked (layer l+1's input is layer l's h),
+    parameters named as rewind's Sequence names them (_l0, _l1) for a stack, bare for one cell;
+    states in h_n order (layer by layer)."""
+    torch.manual_seed((2000 if layers == 1 else 3000) + seed)
+    hidden = next(iter(widths.values()))  # h's width: H, or S6_H for s6
+    params = []  # per layer {name: tensor}
+    for l in range(layers):
+        # Layer l > 0 reads the layer below's h: its input width is hidden, not I.
+        sh = shapes if l == 0 else {n: (r, hidden if c == I else c) for n, (r, c) in shapes.items()}
+        params.append({n: (torch.randn(*s, dtype=torch.double) / math.sqrt(s[1])).requires_grad_()
+                       for n, s in sh.items()})
+    xs = torch.randn(T, B, I, dtype=torch.double, requires_grad=True)
+    # Normalisers (n) start positive, as after any step: h = c / n in the sLSTM.
+    s0 = []
+    for l in range(layers):
+        for k, w in widths.items():
+            t = 0.5 * torch.randn(B, w, dtype=torch.double)
+            s0.append((t.abs() + 0.5 if k == "n" else t).requires_grad_())
+    r_out = torch.randn(T, B, hidden, dtype=torch.double)
+    r_state = [torch.randn(B, w, dtype=torch.double) for _ in range(layers) for w in widths.values()]
+    n_states = len(widths) * layers
+    named = {(n if layers == 1 else f"{n}_l{l}"): p for l in range(layers) for n, p in params[l].items()}
+
+    def run():
+        inputs, finals = None, []
+        for l in range(layers):
+            states, outs = s0[l * len(widths):(l + 1) * len(widths)], []
+            for t in range(T):
+                # xs[t] taken where it is used (the order PyTorch accumulates xs's gradient in)
+                states = list(step(params[l], xs[t] if l == 0 else inputs[t], states))
+                outs.append(states[0])
+            finals += states
+            inputs = outs
+        loss = sum((o * r).sum() for o, r in zip(inputs, r_out))
+        loss = loss + sum((s * r).sum() for s, r in zip(finals, r_state))
+        return inputs, finals, loss
+
+    leaves = [xs] + s0 + list(named.values())
+    gen = torch.Generator().manual_seed((5000 if layers == 1 else 6000) + seed)
+    vs = [torch.randn(l.shape, generator=gen, dtype=torch.double) for l in leaves]
+    # A cell need not read every initial state (the output h of deltanet and mlstm): its
+    # gradient and H·v are zero.
+    grads = torch.autograd.grad(run()[2], leaves, create_graph=True, allow_unused=True)
+    dot = sum((g * v).sum() for g, v in zip(grads, vs) if g is not None)
+    hv = torch.autograd.grad(dot, leaves, allow_unused=True)
+    hv = [torch.zeros_like(l) if h is None else h for l, h in zip(leaves, hv)]
+    outs, states, loss = run()
+    loss.backward()
+    for l in leaves:
+        if l.grad is None:
+            l.grad = torch.zeros_like(l)
+    data = {"name": name, "input": I, "hidden": hidden}
+    if layers > 1:
+        data["layers"] = layers
+    data.update({
+        "torch_version": torch.__version__,
+        "loss": loss.item(),
+        "x": [mat(xs[t]) for t in range(T)],
+        "states0": [mat(s) for s in s0],
+        "r_out": [mat(r_out[t]) for t in range(T)],
+        "r_state": [mat(r) for r in r_state],
+        "params": {n: mat(p) for n, p in named.items()},
+        "out": [mat(o) for o in outs],
+        "states": [mat(s) for s in states],
+        "grad_x": [mat(xs.grad[t]) for t in range(T)],
+        "grad_states0": [mat(s.grad) for s in s0],
+        "grad_params": {n: mat(p.grad) for n, p in named.items()},
+        "hvp_v": {"x": [mat(vs[0][t]) for t in range(T)],
+                  "states0": [mat(v) for v in vs[1:1 + n_states]],
+                  "params": {n: mat(v) for n, v in zip(named, vs[1 + n_states:])}},
+        "hvp": {"x": [mat(hv[0][t]) for t in range(T)],
+                "states0": [mat(h) for h in hv[1:1 + n_states]],
+                "params": {n: mat(h) for n, h in zip(named, hv[1 + n_states:])}},
+    })
+    write_fixture(out_dir, f"variant_{name}.json" if layers == 1 else
+                  f"variant_{name}_{layers}layers.json", data)
+
+
 def main():
     out_dir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
         os.path.dirname(__file__), "..", "tests", "data")
     os.makedirs(out_dir, exist_ok=True)
     for seed, (name, (shapes, widths, step)) in enumerate(VARIANTS.items()):
-        torch.manual_seed(2000 + seed)
-        params = {n: (torch.randn(*s, dtype=torch.double) / math.sqrt(s[1])).requires_grad_()
-                  for n, s in shapes.items()}
-        xs = torch.randn(T, B, I, dtype=torch.double, requires_grad=True)
-        # Normalisers (n) start positive, as after any step: h = c / n in the sLSTM.
-        s0 = []
-        for k, w in widths.items():
-            t = 0.5 * torch.randn(B, w, dtype=torch.double)
-            s0.append((t.abs() + 0.5 if k == "n" else t).requires_grad_())
-        hidden = next(iter(widths.values()))  # h's width: H, or S6_H for s6
-        r_out = torch.randn(T, B, hidden, dtype=torch.double)
-        r_state = [torch.randn(B, w, dtype=torch.double) for w in widths.values()]
-
-        def run():
-            states, outs = list(s0), []
-            for t in range(T):
-                states = list(step(params, xs[t], states))
-                outs.append(states[0])
-            loss = sum((o * r).sum() for o, r in zip(outs, r_out))
-            loss = loss + sum((s * r).sum() for s, r in zip(states, r_state))
-            return outs, states, loss
-
-        leaves = [xs] + s0 + list(params.values())
-        gen = torch.Generator().manual_seed(5000 + seed)
-        vs = [torch.randn(l.shape, generator=gen, dtype=torch.double) for l in leaves]
-        # A cell need not read every initial state (the output h of deltanet and mlstm): its
-        # gradient and H·v are zero.
-        grads = torch.autograd.grad(run()[2], leaves, create_graph=True, allow_unused=True)
-        dot = sum((g * v).sum() for g, v in zip(grads, vs) if g is not None)
-        hv = torch.autograd.grad(dot, leaves, allow_unused=True)
-        hv = [torch.zeros_like(l) if h is None else h for l, h in zip(leaves, hv)]
-        outs, states, loss = run()
-        loss.backward()
-        for l in leaves:
-            if l.grad is None:
-                l.grad = torch.zeros_like(l)
-        n_states = len(widths)
-        data = {
-            "name": name, "input": I, "hidden": hidden, "torch_version": torch.__version__,
-            "loss": loss.item(),
-            "x": [mat(xs[t]) for t in range(T)],
-            "states0": [mat(s) for s in s0],
-            "r_out": [mat(r_out[t]) for t in range(T)],
-            "r_state": [mat(r) for r in r_state],
-            "params": {n: mat(p) for n, p in params.items()},
-            "out": [mat(o) for o in outs],
-            "states": [mat(s) for s in states],
-            "grad_x": [mat(xs.grad[t]) for t in range(T)],
-            "grad_states0": [mat(s.grad) for s in s0],
-            "grad_params": {n: mat(p.grad) for n, p in params.items()},
-            "hvp_v": {"x": [mat(vs[0][t]) for t in range(T)],
-                      "states0": [mat(v) for v in vs[1:1 + n_states]],
-                      "params": {n: mat(v) for n, v in zip(params, vs[1 + n_states:])}},
-            "hvp": {"x": [mat(hv[0][t]) for t in range(T)],
-                    "states0": [mat(h) for h in hv[1:1 + n_states]],
-                    "params": {n: mat(h) for n, h in zip(params, hv[1 + n_states:])}},
-        }
-        write_fixture(out_dir, f"variant_{name}.json", data)
+        for layers in (1, 2):
+            write_variant(out_dir, name, shapes, widths, step, seed, layers)
 
 
 if __name__ == "__main__":

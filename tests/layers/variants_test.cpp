@@ -34,81 +34,120 @@ double error(const Eigen::Ref<const M>& a, const M& b) {
 
 constexpr double kTolerance = 1e-10;
 
-void check_variant(const std::string& name) {
-  std::ifstream in(std::string(REWIND_TEST_DATA) + "/variant_" + name + ".json");
+// What a run recorded, in the fixture's order: inputs, initial states (h_n order), per-step
+// outputs of the top layer, final states, and the parameters by the fixture's names.
+struct Recorded {
+  std::vector<Var<double>> xs, initial, outputs, finals;
+  std::vector<Parameter<double>*> params;
+};
+
+// Sets the parameters to the fixture's values (by name; every one must be there, shaped alike).
+void load_fixture_parameters(const json& d, const std::vector<Parameter<double>*>& params) {
+  BOOST_TEST_REQUIRE(params.size() == d["params"].size());
+  for (Parameter<double>* p : params) {
+    const M v = test::to_matrix(d["params"].at(p->name));
+    BOOST_TEST_REQUIRE(p->shape() == (Shape{v.rows(), v.cols()}), p->name);
+    p->value = v;
+  }
+}
+
+// The loss the fixture formed, its gradients and an H·v, against PyTorch's.
+void compare(const std::string& name, const json& d, Tape<double>& tape, const Recorded& r) {
+  Var<double> loss = tape.constant(M::Zero(1, 1));
+  const std::vector<M> r_out = to_matrices(d["r_out"]), r_state = to_matrices(d["r_state"]);
+  BOOST_TEST_REQUIRE(r.finals.size() == r_state.size());
+  for (std::size_t t = 0; t < r.xs.size(); ++t)
+    loss = loss + sum(r.outputs[t] * tape.constant(r_out[t]));
+  for (std::size_t k = 0; k < r.finals.size(); ++k)
+    loss = loss + sum(r.finals[k] * tape.constant(r_state[k]));
+  tape.backward(loss);
+
+  double worst = 0;
+  const auto note = [&](const std::string& what, double e) {
+    BOOST_TEST(e <= kTolerance, name << " " << what << ": relative error " << e);
+    worst = std::max(worst, e);
+  };
+  note("loss", std::abs(loss.item() - d["loss"].get<double>()) / std::abs(d["loss"].get<double>()));
+  const std::vector<M> out = to_matrices(d["out"]), fin = to_matrices(d["states"]);
+  for (std::size_t t = 0; t < r.xs.size(); ++t) note("output", error(r.outputs[t].value(), out[t]));
+  for (std::size_t k = 0; k < fin.size(); ++k)
+    note("final state", error(r.finals[k].value(), fin[k]));
+  const std::vector<M> gx = to_matrices(d["grad_x"]), gs = to_matrices(d["grad_states0"]);
+  for (std::size_t t = 0; t < r.xs.size(); ++t) note("grad x", error(r.xs[t].grad(), gx[t]));
+  for (std::size_t k = 0; k < gs.size(); ++k) note("grad state", error(r.initial[k].grad(), gs[k]));
+  for (Parameter<double>* p : r.params)
+    note("grad " + p->name, error(p->grad, test::to_matrix(d["grad_params"].at(p->name))));
+
+  // H·v along PyTorch's direction, against its double backward.
+  const json& v = d["hvp_v"];
+  const json& hv = d["hvp"];
+  for (std::size_t t = 0; t < r.xs.size(); ++t)
+    tape.set_tangent(r.xs[t], test::to_matrix(v["x"][t]));
+  for (std::size_t k = 0; k < r.initial.size(); ++k)
+    tape.set_tangent(r.initial[k], test::to_matrix(v["states0"][k]));
+  for (Parameter<double>* p : r.params) p->tangent = test::to_matrix(v["params"].at(p->name));
+  tape.hvp(loss, {.accumulate_parameters = false});
+  for (std::size_t t = 0; t < r.xs.size(); ++t)
+    note("H·v x", error(r.xs[t].grad_tangent(), test::to_matrix(hv["x"][t])));
+  for (std::size_t k = 0; k < r.initial.size(); ++k)
+    note("H·v state", error(r.initial[k].grad_tangent(), test::to_matrix(hv["states0"][k])));
+  for (Parameter<double>* p : r.params) {
+    note("H·v " + p->name,
+         error(tape.param(*p).grad_tangent(), test::to_matrix(hv["params"].at(p->name))));
+    p->tangent.resize(0, 0);
+  }
+  BOOST_TEST_MESSAGE(name << ": largest relative error " << worst);
+}
+
+// One cell unrolled (variant_<name>.json), or with `layers` 2 a Sequence of two
+// (variant_<name>_2layers.json: layer 1 reads layer 0's h; parameters named _l0, _l1).
+void check_variant(const std::string& name, int layers = 1) {
+  const std::string file = "/variant_" + name + (layers == 1 ? "" : "_2layers") + ".json";
+  std::ifstream in(std::string(REWIND_TEST_DATA) + file);
   BOOST_TEST_REQUIRE(in.good(), "no reference data for " << name);
   const json d = json::parse(in);
+  BOOST_TEST_REQUIRE(d.value("layers", 1) == layers);
   const auto program =
       layers::load_cell_file(std::filesystem::path(REWIND_EXAMPLES) / "cells" / (name + ".cell"));
+  const auto input = d["input"].get<Index>(), hidden = d["hidden"].get<Index>();
   layers::Rng rng(1);
-  layers::with_file_cell<double>(
-      program, d["input"].get<Index>(), d["hidden"].get<Index>(), rng, [&](auto& cell) {
-        using State = typename std::decay_t<decltype(cell)>::State;
-        const auto params = cell.named_parameters();
-        BOOST_TEST_REQUIRE(params.size() == d["params"].size());
-        for (Parameter<double>* p : params) {
-          const M v = test::to_matrix(d["params"].at(p->name));
-          BOOST_TEST_REQUIRE(p->shape() == (Shape{v.rows(), v.cols()}), p->name);
-          p->value = v;
-        }
-        Tape<double> tape;
-        std::vector<Var<double>> xs;
-        for (const M& x : to_matrices(d["x"])) xs.push_back(tape.input(x, "x"));
-        const std::vector<M> s0 = to_matrices(d["states0"]);
-        BOOST_TEST_REQUIRE(s0.size() == std::tuple_size_v<State>);
-        State state;
-        for (std::size_t k = 0; k < s0.size(); ++k) state[k] = tape.input(s0[k], "s0");
-        const State initial = state;
-        const auto run = layers::unroll(cell, tape, std::span<const Var<double>>(xs), state);
-
-        Var<double> loss = tape.constant(M::Zero(1, 1));
-        const std::vector<M> r_out = to_matrices(d["r_out"]), r_state = to_matrices(d["r_state"]);
-        for (std::size_t t = 0; t < xs.size(); ++t)
-          loss = loss + sum(run.outputs[t] * tape.constant(r_out[t]));
-        for (std::size_t k = 0; k < s0.size(); ++k)
-          loss = loss + sum(run.state[k] * tape.constant(r_state[k]));
-        tape.backward(loss);
-
-        double worst = 0;
-        const auto note = [&](const std::string& what, double e) {
-          BOOST_TEST(e <= kTolerance, name << " " << what << ": relative error " << e);
-          worst = std::max(worst, e);
-        };
-        note("loss",
-             std::abs(loss.item() - d["loss"].get<double>()) / std::abs(d["loss"].get<double>()));
-        const std::vector<M> out = to_matrices(d["out"]), fin = to_matrices(d["states"]);
-        for (std::size_t t = 0; t < xs.size(); ++t)
-          note("output", error(run.outputs[t].value(), out[t]));
-        for (std::size_t k = 0; k < fin.size(); ++k)
-          note("final state", error(run.state[k].value(), fin[k]));
-        const std::vector<M> gx = to_matrices(d["grad_x"]), gs = to_matrices(d["grad_states0"]);
-        for (std::size_t t = 0; t < xs.size(); ++t) note("grad x", error(xs[t].grad(), gx[t]));
-        for (std::size_t k = 0; k < gs.size(); ++k)
-          note("grad state", error(initial[k].grad(), gs[k]));
-        for (Parameter<double>* p : params) {
-          note("grad " + p->name, error(p->grad, test::to_matrix(d["grad_params"].at(p->name))));
-        }
-
-        // H·v along PyTorch's direction, against its double backward.
-        const json& v = d["hvp_v"];
-        const json& hv = d["hvp"];
-        for (std::size_t t = 0; t < xs.size(); ++t)
-          tape.set_tangent(xs[t], test::to_matrix(v["x"][t]));
-        for (std::size_t k = 0; k < s0.size(); ++k)
-          tape.set_tangent(initial[k], test::to_matrix(v["states0"][k]));
-        for (Parameter<double>* p : params) p->tangent = test::to_matrix(v["params"].at(p->name));
-        tape.hvp(loss, {.accumulate_parameters = false});
-        for (std::size_t t = 0; t < xs.size(); ++t)
-          note("H·v x", error(xs[t].grad_tangent(), test::to_matrix(hv["x"][t])));
-        for (std::size_t k = 0; k < s0.size(); ++k)
-          note("H·v state", error(initial[k].grad_tangent(), test::to_matrix(hv["states0"][k])));
-        for (Parameter<double>* p : params) {
-          note("H·v " + p->name,
-               error(tape.param(*p).grad_tangent(), test::to_matrix(hv["params"].at(p->name))));
-          p->tangent.resize(0, 0);
-        }
-        BOOST_TEST_MESSAGE(name << ": largest relative error " << worst);
-      });
+  layers::with_state_count(*program, [&](auto n) {
+    using Cell = layers::FileCell<double, decltype(n)::value>;
+    using State = typename Cell::State;
+    constexpr std::size_t kStates = std::tuple_size_v<State>;
+    Tape<double> tape;
+    Recorded r;
+    for (const M& x : to_matrices(d["x"])) r.xs.push_back(tape.input(x, "x"));
+    const std::vector<M> s0 = to_matrices(d["states0"]);
+    BOOST_TEST_REQUIRE(s0.size() == kStates * static_cast<std::size_t>(layers));
+    std::vector<State> initial(static_cast<std::size_t>(layers));
+    for (std::size_t k = 0; k < s0.size(); ++k) {
+      r.initial.push_back(tape.input(s0[k], "s0"));
+      initial[k / kStates][k % kStates] = r.initial.back();
+    }
+    const auto finish = [&](const std::vector<Var<double>>& outputs,
+                            const std::vector<State>& finals) {
+      r.outputs = outputs;
+      for (const State& f : finals) r.finals.insert(r.finals.end(), f.begin(), f.end());
+      compare(name + (layers == 1 ? "" : " (2 layers)"), d, tape, r);
+    };
+    if (layers == 1) {
+      Cell cell(program, input, hidden, rng);
+      r.params = cell.named_parameters();
+      load_fixture_parameters(d, r.params);
+      State state = initial[0];
+      const auto run = layers::unroll(cell, tape, std::span<const Var<double>>(r.xs), state);
+      finish(run.outputs, {run.state});
+    } else {
+      layers::Sequence<Cell> stack(
+          program->name, {.num_layers = layers}, input,
+          [&](int, bool, Index i) { return Cell(program, i, hidden, rng); });
+      r.params = stack.named_parameters();
+      load_fixture_parameters(d, r.params);
+      const auto run = stack(tape, r.xs, {.initial = initial});
+      finish(run.outputs, run.final_states);
+    }
+  });
 }
 
 }  // namespace
@@ -124,6 +163,12 @@ BOOST_AUTO_TEST_CASE(slstm_matches_pytorch) { check_variant("slstm"); }
 BOOST_AUTO_TEST_CASE(lru_matches_pytorch) { check_variant("lru"); }
 BOOST_AUTO_TEST_CASE(s6_matches_pytorch) { check_variant("s6"); }
 BOOST_AUTO_TEST_CASE(gla_matches_pytorch) { check_variant("gla"); }
+BOOST_AUTO_TEST_CASE(two_layer_stacks_match_pytorch) {
+  for (const char* name :
+       {"mingru", "minlstm", "lru", "slstm", "s6", "gla", "deltanet", "mlstm", "gated_deltanet"}) {
+    BOOST_TEST_CONTEXT(name) { check_variant(name, 2); }
+  }
+}
 
 // Each variant in a 2-layer bidirectional Sequence over sequences of their own lengths: a
 // sequence in a padded batch gives what it gives alone, the gradient reaches every parameter,
