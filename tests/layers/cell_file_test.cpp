@@ -17,6 +17,16 @@ namespace {
 
 const std::filesystem::path kCells = std::filesystem::path(REWIND_EXAMPLES) / "cells";
 
+// gradcheck and gradgradcheck (every direction) of f over the inputs and parameters.
+template <class F>
+void passes_both_orders(F&& f, const std::vector<NamedTensor>& inputs,
+                        const std::vector<Parameter<double>*>& params) {
+  const GradcheckReport g = gradcheck(f, inputs, params);
+  BOOST_TEST(g.passed(), g);
+  const GradgradcheckReport gg = gradgradcheck(f, inputs, params);
+  BOOST_TEST(gg.passed(), gg);
+}
+
 std::vector<M> inputs(Index steps, Index batch, Index width, std::uint64_t seed) {
   layers::Rng rng(seed);
   std::vector<M> xs;
@@ -162,10 +172,7 @@ BOOST_AUTO_TEST_CASE(elementwise_functions_of_the_variants) {
     const auto f = [&](Tape<double>& tape, std::span<const Var<double>> v) {
       return typename Cell::State(cell.step(tape, v[0], {v[1]}))[0];
     };
-    const GradcheckReport g = gradcheck(f, in, cell.named_parameters());
-    BOOST_TEST(g.passed(), g);
-    const GradgradcheckReport gg = gradgradcheck(f, in, cell.named_parameters());
-    BOOST_TEST(gg.passed(), gg);
+    passes_both_orders(f, in, cell.named_parameters());
   });
 }
 
@@ -224,10 +231,7 @@ BOOST_AUTO_TEST_CASE(matrix_states_and_column_broadcasts) {
         const typename Cell::State next = cell.step(tape, v[0], {v[1], v[2]});
         return add(sum(mul(next[0], next[0])), sum(next[1]));
       };
-      const GradcheckReport g = gradcheck(f, inputs, params);
-      BOOST_TEST(g.passed(), g);
-      const GradgradcheckReport gg = gradgradcheck(f, inputs, params);
-      BOOST_TEST(gg.passed(), gg);
+      passes_both_orders(f, inputs, params);
     }
   });
 }
@@ -283,10 +287,7 @@ BOOST_AUTO_TEST_CASE(named_sizes_repeat_and_ceil) {
         const typename Cell::State next = cell.step(tape, v[0], {v[1], v[2]});
         return add(sum(mul(next[0], next[0])), sum(mul(next[1], next[1])));
       };
-      const GradcheckReport g = gradcheck(f, inputs, params);
-      BOOST_TEST(g.passed(), g);
-      const GradgradcheckReport gg = gradgradcheck(f, inputs, params);
-      BOOST_TEST(gg.passed(), gg);
+      passes_both_orders(f, inputs, params);
     }
   });
   // A size that does not come out whole for the sizes asked for is refused where it is named.
@@ -428,7 +429,8 @@ BOOST_AUTO_TEST_CASE(mistakes_in_a_cell_file_are_located) {
        "t.cell:1:6: 'heads' is a reserved word: choose another name\n  size heads = 4\n       ^"},
       {"state h = hidden * q\nnext h = h\n",
        "t.cell:1:20: 'q' in a size: sizes use numbers, input, hidden and the sizes named above "
-       "(size q = ...)\n  state h = hidden * q\n" + std::string(21, ' ') + "^"},
+       "(size q = ...)\n  state h = hidden * q\n" +
+           std::string(21, ' ') + "^"},
       {head + "let a = x @ w'\nsize k = 2\nnext h = a\n",
        "t.cell:5:1: declare sizes before let, gate and next\n  size k = 2\n  ^"},
       {head + "next h = repeat(x @ w', 0)\n",

@@ -58,8 +58,8 @@ class Task {
 /// one rank. Sequences keep the batch's padded length.
 Batch shard(const Batch& b, Index rows, Index begin, Index count);
 
-/// "adding", "copy", "selective-copy", "reber", "sine", "text" (needs `text_file`). UsageError for another name,
-/// FileError for an unreadable or empty text file.
+/// "adding", "copy", "selective-copy", "reber", "sine", "text" (needs `text_file`). UsageError for
+/// another name, FileError for an unreadable or empty text file.
 std::unique_ptr<Task> make_task(const std::string& name, const std::string& text_file = {});
 
 /// The names make_task knows.
