@@ -47,6 +47,15 @@ inline Index other_side(std::string_view op, Shape matrices, Shape vector, bool 
   return matrices.cols / vector.cols;
 }
 
+/// add_col_vector and mul_col_vector: x B×C with v B×1 (one value per example); y is x's shape.
+inline Shape col_vector_shape(std::string_view op, std::span<const Shape> x) {
+  if (x[1].cols != 1 || x[1].rows != x[0].rows) {
+    throw_shape(op, "column vector has the wrong shape",
+                fmt::format("vector is {}, expected {}x1 for a {} input", x[1], x[0].rows, x[0]));
+  }
+  return x[0];
+}
+
 }  // namespace rwd::detail
 
 namespace rwd::ops {
@@ -394,14 +403,7 @@ struct AddColVector {
   static constexpr bool kAccumulates = true;
   static constexpr std::uint8_t kPassesGradient = 0b01;
   static constexpr Rules kRules = Rules::linear;
-  Shape shape(std::span<const Shape> x) const {
-    if (x[1].cols != 1 || x[1].rows != x[0].rows) {
-      detail::throw_shape(
-          name, "column vector has the wrong shape",
-          fmt::format("vector is {}, expected {}x1 for a {} input", x[1], x[0].rows, x[0]));
-    }
-    return x[0];
-  }
+  Shape shape(std::span<const Shape> x) const { return detail::col_vector_shape(name, x); }
   template <class T>
   void forward(const Inputs<T>& x, MutMap<T> y) const {
     y = x[0].colwise() + x[1].col(0);
@@ -420,14 +422,7 @@ struct MulColVector {
   static constexpr int arity = 2;
   static constexpr bool kRowwise = true;
   static constexpr Rules kRules = Rules::bilinear;
-  Shape shape(std::span<const Shape> x) const {
-    if (x[1].cols != 1 || x[1].rows != x[0].rows) {
-      detail::throw_shape(
-          name, "column vector has the wrong shape",
-          fmt::format("vector is {}, expected {}x1 for a {} input", x[1], x[0].rows, x[0]));
-    }
-    return x[0];
-  }
+  Shape shape(std::span<const Shape> x) const { return detail::col_vector_shape(name, x); }
   template <class T>
   void forward(const Inputs<T>& x, MutMap<T> y) const {
     y = x[0].array().colwise() * x[1].col(0).array();
