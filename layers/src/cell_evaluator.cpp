@@ -59,8 +59,7 @@ std::optional<typename CellEvaluator<T>::Value> CellEvaluator<T>::name(const Exp
     case Ref::hidden:
       return number(static_cast<double>(hidden));
     case Ref::size:
-      return number(
-          p.evaluate_number(p.sizes[static_cast<std::size_t>(x.index)].expr, input, hidden));
+      return number((*sizes)[static_cast<std::size_t>(x.index)]);
     case Ref::x:
       return var(*this->x);
     case Ref::state:

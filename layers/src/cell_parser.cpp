@@ -529,7 +529,7 @@ double evaluate(const CellProgram& p, int e, Index input, Index hidden,
 }
 
 // The named sizes' values, in order (each names only sizes above it).
-std::vector<double> size_values(const CellProgram& p, Index input, Index hidden) {
+std::vector<double> evaluate_sizes(const CellProgram& p, Index input, Index hidden) {
   std::vector<double> known;
   known.reserve(p.sizes.size());
   for (const auto& z : p.sizes) known.push_back(evaluate(p, z.expr, input, hidden, known));
@@ -538,11 +538,11 @@ std::vector<double> size_values(const CellProgram& p, Index input, Index hidden)
 }  // namespace
 
 double CellProgram::evaluate_number(int e, Index input, Index hidden) const {
-  return evaluate(*this, e, input, hidden, size_values(*this, input, hidden));
+  return evaluate(*this, e, input, hidden, evaluate_sizes(*this, input, hidden));
 }
 
-void CellProgram::check_sizes(Index input, Index hidden) const {
-  const std::vector<double> known = size_values(*this, input, hidden);
+std::vector<double> CellProgram::size_values(Index input, Index hidden) const {
+  std::vector<double> known = evaluate_sizes(*this, input, hidden);
   for (std::size_t k = 0; k < sizes.size(); ++k) {
     const Size& z = sizes[k];
     const double v = known[k];
@@ -552,6 +552,7 @@ void CellProgram::check_sizes(Index input, Index hidden) const {
                        z.name, v, input, hidden));
     }
   }
+  return known;
 }
 
 std::shared_ptr<const CellProgram> parse_cell(const std::string& text, const std::string& file) {

@@ -110,9 +110,10 @@ struct CellProgram {
   [[noreturn]] void fail(int line, int column, const std::string& message) const;
   /// A size or number expression's value for these sizes.
   double evaluate_number(int expr, Index input, Index hidden) const;
-  /// Each named size's value for these sizes; CellFileError (located) where one is not a
-  /// positive whole number (`size dk = hidden / heads` at a hidden that does not split).
-  void check_sizes(Index input, Index hidden) const;
+  /// Each named size's value for these sizes, in the file's order; CellFileError (located) where
+  /// one is not a positive whole number (`size dk = hidden / heads` at a hidden that does not
+  /// split).
+  std::vector<double> size_values(Index input, Index hidden) const;
 };
 
 /// Parses and checks a cell file's text: syntax, names, arities, one `next` per state.
@@ -133,6 +134,7 @@ struct CellEvaluator {
   const Var<T>* states;
   std::vector<Var<T>>* values;
   std::vector<Parameter<T>>* params;
+  const std::vector<double>* sizes;  // the named sizes' values (the cell's, computed once)
 
   struct Value {
     bool is_number = false;
@@ -178,6 +180,7 @@ class FileCell {
   std::shared_ptr<const CellProgram> program_;
   Index input_ = 0, hidden_ = 0;
   std::array<Index, N> sizes_{};
+  std::vector<double> named_sizes_;  // CellProgram::sizes' values at input_ and hidden_
   std::vector<Parameter<T>> params_;
   std::vector<Var<T>> values_;
 };
@@ -234,7 +237,7 @@ FileCell<T, N>::FileCell(std::shared_ptr<const CellProgram> program, Index input
     throw UsageError(
         fmt::format("{}: input {} and hidden {} must be positive", p.name, input, hidden));
   }
-  p.check_sizes(input, hidden);
+  named_sizes_ = p.size_values(input, hidden);
   const auto whole = [&](int expr, int line, int column, const char* what) {
     const double v = p.evaluate_number(expr, input, hidden);
     if (!(v >= 1) || v != std::floor(v) || v > 1e9) {
@@ -293,7 +296,8 @@ typename FileCell<T, N>::State FileCell<T, N>::step(Tape<T>& tape, const Var<T>&
                         sizes_[k]);
   }
   values_.assign(static_cast<std::size_t>(p.values), Var<T>());
-  detail::CellEvaluator<T> ev{p, tape, input_, hidden_, &x, s.data(), &values_, &params_};
+  detail::CellEvaluator<T> ev{p,        tape,     input_,   hidden_,      &x,
+                              s.data(), &values_, &params_, &named_sizes_};
   State next;
   for (const auto& st : p.statements) {
     if (st.kind == CellProgram::Statement::Kind::gate) {
