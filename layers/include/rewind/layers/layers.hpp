@@ -5,6 +5,7 @@
 #include <rewind/layers/cell.hpp>
 #include <rewind/layers/cell_file.hpp>
 #include <rewind/layers/checkpointed.hpp>
+#include <rewind/layers/dataset.hpp>
 #include <rewind/layers/dynamics.hpp>
 #include <rewind/layers/gru_cell.hpp>
 #include <rewind/layers/init.hpp>
