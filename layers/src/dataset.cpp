@@ -1,6 +1,7 @@
 #include <fmt/format.h>
 #include <zlib.h>
 
+#include <cmath>
 #include <random>
 #include <rewind/autograd/errors.hpp>
 #include <rewind/layers/dataset.hpp>
@@ -285,6 +286,32 @@ SequenceView::SequenceView(ImageView view, Index rows, Index cols, std::uint64_t
   }
 }
 
+SequenceView& SequenceView::standardize(double mean, double std) {
+  if (!(std > 0) || !std::isfinite(mean))
+    throw UsageError(fmt::format("SequenceView::standardize: mean {}, std {}", mean, std));
+  mean_ = mean;
+  std_ = std;
+  return *this;
+}
+
+std::pair<double, double> pixel_moments(const ImageSet& set) {
+  std::array<std::uint64_t, 256> histogram{};
+  for (std::uint8_t v : set.pixels) ++histogram[v];
+  double n = 0, sum = 0;
+  for (std::size_t v = 0; v < 256; ++v) {
+    n += static_cast<double>(histogram[v]);
+    sum += static_cast<double>(histogram[v]) * static_cast<double>(v) / 255;
+  }
+  if (n == 0) return {0.0, 0.0};
+  const double mean = sum / n;
+  double squares = 0;
+  for (std::size_t v = 0; v < 256; ++v) {
+    const double d = static_cast<double>(v) / 255 - mean;
+    squares += static_cast<double>(histogram[v]) * d * d;
+  }
+  return {mean, std::sqrt(squares / n)};
+}
+
 Index SequenceView::steps() const { return view_ == ImageView::rows ? rows_ : rows_ * cols_; }
 Index SequenceView::features() const { return view_ == ImageView::rows ? cols_ : 1; }
 
@@ -306,10 +333,9 @@ std::vector<Matrix<T>> SequenceView::operator()(const ImageSet& set,
     if (view_ == ImageView::rows) {
       for (Index t = 0; t < rows_; ++t)
         for (Index c = 0; c < cols_; ++c)
-          xs[static_cast<std::size_t>(t)](k, c) = static_cast<T>(img[t * cols_ + c]) / T(255);
+          xs[static_cast<std::size_t>(t)](k, c) = pixel<T>(img[t * cols_ + c]);
     } else {
-      for (std::size_t t = 0; t < order_.size(); ++t)
-        xs[t](k, 0) = static_cast<T>(img[order_[t]]) / T(255);
+      for (std::size_t t = 0; t < order_.size(); ++t) xs[t](k, 0) = pixel<T>(img[order_[t]]);
     }
   }
   return xs;

@@ -211,7 +211,7 @@ BOOST_AUTO_TEST_CASE(sequence_views_give_rows_pixels_and_a_seeded_permutation) {
   const layers::SequenceView pixels(layers::ImageView::pixels, 2, 3);
   const auto p = pixels.operator()<float>(s, which);
   BOOST_TEST(p.size() == 6u);
-  BOOST_TEST(p[4](0, 0) == static_cast<float>(s.pixels[6 + 4]) / 255.0f);
+  BOOST_TEST(p[4](0, 0) == static_cast<float>(s.pixels[6 + 4] / 255.0));
   BOOST_TEST(p[4].cols() == 1);
 
   const layers::SequenceView a(layers::ImageView::permuted, 28, 28, 5),
@@ -227,6 +227,28 @@ BOOST_AUTO_TEST_CASE(sequence_views_give_rows_pixels_and_a_seeded_permutation) {
   const auto q = perm.operator()<double>(s, which);
   for (std::size_t t = 0; t < 6; ++t)
     BOOST_TEST(q[t](1, 0) == s.pixels[static_cast<std::size_t>(perm.order()[t])] / 255.0);
+
+  // Standardised: (x - mean) / std, with the set's moments; a standardised set has mean 0, std 1.
+  const auto [mean, sd] = layers::pixel_moments(s);
+  double m = 0, m2 = 0;
+  for (std::uint8_t v : s.pixels) {
+    m += v / 255.0;
+    m2 += (v / 255.0) * (v / 255.0);
+  }
+  m /= 12;
+  BOOST_TEST(mean == m, boost::test_tools::tolerance(1e-14));
+  BOOST_TEST(sd == std::sqrt(m2 / 12 - m * m), boost::test_tools::tolerance(1e-12));
+  layers::SequenceView standard(layers::ImageView::pixels, 2, 3);
+  standard.standardize(mean, sd);
+  const auto z = standard.operator()<double>(s, std::vector<Index>{0, 1});
+  double zs = 0, zs2 = 0;
+  for (const auto& x : z) {
+    zs += x.sum();
+    zs2 += x.squaredNorm();
+  }
+  BOOST_TEST(zs / 12 == 0.0, boost::test_tools::tolerance(1e-12));
+  BOOST_TEST(std::abs(zs2 / 12 - 1.0) < 1e-12);
+  BOOST_CHECK_THROW(standard.standardize(0.5, 0.0), UsageError);
 
   BOOST_CHECK_THROW(rows.operator()<double>(layers::ImageSet{3, 2, 10, iota_bytes(6), {1}}, which),
                     UsageError);
@@ -291,6 +313,10 @@ BOOST_AUTO_TEST_CASE(fashion_mnist_from_debian_reads_as_python_reads_it) {
   BOOST_TEST((std::vector<int>(d.train.pixels.begin() + 14 * 28,
                                d.train.pixels.begin() + 15 * 28) == row14));
   BOOST_TEST(layers::fashion_mnist_classes()[9] == "Ankle boot");
+  // Mean and std of the training pixels / 255 by numpy: 0.28604060 and 0.35302424.
+  const auto [mean, sd] = layers::pixel_moments(d.train);
+  BOOST_TEST(std::abs(mean - 0.28604060) < 1e-8);
+  BOOST_TEST(std::abs(sd - 0.35302424) < 1e-8);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -1,4 +1,4 @@
-// The `rewind` command: train, summary, graph, check, diagnose, spectrum.
+// The `rewind` command: train, evaluate, summary, graph, check, diagnose, spectrum.
 #include <CLI/CLI.hpp>
 #include <filesystem>
 #include <functional>
@@ -71,11 +71,35 @@ void add_train_model_options(CLI::App* sub, cli::TrainOptions& t) {
   sub->add_option("--embed", t.embed, "Embedding width for --task text")
       ->check(kCount)
       ->capture_default_str();
+  sub->add_option("--data", t.data,
+                  std::string("Folder of the Fashion-MNIST files for the fashion-* tasks "
+                              "(default: Debian's dataset-fashion-mnist, ") +
+                      layers::kFashionMnistDir + ")")
+      ->check(CLI::ExistingDirectory);
 }
 
-// What train and summary check after parsing.
-void finish_train_options(cli::TrainOptions& t) {
+// What train and summary check after parsing: options that belong to the other kind of task.
+void finish_train_options(cli::TrainOptions& t, const CLI::App& sub) {
   if (t.task == "text" && t.text.empty()) throw UsageError("--task text needs --text FILE");
+  const bool data = cli::is_data_task(t.task);
+  const auto given = [&](const char* name) {
+    return sub.get_option_no_throw(name) != nullptr && sub.count(name) > 0;
+  };
+  for (const char* name : {"--steps", "--seq-len"}) {
+    if (data && given(name))
+      throw UsageError(fmt::format(
+          "{} is for the generated tasks: {} trains --epochs over its images, whose view fixes "
+          "the sequence length",
+          name, t.task));
+  }
+  for (const char* name :
+       {"--epochs", "--data", "--validation", "--subset", "--eval-batch", "--confusion"}) {
+    if (!data && given(name))
+      throw UsageError(
+          fmt::format("{} is for the data tasks (fashion-rows, fashion-pixels, "
+                      "fashion-permuted), not '{}'",
+                      name, t.task));
+  }
   name_file_cell(t.cell, t.cell_file);
 }
 
@@ -137,9 +161,29 @@ int run_train(cli::TrainOptions& t, int& argc, char**& argv) {
 Command add_train(CLI::App& app, int& argc, char**& argv) {
   auto t = std::make_shared<cli::TrainOptions>();
   auto bar = std::make_shared<bool>(false), lines = std::make_shared<bool>(false);
-  CLI::App* sub = app.add_subcommand("train", "Train a recurrent model on a built-in task");
+  CLI::App* sub =
+      app.add_subcommand("train", "Train a recurrent model on a built-in task or on Fashion-MNIST");
   add_train_model_options(sub, *t);
-  sub->add_option("--steps", t->steps, "Training steps")->check(kCount)->capture_default_str();
+  sub->add_option("--steps", t->steps, "Training steps (generated tasks)")
+      ->check(kCount)
+      ->capture_default_str();
+  sub->add_option("--epochs", t->epochs,
+                  "Passes over the training images (fashion-* tasks; default 10)")
+      ->check(kCount);
+  sub->add_option("--validation", t->validation,
+                  "Training images held out and validated after each epoch; the best epoch's "
+                  "weights are tested and saved (fashion-*)")
+      ->check(kNonNegativeCount)
+      ->capture_default_str();
+  sub->add_option("--subset", t->subset,
+                  "Train on a seeded choice of this many training images (fashion-*; 0: all)")
+      ->check(kNonNegativeCount);
+  sub->add_option("--eval-batch", t->eval_batch,
+                  "Images per forward pass of validation and test (fashion-*)")
+      ->check(kCount)
+      ->capture_default_str();
+  sub->add_option("--confusion", t->confusion,
+                  "Write the test confusion matrix to STEM.csv and STEM.svg (fashion-*)");
   sub->add_option("--batch", t->batch, "Batch size")->check(kCount)->capture_default_str();
   sub->add_option("--optimizer", t->optimizer, "Optimizer")
       ->check(CLI::IsMember({"sgd", "rmsprop", "adam", "adamw", "adagrad"}))
@@ -199,8 +243,8 @@ Command add_train(CLI::App& app, int& argc, char**& argv) {
   sub->add_flag("--progress", *bar, "Always draw a progress bar");
   sub->add_flag("--no-progress", *lines, "Print plain lines, even on a terminal");
 
-  return {sub, [t, bar, lines, &argc, &argv] {
-            finish_train_options(*t);
+  return {sub, [t, bar, lines, sub, &argc, &argv] {
+            finish_train_options(*t, *sub);
             t->progress = *bar ? 1 : *lines ? 0 : -1;
             return run_train(*t, argc, argv);
           }};
@@ -211,9 +255,35 @@ Command add_summary(CLI::App& app) {
   CLI::App* sub =
       app.add_subcommand("summary", "Print the model `rewind train` builds, layer by layer");
   add_train_model_options(sub, *t);
-  return {sub, [t] {
-            finish_train_options(*t);
+  return {sub, [t, sub] {
+            finish_train_options(*t, *sub);
             std::cout << cli::model_summary(*t);
+            return 0;
+          }};
+}
+
+Command add_evaluate(CLI::App& app) {
+  auto e = std::make_shared<cli::EvaluateOptions>();
+  CLI::App* sub = app.add_subcommand(
+      "evaluate", "Test accuracy and confusion matrix of weights saved by rewind train --save");
+  sub->add_option("--weights", e->weights,
+                  "The weights file (rewind train --task fashion-* --save)")
+      ->required()
+      ->check(CLI::ExistingFile);
+  sub->add_option("--task", e->task, "Task (default: the one the weights were trained on)")
+      ->check(CLI::IsMember({"fashion-rows", "fashion-pixels", "fashion-permuted"}));
+  sub->add_option("--cell-file", e->cell_file,
+                  "The .cell file of a file cell (default: the path the weights name)")
+      ->check(CLI::ExistingFile);
+  sub->add_option("--data", e->data, "Folder of the Fashion-MNIST files")
+      ->check(CLI::ExistingDirectory);
+  sub->add_option("--batch", e->batch, "Images per forward pass")
+      ->check(kCount)
+      ->capture_default_str();
+  sub->add_option("--confusion", e->confusion,
+                  "Write the confusion matrix to STEM.csv and STEM.svg");
+  return {sub, [e] {
+            cli::evaluate(*e, std::cout);
             return 0;
           }};
 }
@@ -361,9 +431,13 @@ int main(int argc, char** argv) {
       "rewind: reverse-mode autodiff on a tape, with recurrent layers built from primitive ops"};
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "Print help for every subcommand");
-  const std::vector<Command> commands{
-      add_train(app, argc, argv), add_summary(app), add_graph(app), add_check(app),
-      add_diagnose(app),          add_spectrum(app)};
+  const std::vector<Command> commands{add_train(app, argc, argv),
+                                      add_evaluate(app),
+                                      add_summary(app),
+                                      add_graph(app),
+                                      add_check(app),
+                                      add_diagnose(app),
+                                      add_spectrum(app)};
   if (argc > 1 && argv[1][0] != '-') {
     bool known = false;
     std::string names;

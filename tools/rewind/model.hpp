@@ -6,6 +6,7 @@
 #include <rewind/rewind.hpp>
 #include <vector>
 
+#include "confusion.hpp"
 #include "tasks.hpp"
 #include "train.hpp"
 
@@ -18,6 +19,7 @@ class Model {
   using T = typename Layer::Scalar;
   Model(const Task& task, const TrainOptions& o, Layer layer, Rng& rng)
       : task_(task),
+        bidirectional_(o.bidirectional),
         layer_(std::move(layer)),
         head_({.in = o.hidden * (o.bidirectional ? 2 : 1),
                .out = task.output_size(),
@@ -62,6 +64,9 @@ class Model {
       case LossKind::kMseEvery:
         return mse(head_(tape, concat_rows(out.outputs)),
                    tape.constant(b.target.template cast<T>()));
+      case LossKind::kCrossEntropyLast:
+        *logits = head_(tape, out.outputs.back());
+        return cross_entropy(*logits, b.classes);
       case LossKind::kCrossEntropyEvery: {
         *logits = head_(tape, concat_rows(out.outputs));
         valid_rows_.clear();
@@ -92,6 +97,8 @@ class Model {
     for (const std::int32_t c : b.classes) valid += c >= 0 ? 1 : 0;
     if (logits != nullptr && task_.loss() == LossKind::kCrossEntropyEvery)
       logits->resize(steps * batch, task_.output_size());
+    if (logits != nullptr && task_.loss() == LossKind::kCrossEntropyLast)
+      logits->resize(batch, task_.output_size());
     const auto input = [&](Tape<T>& tp, Index t) {
       const auto k = static_cast<std::size_t>(t);
       if (embedding_) return (*embedding_)(tp, std::span(b.ids).subspan(k * rows, rows));
@@ -103,6 +110,12 @@ class Model {
         case LossKind::kMseLast:
           if (t + 1 != steps) return {};
           return mse(head_(tp, y), tp.constant(b.target.template cast<T>()));
+        case LossKind::kCrossEntropyLast: {
+          if (t + 1 != steps) return {};
+          const Var<T> out = head_(tp, y);
+          if (logits != nullptr) *logits = out.value();
+          return cross_entropy(out, b.classes);
+        }
         case LossKind::kMseEvery:
           return scale(mse(head_(tp, y),
                            tp.constant(b.target.middleRows(t * batch, batch).template cast<T>())),
@@ -129,12 +142,69 @@ class Model {
     return layer_.backprop(tape, steps, batch, input, loss, {.lengths = b.lengths}, options);
   }
 
+  using Carried = std::vector<std::array<Matrix<T>, std::tuple_size_v<typename Layer::State>>>;
+
+  /// One step of a unidirectional stack from carried state values (zeros when empty), recorded
+  /// on `tape`: the top layer's output; `carried` becomes the new state's values. The tape can be
+  /// cleared before the next step, so running a sequence this way holds one step in memory.
+  Var<T> step(Tape<T>& tape, const Var<T>& x, Carried& carried) {
+    typename Layer::Call call;
+    for (const auto& c : carried) {
+      typename Layer::State s;
+      for (std::size_t j = 0; j < s.size(); ++j) s[j] = tape.constant(c[j]);
+      call.initial.push_back(s);
+    }
+    const std::vector<Var<T>> xs{x};
+    auto out = layer_(tape, xs, call);
+    carried.resize(out.final_states.size());
+    for (std::size_t k = 0; k < out.final_states.size(); ++k) {
+      for (std::size_t j = 0; j < carried[k].size(); ++j)
+        carried[k][j] = out.final_states[k][j].value();
+    }
+    return out.outputs[0];
+  }
+
+  /// The last step's logits of a batch of a classification task, forward only: step by step
+  /// for a unidirectional stack (memory of one step, 784-pixel sequences included), the whole
+  /// sequence recorded for a bidirectional one.
+  Matrix<T> predict(Tape<T>& tape, const Batch& b, Index batch) {
+    tape.clear();
+    if (bidirectional_ || !b.lengths.empty()) {
+      auto out = layer_(tape, inputs(tape, b, batch), {.lengths = b.lengths});
+      return head_(tape, out.outputs.back()).value();
+    }
+    Carried carried;
+    Var<T> y;
+    for (std::size_t t = 0; t < b.xs.size(); ++t) {
+      if (t > 0) tape.clear();
+      y = step(tape, tape.constant(b.xs[t].template cast<T>()), carried);
+    }
+    return head_(tape, y).value();
+  }
+
+  /// The confusion matrix of a data task's part, in batches of `batch` examples.
+  Confusion evaluate(const DataTask& data, DataTask::Part part, Index batch) {
+    Confusion c(data.class_names());
+    Tape<T> tape;
+    const Index n = data.size(part);
+    std::vector<Index> which;
+    for (Index begin = 0; begin < n; begin += batch) {
+      const Index count = std::min(batch, n - begin);
+      which.resize(static_cast<std::size_t>(count));
+      for (Index k = 0; k < count; ++k) which[static_cast<std::size_t>(k)] = begin + k;
+      const Batch b = data.examples(part, which);
+      c.add(predict(tape, b, count).template cast<float>(), b.classes);
+    }
+    return c;
+  }
+
   layers::Summary summary(const TrainOptions& o) {
-    const bool every_step = task_.loss() != LossKind::kMseLast;
+    const bool every_step =
+        task_.loss() != LossKind::kMseLast && task_.loss() != LossKind::kCrossEntropyLast;
+    const Index steps = task_.data() != nullptr ? task_.data()->steps() : o.seq_len;
     layers::Summary s(fmt::format("{} on {}", o.cell, task_.name()),
-                      embedding_
-                          ? std::vector<Index>{layers::kNone, o.seq_len}
-                          : std::vector<Index>{layers::kNone, o.seq_len, task_.input_size()});
+                      embedding_ ? std::vector<Index>{layers::kNone, steps}
+                                 : std::vector<Index>{layers::kNone, steps, task_.input_size()});
     if (embedding_) s.add("embedding", *embedding_);
     s.add(o.cell, layer_, every_step);
     s.add("head", head_);
@@ -147,6 +217,7 @@ class Model {
 
  private:
   const Task& task_;
+  bool bidirectional_;
   Layer layer_;
   layers::Linear<T> head_;
   std::optional<layers::Embedding<T>> embedding_;

@@ -284,12 +284,124 @@ class Text : public Task {
   double entropy_ = 0;
 };
 
+// Fashion-MNIST (Debian's dataset-fashion-mnist) as sequence classification: an image read row
+// by row, pixel by pixel or in a fixed pixel permutation, its class predicted from the last
+// step. The training file's 60 000 images are split by the seed into training and validation;
+// the test file's 10 000 are the test part.
+class Fashion : public DataTask {
+ public:
+  Fashion(layers::ImageView view, const DataOptions& o)
+      : data_(layers::load_fashion_mnist(o.dir.empty() ? layers::kFashionMnistDir : o.dir)),
+        view_(view, data_.train.rows, data_.train.cols, o.seed) {
+    // Inputs standardised with the training file's pixel mean and std (0.2860, 0.3530), as
+    // torchvision's Normalize is used with it: one epoch of a GRU on 2 000 images reaches about
+    // 0.70 test accuracy this way, 0.60 from pixels in [0, 1] (PyTorch alike).
+    const auto [mean, sd] = layers::pixel_moments(data_.train);
+    view_.standardize(mean, sd);
+    if (o.validation < 0 || o.validation >= data_.train.size())
+      throw UsageError(
+          fmt::format("--validation {}: it must leave some of the {} training images "
+                      "to train on",
+                      o.validation, data_.train.size()));
+    layers::Split split = layers::split_indices(data_.train.size(), o.validation, o.seed);
+    train_ = std::move(split.train);
+    validation_ = std::move(split.validation);
+    if (o.subset < 0 || o.subset > static_cast<Index>(train_.size()))
+      throw UsageError(
+          fmt::format("--subset {}: the training part holds {} images", o.subset, train_.size()));
+    if (o.subset > 0) {
+      // A seeded choice of N training images, not the first N of the file.
+      const std::array<std::uint64_t, 2> words{o.seed, 0x737562736574ull};  // "subset"
+      const std::vector<Index> pick = layers::permutation(static_cast<Index>(train_.size()), words);
+      std::vector<Index> kept;
+      for (Index k = 0; k < o.subset; ++k)
+        kept.push_back(train_[static_cast<std::size_t>(pick[k])]);
+      std::sort(kept.begin(), kept.end());
+      train_ = std::move(kept);
+    }
+    for (const std::string& c : layers::fashion_mnist_classes()) names_.push_back(c);
+  }
+  std::string name() const override {
+    switch (view_.view()) {
+      case layers::ImageView::rows:
+        return "fashion-rows";
+      case layers::ImageView::pixels:
+        return "fashion-pixels";
+      case layers::ImageView::permuted:
+        return "fashion-permuted";
+    }
+    return "fashion";
+  }
+  Index input_size() const override { return view_.features(); }
+  Index output_size() const override { return 10; }
+  LossKind loss() const override { return LossKind::kCrossEntropyLast; }
+  // Ten balanced classes: a model that ignores its input scores ln 10.
+  double baseline(Index) const override { return std::log(10.0); }
+  Index steps() const override { return view_.steps(); }
+  Index size(Part part) const override {
+    switch (part) {
+      case Part::train:
+        return static_cast<Index>(train_.size());
+      case Part::validation:
+        return static_cast<Index>(validation_.size());
+      case Part::test:
+        return data_.test.size();
+    }
+    return 0;
+  }
+  Batch sample(Index batch, Index, Rng& rng) const override {
+    std::uniform_int_distribution<Index> pick(0, size(Part::train) - 1);
+    std::vector<Index> which(static_cast<std::size_t>(batch));
+    for (Index& i : which) i = pick(rng);
+    return examples(Part::train, which);
+  }
+  Batch examples(Part part, std::span<const Index> which) const override {
+    const layers::ImageSet& set = part == Part::test ? data_.test : data_.train;
+    std::vector<Index> images(which.begin(), which.end());
+    for (Index& i : images) {
+      if (i < 0 || i >= size(part))
+        throw UsageError(fmt::format("{}: example {} of the {} part, which holds {}", name(), i,
+                                     part_name(part), size(part)));
+      if (part != Part::test)
+        i = (part == Part::train ? train_ : validation_)[static_cast<std::size_t>(i)];
+    }
+    Batch b;
+    b.xs = view_.operator()<float>(set, images);
+    for (Index i : images) b.classes.push_back(set.labels[static_cast<std::size_t>(i)]);
+    return b;
+  }
+  const std::vector<std::string>& class_names() const override { return names_; }
+
+ private:
+  layers::FashionMnist data_;
+  layers::SequenceView view_;
+  std::vector<Index> train_, validation_;
+  std::vector<std::string> names_;
+};
+
 }  // namespace
 
+const char* part_name(DataTask::Part part) {
+  switch (part) {
+    case DataTask::Part::train:
+      return "train";
+    case DataTask::Part::validation:
+      return "validation";
+    case DataTask::Part::test:
+      return "test";
+  }
+  return "?";
+}
+
 const std::vector<std::string>& task_names() {
-  static const std::vector<std::string> names{"adding", "copy", "selective-copy",
-                                              "reber",  "sine", "text"};
+  static const std::vector<std::string> names{"adding",       "copy",           "selective-copy",
+                                              "reber",        "sine",           "text",
+                                              "fashion-rows", "fashion-pixels", "fashion-permuted"};
   return names;
+}
+
+bool is_data_task(const std::string& name) {
+  return name == "fashion-rows" || name == "fashion-pixels" || name == "fashion-permuted";
 }
 
 Batch shard(const Batch& b, Index rows, Index begin, Index count) {
@@ -299,9 +411,14 @@ Batch shard(const Batch& b, Index rows, Index begin, Index count) {
   Batch s;
   const auto steps = static_cast<Index>(b.xs.size());
   for (const Matrix<float>& x : b.xs) s.xs.push_back(x.middleRows(begin, count));
-  // Per (t, row) fields are stored at t·rows + row.
+  // Per (t, row) fields are stored at t·rows + row; a field of one value per row (the classes of
+  // a classification task) is cut as one step.
   const auto per_step = [&](const auto& v, auto& out) {
     if (v.empty()) return;
+    if (v.size() == static_cast<std::size_t>(rows)) {
+      out.insert(out.end(), v.begin() + begin, v.begin() + begin + count);
+      return;
+    }
     for (Index t = 0; t < steps; ++t) {
       const auto from = v.begin() + t * rows + begin;
       out.insert(out.end(), from, from + count);
@@ -328,7 +445,8 @@ Batch shard(const Batch& b, Index rows, Index begin, Index count) {
   return s;
 }
 
-std::unique_ptr<Task> make_task(const std::string& name, const std::string& text_file) {
+std::unique_ptr<Task> make_task(const std::string& name, const std::string& text_file,
+                                const DataOptions& data) {
   if (name == "adding") return std::make_unique<Adding>();
   if (name == "copy") return std::make_unique<Copy>();
   if (name == "selective-copy") return std::make_unique<Copy>(true);
@@ -338,8 +456,13 @@ std::unique_ptr<Task> make_task(const std::string& name, const std::string& text
     if (text_file.empty()) throw UsageError("the text task needs --text FILE");
     return std::make_unique<Text>(text_file);
   }
+  if (is_data_task(name)) {
+    return std::make_unique<Fashion>(layers::image_view(name.substr(8)), data);
+  }
   throw UsageError(fmt::format(
-      "unknown task '{}' (expected adding, copy, selective-copy, reber, sine or text)", name));
+      "unknown task '{}' (expected adding, copy, selective-copy, reber, sine, text, fashion-rows, "
+      "fashion-pixels or fashion-permuted)",
+      name));
 }
 
 }  // namespace rwd::cli

@@ -1,5 +1,6 @@
 #include "train.hpp"
 
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -56,33 +57,18 @@ double accuracy(const Batch& b, const ConstMap<float>& logits) {
 // Generates text one character at a time, carrying the recurrent state between steps.
 template <class Layer>
 std::string sample_text(Model<Layer>& model, const Task& task, long count, Rng& rng) {
-  using State = typename Layer::State;
   Tape<float> tape;
-  std::vector<std::array<Matrix<float>, std::tuple_size_v<State>>> carried;
+  typename Model<Layer>::Carried carried;
   std::int32_t id = 0;
   std::string text = task.decode(id);
   for (long k = 0; k < count; ++k) {
     tape.clear();
-    typename Layer::Call call;
-    for (const auto& c : carried) {
-      State s;
-      for (std::size_t j = 0; j < s.size(); ++j) s[j] = tape.constant(c[j]);
-      call.initial.push_back(s);
-    }
     const std::vector<std::int32_t> ids{id};
-    std::vector<Var<float>> xs{(*model.embedder())(tape, ids)};
-    auto out = model.layer()(tape, xs, call);
-    const Matrix<float> p =
-        softmax_rows(scale(model.head()(tape, out.outputs[0]), 1.0f / 0.8f)).value();
+    const Var<float> y = model.step(tape, (*model.embedder())(tape, ids), carried);
+    const Matrix<float> p = softmax_rows(scale(model.head()(tape, y), 1.0f / 0.8f)).value();
     std::discrete_distribution<std::int32_t> pick(p.data(), p.data() + p.size());
     id = pick(rng);
     text += task.decode(id);
-    carried.clear();
-    for (const State& s : out.final_states) {
-      std::array<Matrix<float>, std::tuple_size_v<State>> c;
-      for (std::size_t j = 0; j < s.size(); ++j) c[j] = s[j].value();
-      carried.push_back(c);
-    }
   }
   return text;
 }
@@ -91,26 +77,39 @@ std::string sample_text(Model<Layer>& model, const Task& task, long count, Rng& 
 // output and checkpoint options), as (name, value).
 std::vector<std::pair<std::string, std::string>> resumable_options(const TrainOptions& o,
                                                                    int ranks) {
-  return {{"task", o.task},
-          {"text", o.text},
-          {"cell", o.cell},
-          {"cell_file", o.cell_file},
-          {"hidden", std::to_string(o.hidden)},
-          {"layers", std::to_string(o.layers)},
-          {"bidirectional", o.bidirectional ? "1" : "0"},
-          {"batch", std::to_string(o.batch)},
-          {"seq_len", std::to_string(o.seq_len)},
-          {"optimizer", o.optimizer},
-          {"lr", fmt::format("{}", o.lr)},
-          {"clip", fmt::format("{}", o.clip)},
-          {"seed", std::to_string(o.seed)},
-          {"embed", std::to_string(o.embed)},
-          {"checkpoints", std::to_string(o.checkpoints)},
-          {"memory_budget", std::to_string(o.memory_budget)},
-          {"schedule", o.schedule},
-          {"accumulate", std::to_string(o.accumulate)},
-          {"ranks", std::to_string(ranks)},
-          {"reduce", o.distributed ? o.reduce : "-"}};
+  std::vector<std::pair<std::string, std::string>> data;
+  if (is_data_task(o.task)) {
+    data = {{"validation", std::to_string(o.validation)}, {"subset", std::to_string(o.subset)}};
+  }
+  std::vector<std::pair<std::string, std::string>> all{
+      {"task", o.task},
+      {"text", o.text},
+      {"cell", o.cell},
+      {"cell_file", o.cell_file},
+      {"hidden", std::to_string(o.hidden)},
+      {"layers", std::to_string(o.layers)},
+      {"bidirectional", o.bidirectional ? "1" : "0"},
+      {"batch", std::to_string(o.batch)},
+      {"seq_len", std::to_string(o.seq_len)},
+      {"optimizer", o.optimizer},
+      {"lr", fmt::format("{}", o.lr)},
+      {"clip", fmt::format("{}", o.clip)},
+      {"seed", std::to_string(o.seed)},
+      {"embed", std::to_string(o.embed)},
+      {"checkpoints", std::to_string(o.checkpoints)},
+      {"memory_budget", std::to_string(o.memory_budget)},
+      {"schedule", o.schedule},
+      {"accumulate", std::to_string(o.accumulate)},
+      {"ranks", std::to_string(ranks)},
+      {"reduce", o.distributed ? o.reduce : "-"}};
+  all.insert(all.end(), data.begin(), data.end());
+  return all;
+}
+
+double peak_rss_mb() {
+  rusage u{};
+  ::getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_maxrss) / 1024.0;  // kilobytes on Linux
 }
 
 // Ends the job when a step takes longer than the limit: a hung or lost rank would otherwise
@@ -167,7 +166,8 @@ class StepWatchdog {
   Clock::time_point deadline_;
 };
 
-// Keeps the lines of a CSV log up to `step` (a resumed run rewrites what came after).
+// Keeps the lines of a CSV log up to `step` (a resumed run rewrites what came after): the first
+// column is the step, or the epoch in a data task's log.
 void truncate_log(const std::string& path, long step) {
   std::ifstream in(path);
   if (!in) return;
@@ -206,6 +206,7 @@ class Trainer {
   TrainResult run() {
     check_options();
     connect();
+    plan_epochs();
     announce();
     if (!o_.resume.empty()) resume();
     open_log();
@@ -217,11 +218,12 @@ class Trainer {
     long perturb_step = -1;
     if (const char* e = std::getenv("REWIND_TEST_PERTURB"))
       std::sscanf(e, "%d:%ld", &perturb_rank, &perturb_step);
-    for (long step = start_ + 1; step <= o_.steps; ++step) {
+    for (long step = start_ + 1; step <= steps_; ++step) {
       watchdog.arm(step);
       auto [l, acc] = train_micro_batches(step);
       reduce(l, acc);
       if (task_.has_accuracy()) sum_acc_ += acc;
+      epoch_acc_ += acc;
       if (o_.clip > 0) optim::clip_grad_norm<float>(params_, o_.clip);
       opt_->step();
       if (!std::isfinite(l))
@@ -230,10 +232,13 @@ class Trainer {
             o_.anomaly ? ""
                        : " (--anomaly stops at the first op to make a NaN or Inf, naming it)"));
       sum_loss_ += l;
+      epoch_loss_ += l;
+      ++epoch_steps_;
       ++in_window_;
       recent_.push_back(l);
       if (recent_.size() > 100) recent_.erase(recent_.begin());
-      if (step % every_ == 0 || step == o_.steps) report(step);
+      if (step % every_ == 0 || step == steps_) report(step);
+      if (data_ != nullptr && step % per_epoch_ == 0) end_epoch(step / per_epoch_);
       // Fault injection for the tests of --check-replicas: REWIND_TEST_PERTURB=RANK:STEP nudges
       // one weight on that rank after that step, as a bad memory bit or a diverging rank would.
       if (dp_ && perturb_rank == comm_.rank() && perturb_step == step) {
@@ -257,6 +262,24 @@ class Trainer {
       throw UsageError("--checkpoint-every needs --checkpoint-dir");
     if (o_.resume == "auto" && o_.checkpoint_dir.empty())
       throw UsageError("--resume auto needs --checkpoint-dir");
+    if (data_ == nullptr && o_.epochs > 0)
+      throw UsageError(fmt::format(
+          "--epochs is for the data tasks (fashion-*); '{}' trains --steps", task_.name()));
+    if (o_.eval_batch < 1) throw UsageError("--eval-batch must be at least 1");
+  }
+
+  // A data task trains whole epochs: each step takes the next global batch of the epoch's seeded
+  // order (the last, partial batch of an epoch is left out, as PyTorch's drop_last does; the
+  // next epoch's order is another permutation, so every image is trained on).
+  void plan_epochs() {
+    steps_ = o_.steps;
+    if (data_ == nullptr) return;
+    epochs_ = o_.epochs > 0 ? o_.epochs : 10;
+    per_epoch_ = data_->size(DataTask::Part::train) / global_rows_;
+    if (per_epoch_ == 0)
+      throw UsageError(fmt::format("a global batch of {} rows is more than the {} training images",
+                                   global_rows_, data_->size(DataTask::Part::train)));
+    steps_ = epochs_ * per_epoch_;
   }
 
   // Data parallelism: every rank starts from rank 0's parameters, with the same options.
@@ -282,12 +305,21 @@ class Trainer {
     result_.parameters = layers::parameter_count(params_);
     result_.baseline = task_.baseline(o_.seq_len);
     bar_ = o_.progress == 1 || (o_.progress == -1 && ::isatty(::fileno(stdout)) != 0);
-    every_ = o_.log_every > 0 ? o_.log_every : std::max<long>(1, o_.steps / 20);
+    every_ = o_.log_every > 0 ? o_.log_every
+                              : std::max<long>(1, data_ != nullptr ? per_epoch_ / 10 : steps_ / 20);
+    const std::string length = data_ != nullptr
+                                   ? fmt::format("{} epochs of {} steps", epochs_, per_epoch_)
+                                   : fmt::format("{} steps", steps_);
     out_ << fmt::format(
-        "training {} ({} layer{}{}, hidden {}) on '{}': {} parameters, {} steps, batch {}, {} lr "
-        "{}\n",
+        "training {} ({} layer{}{}, hidden {}) on '{}': {} parameters, {}, batch {}, {} lr {}\n",
         o_.cell, o_.layers, o_.layers > 1 ? "s" : "", o_.bidirectional ? ", bidirectional" : "",
-        o_.hidden, task_.name(), result_.parameters, o_.steps, o_.batch, o_.optimizer, o_.lr);
+        o_.hidden, task_.name(), result_.parameters, length, o_.batch, o_.optimizer, o_.lr);
+    if (data_ != nullptr) {
+      out_ << fmt::format(
+          "data: {} training, {} validation, {} test sequences of {} steps x {} features\n",
+          data_->size(DataTask::Part::train), data_->size(DataTask::Part::validation),
+          data_->size(DataTask::Part::test), data_->steps(), task_.input_size());
+    }
     if (global_rows_ != o_.batch) {
       out_ << fmt::format("global batch {} = {} rank{} x {} micro-batch{} x {} rows{}\n",
                           global_rows_, ranks_, ranks_ > 1 ? "s" : "", micro_,
@@ -345,21 +377,26 @@ class Trainer {
     sum_acc_ = num("sum_acc");
     in_window_ = std::atol(st.at("in_window").c_str());
     seconds_before_ = num("seconds");
+    if (data_ != nullptr) restore_epochs(st);
     std::istringstream losses(st.at("recent_losses"));
     for (std::string v; losses >> v;) recent_.push_back(std::strtod(v.c_str(), nullptr));
     out_ << fmt::format("resumed from {} at step {}\n",
                         chosen.empty() ? "rank 0's checkpoint" : chosen, start_);
-    if (start_ >= o_.steps)
-      out_ << fmt::format("the checkpoint is at step {}, --steps is {}: nothing to train\n", start_,
-                          o_.steps);
+    if (start_ >= steps_)
+      out_ << fmt::format("the checkpoint is at step {}, the run has {}: nothing to train\n",
+                          start_, steps_);
   }
 
   void open_log() {
     if (o_.log.empty() || !root_) return;
-    if (start_ > 0) truncate_log(o_.log, start_);
+    if (start_ > 0) truncate_log(o_.log, data_ != nullptr ? start_ / per_epoch_ : start_);
     log_.open(o_.log, start_ > 0 ? std::ios::app : std::ios::trunc);
     if (!log_) throw FileError(fmt::format("cannot write the log file '{}'", o_.log));
-    if (start_ == 0) log_ << "step,loss,accuracy,seconds\n";
+    if (start_ == 0) {
+      log_ << (data_ != nullptr
+                   ? "epoch,step,loss,accuracy,val_accuracy,train_seconds,eval_seconds,seconds\n"
+                   : "step,loss,accuracy,seconds\n");
+    }
   }
 
   void choose_bptt() {
@@ -383,7 +420,8 @@ class Trainer {
   // This rank's micro-batches of the step: their summed loss and accuracy, and the gradient
   // summed into each parameter's grad.
   std::pair<double, double> train_micro_batches(long step) {
-    const Batch global = task_.sample(global_rows_, o_.seq_len, rng_);
+    const Batch global =
+        data_ != nullptr ? epoch_batch(step) : task_.sample(global_rows_, o_.seq_len, rng_);
     double l = 0, acc = 0;
     for (Index m = 0; m < micro_; ++m) {
       const Batch shard_b =
@@ -447,23 +485,31 @@ class Trainer {
                task_.has_accuracy() ? sum_acc_ / static_cast<double>(in_window_) : -1.0,
                elapsed_()};
     result_.curve.push_back(p);
-    if (log_)
+    if (log_ && data_ == nullptr)
       log_ << fmt::format("{},{:.6g},{},{:.3f}\n", p.step, p.loss,
                           p.accuracy >= 0 ? fmt::format("{:.4f}", p.accuracy) : "", p.seconds)
            << std::flush;
     const double rate = static_cast<double>(step - start_) / (p.seconds - seconds_before_);
     const std::string acc_text = p.accuracy >= 0 ? fmt::format("  acc {:.3f}", p.accuracy) : "";
+    // A data task counts within its epoch, and in samples per second.
+    const long done = data_ != nullptr ? (step - 1) % per_epoch_ + 1 : step;
+    const long of = data_ != nullptr ? per_epoch_ : steps_;
+    const std::string epoch =
+        data_ != nullptr ? fmt::format("epoch {}/{} ", (step - 1) / per_epoch_ + 1, epochs_) : "";
+    const std::string speed =
+        data_ != nullptr ? fmt::format("{:.0f} samples/s", rate * static_cast<double>(global_rows_))
+                         : fmt::format("{:.1f} steps/s", rate);
     if (bar_) {
-      const int width = 30, filled = static_cast<int>(width * step / o_.steps);
-      out_ << fmt::format("\r[{}{}] {}/{}  loss {:.4f}{}  {:.1f} steps/s  ETA {}   ",
+      const int width = 30, filled = static_cast<int>(width * done / of);
+      out_ << fmt::format("\r{}[{}{}] {}/{}  loss {:.4f}{}  {}  ETA {}   ", epoch,
                           std::string(static_cast<std::size_t>(filled), '='),
-                          std::string(static_cast<std::size_t>(width - filled), ' '), step,
-                          o_.steps, p.loss, acc_text, rate,
-                          duration(static_cast<double>(o_.steps - step) / rate))
+                          std::string(static_cast<std::size_t>(width - filled), ' '), done, of,
+                          p.loss, acc_text, speed,
+                          duration(static_cast<double>(steps_ - step) / rate))
            << std::flush;
     } else {
-      out_ << fmt::format("step {}/{}  loss {:.4f}{}  {:.1f} steps/s  {:.1f}s\n", step, o_.steps,
-                          p.loss, acc_text, rate, p.seconds)
+      out_ << fmt::format("{}step {}/{}  loss {:.4f}{}  {}  {:.1f}s\n", epoch, done, of, p.loss,
+                          acc_text, speed, p.seconds)
            << std::flush;
     }
     sum_loss_ = sum_acc_ = 0;
@@ -480,6 +526,7 @@ class Trainer {
     std::string losses;  // doubles, so as exact text rather than a float tensor
     for (double v : recent_) losses += fmt::format("{}{}", losses.empty() ? "" : " ", v);
     st.info["recent_losses"] = losses;
+    if (data_ != nullptr) save_epochs(st);
     checkpoints_.save<float>(params_, *opt_, st);
   }
 
@@ -490,23 +537,30 @@ class Trainer {
                                          : std::accumulate(recent_.begin(), recent_.end(), 0.0) /
                                                static_cast<double>(recent_.size());
     result_.final_accuracy = result_.curve.empty() ? -1 : result_.curve.back().accuracy;
-    out_ << fmt::format(
-        "done: {} steps in {:.1f}s ({:.1f} steps/s)\n", o_.steps, result_.seconds,
-        static_cast<double>(o_.steps - start_) / (result_.seconds - seconds_before_));
+    out_ << fmt::format("done: {} steps in {:.1f}s ({:.1f} steps/s)\n", steps_, result_.seconds,
+                        static_cast<double>(steps_ - start_) / (result_.seconds - seconds_before_));
     if (dp_ && dp_->buckets() > 0) report_reduction();
     out_ << fmt::format("final loss {:.5f} (mean of the last {} steps); without memory: {:.5f}\n",
                         result_.final_loss, recent_.size(), result_.baseline);
     if (result_.final_accuracy >= 0)
       out_ << fmt::format("accuracy {:.4f} (last interval)\n", result_.final_accuracy);
     out_ << fmt::format("parameters {}\n", result_.parameters);
+    if (data_ != nullptr) test();
+    result_.peak_rss_mb = peak_rss_mb();
+    out_ << fmt::format("peak memory {:.0f} MB\n", result_.peak_rss_mb);
     if (!o_.save.empty() && root_) {
-      layers::save_parameters(o_.save, params_,
-                              {{"task", o_.task},
-                               {"cell", o_.cell},
-                               {"hidden", std::to_string(o_.hidden)},
-                               {"layers", std::to_string(o_.layers)},
-                               {"bidirectional", o_.bidirectional ? "1" : "0"}});
-      out_ << "saved weights to " << o_.save << "\n";
+      layers::save_parameters(
+          o_.save, params_,
+          {{"task", o_.task},
+           {"cell", o_.cell},
+           {"cell_file", o_.cell_file},
+           {"hidden", std::to_string(o_.hidden)},
+           {"layers", std::to_string(o_.layers)},
+           {"bidirectional", o_.bidirectional ? "1" : "0"},
+           {"seed", std::to_string(o_.seed)},
+           {"epoch", data_ != nullptr ? std::to_string(result_.best_epoch) : std::string()}});
+      out_ << fmt::format("saved {}weights to {}\n",
+                          data_ != nullptr && !best_.empty() ? "the best epoch's " : "", o_.save);
     }
     if (task_.embeds() && o_.sample > 0) {
       result_.sample = sample_text(model_, task_, o_.sample, rng_);
@@ -515,10 +569,129 @@ class Trainer {
     return result_;
   }
 
+  // The epoch's training batch of a step: the step's place in its epoch's order.
+  Batch epoch_batch(long step) {
+    const long epoch = (step - 1) / per_epoch_, k = (step - 1) % per_epoch_;
+    if (epoch != order_epoch_) {
+      order_ = layers::epoch_order(data_->size(DataTask::Part::train), o_.seed, epoch);
+      order_epoch_ = epoch;
+    }
+    return data_->examples(DataTask::Part::train,
+                           std::span(order_).subspan(static_cast<std::size_t>(k * global_rows_),
+                                                     static_cast<std::size_t>(global_rows_)));
+  }
+
+  // The epoch's figures, its validation, and the best weights so far (by validation accuracy;
+  // the earlier epoch wins a tie).
+  void end_epoch(long epoch) {
+    EpochPoint p{.epoch = epoch,
+                 .loss = epoch_loss_ / static_cast<double>(std::max<long>(1, epoch_steps_)),
+                 .accuracy = epoch_acc_ / static_cast<double>(std::max<long>(1, epoch_steps_)),
+                 .train_seconds = elapsed_() - epoch_began_};
+    const double before = elapsed_();
+    std::string mark;
+    if (data_->size(DataTask::Part::validation) > 0) {
+      p.validation = model_.evaluate(*data_, DataTask::Part::validation, o_.eval_batch).accuracy();
+      if (p.validation > best_accuracy_) {
+        best_accuracy_ = p.validation;
+        result_.best_epoch = epoch;
+        best_.resize(params_.size());
+        for (std::size_t k = 0; k < params_.size(); ++k) best_[k] = params_[k]->value;
+        mark = " (best)";
+      }
+    }
+    p.eval_seconds = elapsed_() - before;
+    result_.epochs.push_back(p);
+    if (bar_) out_ << "\n";
+    out_ << fmt::format(
+                "epoch {}/{}: loss {:.4f}  acc {:.4f}  {}  {:.1f}s ({:.0f} samples/s){}\n", epoch,
+                epochs_, p.loss, p.accuracy,
+                p.validation >= 0 ? fmt::format("validation acc {:.4f}", p.validation)
+                                  : std::string("no validation"),
+                p.train_seconds,
+                static_cast<double>(per_epoch_ * global_rows_) / std::max(p.train_seconds, 1e-9),
+                mark)
+         << std::flush;
+    if (log_)
+      log_ << fmt::format("{},{},{:.6g},{:.4f},{},{:.3f},{:.3f},{:.3f}\n", epoch,
+                          epoch * per_epoch_, p.loss, p.accuracy,
+                          p.validation >= 0 ? fmt::format("{:.4f}", p.validation) : "",
+                          p.train_seconds, p.eval_seconds, elapsed_())
+           << std::flush;
+    epoch_loss_ = epoch_acc_ = 0;
+    epoch_steps_ = 0;
+    epoch_began_ = elapsed_();
+  }
+
+  // The best epoch's weights (the last epoch's without a validation part) on the test part.
+  void test() {
+    if (!best_.empty()) {
+      for (std::size_t k = 0; k < params_.size(); ++k) {
+        params_[k]->value = best_[k];
+        params_[k]->mark_changed();
+      }
+    }
+    const Confusion c = model_.evaluate(*data_, DataTask::Part::test, o_.eval_batch);
+    result_.test_accuracy = c.accuracy();
+    for (Index k = 0; k < task_.output_size(); ++k)
+      result_.class_accuracy.push_back(c.class_accuracy(k));
+    out_ << fmt::format("test accuracy {:.4f} ({} images; the weights of epoch {}{})\n",
+                        c.accuracy(), c.total(),
+                        result_.best_epoch > 0 ? result_.best_epoch : epochs_,
+                        result_.best_epoch > 0 ? ", the best validation accuracy" : "")
+         << c.table();
+    if (!o_.confusion.empty() && root_) {
+      c.write(o_.confusion);
+      out_ << fmt::format("wrote {0}.csv and {0}.svg\n", o_.confusion);
+    }
+  }
+
+  // A checkpoint of a data task also holds the data cursor (for the reader: the step fixes it),
+  // the epoch's running sums, the epochs so far and the best weights.
+  void save_epochs(optim::TrainingState<float>& st) const {
+    st.info["data.epoch"] = std::to_string(st.step / per_epoch_);
+    st.info["data.position"] = std::to_string(st.step % per_epoch_ * global_rows_);
+    st.info["epoch_loss"] = fmt::format("{}", epoch_loss_);
+    st.info["epoch_acc"] = fmt::format("{}", epoch_acc_);
+    st.info["epoch_steps"] = std::to_string(epoch_steps_);
+    st.info["epoch_began"] = fmt::format("{}", epoch_began_);
+    st.info["best_accuracy"] = fmt::format("{}", best_accuracy_);
+    st.info["best_epoch"] = std::to_string(result_.best_epoch);
+    std::string epochs;
+    for (const EpochPoint& p : result_.epochs)
+      epochs += fmt::format("{} {} {} {} {} {}\n", p.epoch, p.loss, p.accuracy, p.validation,
+                            p.train_seconds, p.eval_seconds);
+    st.info["epochs"] = epochs;
+    for (std::size_t k = 0; k < best_.size(); ++k)
+      st.tensors.emplace_back("best/" + params_[k]->name, best_[k]);
+  }
+
+  void restore_epochs(const optim::TrainingState<float>& st) {
+    const auto num = [&](const char* key) { return std::strtod(st.at(key).c_str(), nullptr); };
+    if (std::atol(st.at("data.epoch").c_str()) != st.step / per_epoch_ ||
+        std::atol(st.at("data.position").c_str()) != st.step % per_epoch_ * global_rows_)
+      throw UsageError(
+          "cannot resume: the checkpoint's data cursor does not fit this run's epochs");
+    epoch_loss_ = num("epoch_loss");
+    epoch_acc_ = num("epoch_acc");
+    epoch_steps_ = std::atol(st.at("epoch_steps").c_str());
+    epoch_began_ = num("epoch_began");
+    best_accuracy_ = num("best_accuracy");
+    result_.best_epoch = std::atol(st.at("best_epoch").c_str());
+    std::istringstream lines(st.at("epochs"));
+    for (EpochPoint p; lines >> p.epoch >> p.loss >> p.accuracy >> p.validation >>
+                       p.train_seconds >> p.eval_seconds;)
+      result_.epochs.push_back(p);
+    best_.clear();
+    if (result_.best_epoch > 0) {
+      for (const Parameter<float>* q : params_) best_.push_back(st.tensor("best/" + q->name));
+    }
+  }
+
   // The gradient reduction's share of a step, and what a ring all-reduce would cost on more
   // machines.
   void report_reduction() {
-    const double steps_run = static_cast<double>(std::max<long>(1, o_.steps - start_));
+    const double steps_run = static_cast<double>(std::max<long>(1, steps_ - start_));
     const double reduce_ms = 1e3 * dp_->reduce_seconds() / steps_run;
     const double step_ms = 1e3 * (result_.seconds - seconds_before_) / steps_run;
     out_ << fmt::format(
@@ -567,6 +740,13 @@ class Trainer {
   Tape<float> tape_;
   Matrix<float> scores_;
   std::vector<Matrix<float>> accumulated_;
+  // Data tasks: the run's length, the epoch order of the current epoch, the epoch's running
+  // sums, and the best weights so far.
+  const DataTask* data_ = task_.data();
+  long steps_ = 0, epochs_ = 0, per_epoch_ = 0, order_epoch_ = -1, epoch_steps_ = 0;
+  std::vector<Index> order_;
+  double epoch_loss_ = 0, epoch_acc_ = 0, epoch_began_ = 0, best_accuracy_ = -1;
+  std::vector<Matrix<float>> best_;
 };
 
 }  // namespace
@@ -579,7 +759,7 @@ auto with_model(const TrainOptions& o, F&& f) {
     throw UsageError("sizes and counts must be positive");
   }
   if (!(o.lr > 0)) throw UsageError(fmt::format("--lr must be positive, got {}", o.lr));
-  const auto task = make_task(o.task, o.text);
+  const auto task = make_task(o.task, o.text, {o.data, o.validation, o.subset, o.seed});
   Rng rng(o.seed);
   const Index input = task->embeds() ? o.embed : task->input_size();
   if (!o.cell_file.empty()) {
@@ -613,6 +793,64 @@ TrainResult train(const TrainOptions& o, std::ostream& out, optim::Communicator*
   optim::SingleProcess single;
   return with_model(o, [&](const Task& task, auto layer, Rng& rng) {
     return Trainer(task, o, std::move(layer), rng, out, comm != nullptr ? *comm : single).run();
+  });
+}
+
+double evaluate(const EvaluateOptions& e, std::ostream& out) {
+  std::vector<std::uint8_t> bytes;
+  const layers::TensorFile file = layers::read_tensor_file(e.weights, bytes);
+  const auto meta = [&](const char* key) -> std::string {
+    const auto it = file.metadata.find(key);
+    return it == file.metadata.end() ? std::string() : it->second;
+  };
+  TrainOptions o;
+  o.task = e.task.empty() ? meta("task") : e.task;
+  if (!is_data_task(o.task))
+    throw UsageError(fmt::format(
+        "evaluate: '{}' {} a data task (fashion-rows, fashion-pixels, fashion-permuted); give "
+        "--task",
+        e.weights,
+        o.task.empty() ? "names no task: it is not" : "was trained on '" + o.task + "', not"));
+  const auto number = [&](const char* key) -> long {
+    const std::string v = meta(key);
+    char* end = nullptr;
+    const long n = std::strtol(v.c_str(), &end, 10);
+    if (v.empty() || *end != '\0')
+      throw FileError(
+          fmt::format("evaluate: '{}' has no {} in its metadata (was it written by "
+                      "rewind train --save?)",
+                      e.weights, key));
+    return n;
+  };
+  o.hidden = number("hidden");
+  o.layers = static_cast<int>(number("layers"));
+  o.bidirectional = number("bidirectional") != 0;
+  o.seed = static_cast<std::uint64_t>(number("seed"));
+  o.cell = meta("cell");
+  o.cell_file = e.cell_file.empty() ? meta("cell_file") : e.cell_file;
+  if (!o.cell_file.empty() && !std::filesystem::exists(o.cell_file))
+    throw UsageError(
+        fmt::format("evaluate: the weights are of the file cell '{}', which is not "
+                    "there: give --cell-file",
+                    o.cell_file));
+  o.data = e.data;
+  o.validation = 0;
+  return with_model(o, [&](const Task& task, auto layer, Rng& rng) {
+    Model<decltype(layer)> model(task, o, std::move(layer), rng);
+    layers::load_parameters(e.weights, model.parameters());
+    const Confusion c = model.evaluate(*task.data(), DataTask::Part::test, e.batch);
+    out << fmt::format(
+               "{} ({}, {} layer{}{}, hidden {}) on {}: test accuracy {:.4f} of {} "
+               "images\n",
+               e.weights, o.cell, o.layers, o.layers > 1 ? "s" : "",
+               o.bidirectional ? ", bidirectional" : "", o.hidden, task.name(), c.accuracy(),
+               c.total())
+        << c.table();
+    if (!e.confusion.empty()) {
+      c.write(e.confusion);
+      out << fmt::format("wrote {0}.csv and {0}.svg\n", e.confusion);
+    }
+    return c.accuracy();
   });
 }
 

@@ -1,5 +1,7 @@
 // `rewind train`: a recurrent model (Embedding for text, an RNN/LSTM/GRU stack, a linear head)
-// trained on a built-in task, in float.
+// trained on a built-in task, in float: for a number of steps on a generated task, or for a
+// number of epochs on a data set (validated after each, the best weights kept and tested).
+// `rewind evaluate`: the test accuracy of saved weights on a data task.
 #pragma once
 
 #include <iosfwd>
@@ -54,6 +56,15 @@ struct TrainOptions {
   /// Tape::set_anomaly_mode on the training tape: the first NaN or Inf in a value or gradient
   /// ends training with NumericalError naming the op, its scope and its inputs' ranges.
   bool anomaly = false;
+  /// Data tasks (fashion-*): passes over the training part (0: 10), the folder of the files
+  /// ("": the Debian package's), the split, a seeded subset of the training part (0: all), the
+  /// batch of evaluation (forward only), and a stem for the test confusion matrix (.csv, .svg).
+  long epochs = 0;
+  std::string data;
+  Index validation = 5000;
+  Index subset = 0;
+  Index eval_batch = 1000;
+  std::string confusion;
 };
 
 struct LogPoint {
@@ -63,9 +74,24 @@ struct LogPoint {
   double seconds = 0;
 };
 
+/// One epoch of a data task.
+struct EpochPoint {
+  long epoch = 0;            ///< 1-based
+  double loss = 0;           ///< mean training loss over the epoch's steps
+  double accuracy = 0;       ///< mean training accuracy over them
+  double validation = -1;    ///< validation accuracy after the epoch (-1: no validation part)
+  double train_seconds = 0;  ///< the epoch's training steps alone
+  double eval_seconds = 0;   ///< its validation
+};
+
 struct TrainResult {
   std::vector<LogPoint> curve;
-  double final_loss = 0;  ///< mean of the last min(100, steps) steps
+  std::vector<EpochPoint> epochs;  ///< data tasks
+  long best_epoch = 0;             ///< whose weights were tested and saved (0: the last)
+  double test_accuracy = -1;       ///< data tasks: of the best weights, on the test part
+  std::vector<double> class_accuracy;
+  double peak_rss_mb = 0;  ///< the process's peak resident memory at the end
+  double final_loss = 0;   ///< mean of the last min(100, steps) steps
   double final_accuracy = -1;
   double baseline = 0;
   double seconds = 0;
@@ -81,5 +107,18 @@ std::string model_summary(const TrainOptions& options);
 /// the log, checkpoints and weights.
 TrainResult train(const TrainOptions& options, std::ostream& out,
                   optim::Communicator* comm = nullptr);
+
+struct EvaluateOptions {
+  std::string weights;    ///< a weights file written by `rewind train --save` on a data task
+  std::string task;       ///< "": the one in the file's metadata
+  std::string cell_file;  ///< the .cell file, when the weights are of a file cell
+  std::string data;       ///< folder of the files ("": the package's)
+  Index batch = 1000;
+  std::string confusion;  ///< stem of the confusion matrix files (.csv, .svg)
+};
+
+/// The test accuracy and confusion matrix of saved weights, the model rebuilt from the file's
+/// metadata. Returns the accuracy.
+double evaluate(const EvaluateOptions& options, std::ostream& out);
 
 }  // namespace rwd::cli
