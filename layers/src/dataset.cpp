@@ -99,6 +99,11 @@ std::vector<std::uint8_t> gunzip(std::span<const std::uint8_t> in, const std::st
   if (in.size() > (std::size_t{1} << 30)) fail(name, "more than 1 GiB of gzip data");
   z_stream z{};
   if (inflateInit2(&z, 16 + MAX_WBITS) != Z_OK) fail(name, "zlib could not start");
+  // The header is checked while inflating, and a bad one throws: the stream ends either way.
+  struct End {
+    z_stream& z;
+    ~End() { inflateEnd(&z); }
+  } end{z};
   std::vector<std::uint8_t> out(std::size_t{1} << 16);
   std::size_t have = 0;
   Header h;
@@ -131,7 +136,6 @@ std::vector<std::uint8_t> gunzip(std::span<const std::uint8_t> in, const std::st
     }
   }
   const std::size_t left = z.avail_in;
-  inflateEnd(&z);
   if (h.bytes != 0 && have > h.bytes)
     fail(name, fmt::format("more data than its header declares ({}, {} bytes of data)",
                            dims_text(h.dims), h.bytes - 4 - 4 * h.dims.size()));

@@ -31,7 +31,7 @@ expect(2 "rewind: .*steps" train --steps 0)
 expect(2 "rewind: .*text.*(does not exist|File does not exist)" train --task text --text ${WORK_DIR}/missing.txt)
 expect(1 "rewind: --task text needs --text FILE" train --task text)
 expect(2 "rewind: .*subcommand" )
-expect(2 "rewind: unknown command .frobnicate. \\(commands: train, summary, graph, check, diagnose, spectrum\\)" frobnicate)
+expect(2 "rewind: unknown command .frobnicate. \\(commands: train, evaluate, summary, graph, check, diagnose, spectrum\\)" frobnicate)
 expect(0 "final loss" train --task adding --steps 5 --batch 4 --seq-len 10 --hidden 8 --no-progress
        --save ${WORK_DIR}/w.safetensors --log ${WORK_DIR}/log.csv)
 # Training checkpoints, accumulation and data parallelism: their mistakes.
@@ -53,6 +53,52 @@ expect(0 "\\[=+\\] 4/4  loss [0-9.]+  [0-9.]+ steps/s  ETA" train --task sine --
        --log-every 1 --progress)
 expect(0 "step 4/4  loss [0-9.]+  [0-9.]+ steps/s" train --task sine --steps 4 --batch 2 --seq-len 5 --hidden 4
        --log-every 1)
+# Fashion-MNIST: the options of the other kind of task are refused; evaluate's mistakes; with
+# Debian's dataset-fashion-mnist, a short run whose saved weights evaluate to the accuracy the
+# run reported, with the confusion matrix files.
+expect(0 "--epochs.*--confusion" train --help)
+expect(0 "Test accuracy and confusion matrix" evaluate --help)
+expect(1 "rewind: --steps is for the generated tasks: fashion-rows trains --epochs over its images"
+       train --task fashion-rows --steps 5)
+expect(1 "rewind: --seq-len is for the generated tasks" train --task fashion-pixels --seq-len 5)
+expect(1 "rewind: --epochs is for the data tasks \\(fashion-rows, fashion-pixels, fashion-permuted\\), not 'adding'"
+       train --task adding --epochs 2)
+expect(2 "rewind: .*weights.*required" evaluate)
+expect(1 "rewind: evaluate: '${WORK_DIR}/w.safetensors' was trained on 'adding', not a data task"
+       evaluate --weights ${WORK_DIR}/w.safetensors)
+expect(1 "rewind: Fashion-MNIST: '${WORK_DIR}' has no train-images-idx3-ubyte \\(nor train-images-idx3-ubyte.gz\\): Debian's dataset-fashion-mnist"
+       train --task fashion-rows --data ${WORK_DIR})
+if(EXISTS /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz)
+  execute_process(COMMAND ${REWIND} train --task fashion-rows --cell gru --hidden 8 --subset 200
+                          --validation 100 --epochs 2 --batch 20 --no-progress
+                          --save ${WORK_DIR}/fashion.safetensors --log ${WORK_DIR}/fashion.csv
+                  RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(NOT rc EQUAL 0 OR NOT out MATCHES "test accuracy ([0-9.]+) \\(10000 images; the weights of epoch")
+    message(FATAL_ERROR "fashion-rows training: exit ${rc}\n${out}${err}")
+  endif()
+  set(trained "${CMAKE_MATCH_1}")
+  foreach(want "epoch 1/2 step 10/10  loss" "epoch 2/2: loss [0-9.]+  acc [0-9.]+  validation acc"
+          "samples/s" "Ankle boot  9" "peak memory [0-9]+ MB" "saved the best epoch's weights")
+    if(NOT out MATCHES "${want}")
+      message(FATAL_ERROR "fashion-rows training: no '${want}' in\n${out}")
+    endif()
+  endforeach()
+  file(STRINGS ${WORK_DIR}/fashion.csv log)
+  list(GET log 0 header)
+  list(LENGTH log lines)
+  if(NOT header STREQUAL "epoch,step,loss,accuracy,val_accuracy,train_seconds,eval_seconds,seconds"
+     OR NOT lines EQUAL 3)
+    message(FATAL_ERROR "fashion.csv: ${log}")
+  endif()
+  expect(0 "fashion.safetensors \\(gru, 1 layer, hidden 8\\) on fashion-rows: test accuracy ${trained} of 10000 images.*wrote ${WORK_DIR}/conf.csv and ${WORK_DIR}/conf.svg"
+         evaluate --weights ${WORK_DIR}/fashion.safetensors --confusion ${WORK_DIR}/conf)
+  expect(0 "\\[=+\\] 5/5  loss [0-9.]+  acc [0-9.]+  [0-9]+ samples/s  ETA" train --task fashion-rows
+         --hidden 4 --subset 100 --validation 0 --epochs 1 --batch 20 --log-every 1 --progress)
+  expect(0 "test accuracy [0-9.]+ \\(10000 images; the weights of epoch 1\\)" train --task fashion-rows
+         --hidden 4 --subset 100 --validation 0 --epochs 1 --batch 20 --no-progress)
+else()
+  message(STATUS "skipped the Fashion-MNIST runs: Debian's dataset-fashion-mnist is not installed")
+endif()
 # Two model choices at once are refused, in every command that builds a model.
 foreach(sub train summary graph check diagnose spectrum)
   expect(2 "rewind: --cell excludes --cell-file" ${sub} --cell gru --cell-file

@@ -182,6 +182,29 @@ def mpi(rewind):
                 ok = ra.returncode == 0 and rb.returncode == 0 and same_file(a, b)
                 check(ok, f"-np {n} --reduce ordered = --accumulate {n}, byte for byte: {cell} {opt}"
                       + ("" if rb.returncode == 0 else ": " + rb.stderr.strip()[-300:]))
+        # Epoch training on Fashion-MNIST (when Debian's dataset-fashion-mnist is there): each rank
+        # takes its rows of the epoch's global batch, so 2 ordered ranks = --accumulate 2, and a
+        # run resumed mid-epoch under mpirun continues the same epoch order.
+        if os.path.isdir("/usr/share/datasets/fashion-mnist"):
+            fashion = ["train", "--task", "fashion-rows", "--cell", "gru", "--hidden", "16",
+                       "--subset", "320", "--validation", "200", "--epochs", "2", "--batch", "16",
+                       "--no-progress"]
+            a, b, c = f"{tmp}/f-acc.st", f"{tmp}/f-mpi.st", f"{tmp}/f-resumed.st"
+            ra = run([rewind] + fashion + ["--accumulate", "2", "--save", a], env=env)
+            rb = run(mpirun(2) + [rewind] + fashion + [
+                "--distributed", "--reduce", "ordered", "--save", b, "--checkpoint-every", "7",
+                "--checkpoint-dir", f"{tmp}/f-ck", "--keep", "0"], env=env)
+            ok = ra.returncode == 0 and rb.returncode == 0 and same_file(a, b)
+            check(ok, "fashion-rows, 2 epochs: -np 2 --reduce ordered = --accumulate 2, byte for byte"
+                  + ("" if rb.returncode == 0 else ": " + rb.stderr.strip()[-300:]))
+            rc = run(mpirun(2) + [rewind] + fashion + [
+                "--distributed", "--reduce", "ordered", "--save", c,
+                "--resume", f"{tmp}/f-ck/step-00000014.safetensors"], env=env)
+            check(rc.returncode == 0 and same_file(b, c) and "resumed from" in rc.stdout,
+                  "fashion-rows: resumed under mpirun at step 14 (epoch 2, its 4th step) = "
+                  "the uninterrupted run" + ("" if rc.returncode == 0 else ": " + rc.stderr.strip()[-300:]))
+        else:
+            print("skipped the fashion-rows runs: Debian's dataset-fashion-mnist is not installed")
         # Close to the large batch (float): 4 ranks x 16 against one process x 64, 10 steps.
         for opt in ("sgd", "adam"):
             a, b = f"{tmp}/big.st", f"{tmp}/ranks.st"
