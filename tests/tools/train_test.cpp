@@ -359,6 +359,29 @@ BOOST_AUTO_TEST_CASE(evaluate_gives_the_test_accuracy_training_reported) {
   std::filesystem::remove_all(scratch("").parent_path());
 }
 
+// A file cell trains on the data like a built-in one, and its weights evaluate with the cell
+// file their metadata names.
+BOOST_AUTO_TEST_CASE(a_file_cell_trains_and_evaluates_on_fashion_rows) {
+  if (!have_fashion()) return;
+  const std::string weights = scratch("mingru.safetensors").string();
+  const auto r = quiet({.task = "fashion-rows",
+                        .cell = "mingru",
+                        .cell_file = std::string(REWIND_EXAMPLES) + "/cells/mingru.cell",
+                        .hidden = 16,
+                        .batch = 20,
+                        .lr = 1e-2,
+                        .save = weights,
+                        .epochs = 1,
+                        .validation = 100,
+                        .subset = 400});
+  BOOST_TEST(r.epochs.size() == 1u);
+  BOOST_TEST(r.test_accuracy > 0.3);  // ten classes: 0.1 by chance
+  std::ostringstream out;
+  BOOST_TEST(cli::evaluate({.weights = weights}, out) == r.test_accuracy);
+  BOOST_TEST(out.str().find("(mingru, 1 layer, hidden 16) on fashion-rows") != std::string::npos);
+  std::filesystem::remove_all(scratch("").parent_path());
+}
+
 BOOST_AUTO_TEST_CASE(data_options_are_checked) {
   BOOST_CHECK_EXCEPTION(quiet({.task = "adding", .steps = 2, .epochs = 3}), UsageError,
                         [](const UsageError& e) {

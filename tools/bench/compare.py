@@ -4,6 +4,7 @@
     python3 tools/bench/compare.py [--build build] [--omp-build build-omp] [--rounds N]
                                    [--configs "1 1,1 2,2 2"] [--quick] [--scaling] [--memory N]
                                    [--hvp] [--checkpointing] [--distributed] [--variants]
+                                   [--fashion [--fashion-epochs N] [--pixel-epochs N] [--pixel-subset N]]
 
 rewind: build/tools/bench/bench_train, one process per workload (so peak RSS is per workload),
 one thread; with --omp-build, also two threads from a -DREWIND_OPENMP=ON build, each workload's
@@ -35,6 +36,16 @@ there is no peer column; the uniform schedule is that scheme in rewind.
 examples/cells files) against ../shared/peers/torch_variants_bench.py, which defines the
 workloads, PyTorch pinned to one thread ('1 1'), each side's workloads in turn --rounds N times;
 the table gives the median ratio per workload and the issue's target (0.33 at H=128, 0.6 at 512).
+--fashion: Fashion-MNIST (Debian's dataset-fashion-mnist): `rewind train --task fashion-<view>` and
+tools/bench/torch_fashion.py train the same model (one layer of 128, a linear head on the last step,
+Adam, batch 128, standardised pixels, the same epochs) in turn, one thread each ('1 1'); the table
+gives test accuracy (the best validation epoch's weights), the median seconds per training epoch
+(validation excluded), their ratio, peak RSS, and the published figure where there is one. The row
+task trains --fashion-epochs (10); the 784-step tasks --pixel-epochs (1; 0: none) on a seeded
+--pixel-subset (10 000 images), as a time budget allows; one more row trains fashion-pixels under
+--memory-budget 64M (rewind only: PyTorch has no budgeted schedule). --fashion-batch (128) for
+every row; --fashion-threads 2 runs rewind from --omp-build on two threads against PyTorch as
+--fashion-torch-config ('1 2').
 --distributed: `rewind train` data parallel under mpirun (2 ranks x batch 32) against one process
 at batch 32 (weak-scaling efficiency) and, with --omp-build, one process with two OpenMP threads
 at batch 64 (the same samples per step); the reduction's time per step and the cost model.
@@ -442,6 +453,93 @@ def variants_main(args, have_torch):
               + ("-" if ratio is None else "yes" if ratio <= target else "no") + " |")
 
 
+FASHION_PEER = os.path.join(ROOT, "tools", "bench", "torch_fashion.py")
+# Published test accuracies beside which a row stands (dataset, model, source).
+FASHION_PUBLISHED = {
+    ("rows", "gru"): "0.888 (Fashion-MNIST, GRU+SVM: the dataset's benchmark table)",
+    ("rows", "lstm"): "-",
+    ("pixels", "lstm"): "MNIST 0.973 (LSTM, Chang et al. 2019); none for Fashion",
+    ("permuted", "lstm"): "MNIST 0.926 (LSTM, Chang et al. 2019); none for Fashion",
+    ("pixels", "gru"): "-",
+    ("permuted", "gru"): "-",
+}
+
+
+def fashion_rewind(build, view, cell, epochs, subset, extra=(), batch=128, threads=1):
+    import tempfile
+    with tempfile.TemporaryDirectory(prefix="rewind-fashion-") as tmp:
+        log = os.path.join(tmp, "log.csv")
+        cmd = [os.path.join(build, "tools", "rewind", "rewind"), "train", "--task", f"fashion-{view}",
+               "--cell", cell, "--hidden", "128", "--epochs", str(epochs), "--batch", str(batch),
+               "--lr", "2e-3", "--no-progress", "--log", log] + (["--subset", str(subset)] if subset else []) + list(extra)
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS=str(threads)))
+        if proc.returncode != 0:
+            print("rewind failed:", proc.stderr.strip()[-300:])
+            return None
+        with open(log) as f:
+            rows = [line.split(",") for line in f.read().splitlines()[1:]]
+    out = proc.stdout
+    acc = float(out.split("test accuracy ")[1].split()[0])
+    peak = float(out.split("peak memory ")[1].split()[0])
+    seconds = [float(r[5]) for r in rows]
+    shown = " ".join(cmd[1:]).replace(f" --log {log}", "").replace(" --no-progress", "")
+    return {"accuracy": acc, "seconds": seconds, "peak": peak, "command": "rewind " + shown}
+
+
+def fashion_torch(view, cell, epochs, subset, batch=128, config="1 1"):
+    threads, blas = config.split()
+    cmd = ["/usr/bin/python3", FASHION_PEER, "--view", view, "--cell", cell, "--hidden", "128",
+           "--epochs", str(epochs), "--batch", str(batch), "--lr", "2e-3", "--threads", threads,
+           "--blas-threads", blas] + (["--subset", str(subset)] if subset else [])
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=peer_env(int(blas)))
+    if proc.returncode != 0:
+        print("PyTorch failed:", proc.stderr.strip()[-300:])
+        return None
+    import json
+    lines = [json.loads(l) for l in proc.stdout.splitlines() if l.startswith("{")]
+    print(f"torch {view} {cell}: BLAS loaded: {blas_of(proc.stderr)}", flush=True)
+    return {"accuracy": lines[-1]["test_accuracy"], "seconds": [l["train_seconds"] for l in lines[:-1]],
+            "peak": lines[-1]["peak_rss_mb"]}
+
+
+def fashion_main(args, have_torch):
+    rows = [("rows", "gru", args.fashion_epochs, 0, ()), ("rows", "lstm", args.fashion_epochs, 0, ())]
+    if args.pixel_epochs > 0:
+        for view in ("pixels", "permuted"):
+            for cell in ("lstm", "gru"):
+                rows.append((view, cell, args.pixel_epochs, args.pixel_subset, ()))
+        rows.append(("pixels", "lstm", args.pixel_epochs, args.pixel_subset, ("--memory-budget", "64M")))
+    results = []
+    threads, config = (2, args.fashion_torch_config) if args.fashion_threads == 2 else (1, "1 1")
+    for view, cell, epochs, subset, extra in rows:
+        r = fashion_rewind(args.omp_build if threads == 2 else args.build, view, cell, epochs, subset,
+                           extra, args.fashion_batch, threads)
+        print(f"rewind {view} {cell} {' '.join(extra)}: {r}", flush=True)
+        t = fashion_torch(view, cell, epochs, subset, args.fashion_batch, config) if have_torch and not extra else None
+        print(f"torch {view} {cell}: {t}", flush=True)
+        results.append((view, cell, epochs, subset, extra, r, t))
+    print()
+    print(f"Batch {args.fashion_batch}; rewind on {threads} thread{'s' if threads > 1 else ''}, "
+          f"PyTorch as '{config}' (torch threads, BLAS threads)")
+    print("| task | cell | epochs x images | rewind test acc | PyTorch test acc | published | rewind s/epoch "
+          "(median) | PyTorch s/epoch | rewind / PyTorch | rewind peak MB | PyTorch peak MB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for view, cell, epochs, subset, extra, r, t in results:
+        if r is None:
+            continue
+        rs = statistics.median(r["seconds"])
+        ts = statistics.median(t["seconds"]) if t else None
+        name = f"fashion-{view}" + (f" {' '.join(extra)}" if extra else "")
+        print(f"| {name} | {cell} 128 | {epochs} x {subset or 55000} | {r['accuracy']:.4f} | "
+              + (f"{t['accuracy']:.4f}" if t else "-") + f" | {FASHION_PUBLISHED[(view, cell)] if not extra else '-'} | "
+              f"{rs:.1f} | " + (f"{ts:.1f}" if ts else "-") + " | " + (f"{rs / ts:.2f}" if ts else "-")
+              + f" | {r['peak']:.0f} | " + (f"{t['peak']:.0f}" if t else "-") + " |")
+    print()
+    for *_, r, _ in results:
+        if r:
+            print(f"    {r['command']}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
@@ -462,7 +560,21 @@ def main():
                     help="today's variant cells against torch_variants_bench.py instead")
     ap.add_argument("--distributed", action="store_true",
                     help="data parallel (mpirun, a -DREWIND_MPI=ON build) against one process instead")
+    ap.add_argument("--fashion", action="store_true",
+                    help="Fashion-MNIST training against torch_fashion.py instead")
+    ap.add_argument("--fashion-epochs", type=int, default=10, help="epochs of the row task (--fashion)")
+    ap.add_argument("--pixel-epochs", type=int, default=1, help="epochs of the 784-step tasks (--fashion)")
+    ap.add_argument("--pixel-subset", type=int, default=10000,
+                    help="training images of the 784-step tasks (--fashion; 0: all 55 000)")
+    ap.add_argument("--fashion-batch", type=int, default=128, help="batch of every row (--fashion)")
+    ap.add_argument("--fashion-threads", type=int, default=1, choices=[1, 2],
+                    help="2: rewind from --omp-build on two threads against PyTorch as "
+                         "--fashion-torch-config (--fashion)")
+    ap.add_argument("--fashion-torch-config", default="1 2",
+                    help="PyTorch's threads with --fashion-threads 2 ('torch BLAS')")
     args = ap.parse_args()
+    if args.fashion:
+        return fashion_main(args, torch_ready(args.peer_kernels))
     if args.distributed:
         return distributed_main(args)
     configs = ["1 1"] if args.quick else [c.strip() for c in args.configs.split(",")]

@@ -114,6 +114,7 @@ void Confusion::write(const std::string& stem) const {
       "{})\">true</text>\n",
       kLeft + side + 70, kTop + side + 20, 10, accuracy(), total(), kLeft + side / 2, 36,
       kTop + side / 2, kTop + side / 2);
+  svg += fmt::format("<text x=\"{}\" y=\"{}\">accuracy</text>\n", kLeft + side + 8, kTop - 6);
   for (Index k = 0; k < n; ++k) {
     const std::string name = xml_escape(classes_[static_cast<std::size_t>(k)]);
     const int at = static_cast<int>(k) * kCell + kCell / 2;

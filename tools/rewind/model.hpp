@@ -224,4 +224,35 @@ class Model {
   std::vector<std::int32_t> valid_rows_, valid_classes_;
 };
 
+// Calls f with the model the options describe.
+template <class F>
+auto with_model(const TrainOptions& o, F&& f) {
+  if (o.hidden <= 0 || o.layers <= 0 || o.steps <= 0 || o.batch <= 0 || o.seq_len <= 0 ||
+      o.embed <= 0) {
+    throw UsageError("sizes and counts must be positive");
+  }
+  if (!(o.lr > 0)) throw UsageError(fmt::format("--lr must be positive, got {}", o.lr));
+  const auto task = make_task(o.task, o.text, {o.data, o.validation, o.subset, o.seed});
+  Rng rng(o.seed);
+  const Index input = task->embeds() ? o.embed : task->input_size();
+  if (!o.cell_file.empty()) {
+    const auto program = layers::load_cell_file(o.cell_file);
+    return layers::with_state_count(*program, [&](auto n) {
+      using Cell = layers::FileCell<float, decltype(n)::value>;
+      return f(*task,
+               layers::Sequence<Cell>(
+                   program->name, {o.layers, o.bidirectional, 0.0}, input,
+                   [&](int, bool, Index in) { return Cell(program, in, o.hidden, rng); }),
+               rng);
+    });
+  }
+  if (o.cell == "lstm")
+    return f(*task, layers::Lstm<float>({input, o.hidden, o.layers, o.bidirectional}, rng), rng);
+  if (o.cell == "gru")
+    return f(*task, layers::Gru<float>({input, o.hidden, o.layers, o.bidirectional}, rng), rng);
+  if (o.cell == "rnn")
+    return f(*task, layers::Rnn<float>({input, o.hidden, o.layers, o.bidirectional}, rng), rng);
+  throw UsageError(fmt::format("unknown cell '{}' (expected rnn, lstm or gru)", o.cell));
+}
+
 }  // namespace rwd::cli

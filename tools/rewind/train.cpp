@@ -19,6 +19,7 @@
 #include <sstream>
 #include <thread>
 
+#include "epochs.hpp"
 #include "model.hpp"
 
 namespace rwd::cli {
@@ -223,7 +224,7 @@ class Trainer {
       auto [l, acc] = train_micro_batches(step);
       reduce(l, acc);
       if (task_.has_accuracy()) sum_acc_ += acc;
-      epoch_acc_ += acc;
+      if (epochs_) epochs_->add(l, acc);
       if (o_.clip > 0) optim::clip_grad_norm<float>(params_, o_.clip);
       opt_->step();
       if (!std::isfinite(l))
@@ -232,13 +233,11 @@ class Trainer {
             o_.anomaly ? ""
                        : " (--anomaly stops at the first op to make a NaN or Inf, naming it)"));
       sum_loss_ += l;
-      epoch_loss_ += l;
-      ++epoch_steps_;
       ++in_window_;
       recent_.push_back(l);
       if (recent_.size() > 100) recent_.erase(recent_.begin());
       if (step % every_ == 0 || step == steps_) report(step);
-      if (data_ != nullptr && step % per_epoch_ == 0) end_epoch(step / per_epoch_);
+      if (epochs_ && epochs_->ends_epoch(step)) end_epoch(epochs_->epoch_of(step));
       // Fault injection for the tests of --check-replicas: REWIND_TEST_PERTURB=RANK:STEP nudges
       // one weight on that rank after that step, as a bad memory bit or a diverging rank would.
       if (dp_ && perturb_rank == comm_.rank() && perturb_step == step) {
@@ -268,18 +267,12 @@ class Trainer {
     if (o_.eval_batch < 1) throw UsageError("--eval-batch must be at least 1");
   }
 
-  // A data task trains whole epochs: each step takes the next global batch of the epoch's seeded
-  // order (the last, partial batch of an epoch is left out, as PyTorch's drop_last does; the
-  // next epoch's order is another permutation, so every image is trained on).
+  // A data task trains whole epochs (epochs.hpp); a generated one --steps.
   void plan_epochs() {
     steps_ = o_.steps;
     if (data_ == nullptr) return;
-    epochs_ = o_.epochs > 0 ? o_.epochs : 10;
-    per_epoch_ = data_->size(DataTask::Part::train) / global_rows_;
-    if (per_epoch_ == 0)
-      throw UsageError(fmt::format("a global batch of {} rows is more than the {} training images",
-                                   global_rows_, data_->size(DataTask::Part::train)));
-    steps_ = epochs_ * per_epoch_;
+    epochs_.emplace(*data_, o_.epochs > 0 ? o_.epochs : 10, global_rows_, o_.seed);
+    steps_ = epochs_->steps();
   }
 
   // Data parallelism: every rank starts from rank 0's parameters, with the same options.
@@ -305,11 +298,12 @@ class Trainer {
     result_.parameters = layers::parameter_count(params_);
     result_.baseline = task_.baseline(o_.seq_len);
     bar_ = o_.progress == 1 || (o_.progress == -1 && ::isatty(::fileno(stdout)) != 0);
-    every_ = o_.log_every > 0 ? o_.log_every
-                              : std::max<long>(1, data_ != nullptr ? per_epoch_ / 10 : steps_ / 20);
-    const std::string length = data_ != nullptr
-                                   ? fmt::format("{} epochs of {} steps", epochs_, per_epoch_)
-                                   : fmt::format("{} steps", steps_);
+    every_ = o_.log_every > 0
+                 ? o_.log_every
+                 : std::max<long>(1, epochs_ ? epochs_->per_epoch() / 10 : steps_ / 20);
+    const std::string length =
+        epochs_ ? fmt::format("{} epochs of {} steps", epochs_->epochs(), epochs_->per_epoch())
+                : fmt::format("{} steps", steps_);
     out_ << fmt::format(
         "training {} ({} layer{}{}, hidden {}) on '{}': {} parameters, {}, batch {}, {} lr {}\n",
         o_.cell, o_.layers, o_.layers > 1 ? "s" : "", o_.bidirectional ? ", bidirectional" : "",
@@ -377,7 +371,7 @@ class Trainer {
     sum_acc_ = num("sum_acc");
     in_window_ = std::atol(st.at("in_window").c_str());
     seconds_before_ = num("seconds");
-    if (data_ != nullptr) restore_epochs(st);
+    if (epochs_) epochs_->restore(st, params_);
     std::istringstream losses(st.at("recent_losses"));
     for (std::string v; losses >> v;) recent_.push_back(std::strtod(v.c_str(), nullptr));
     out_ << fmt::format("resumed from {} at step {}\n",
@@ -389,7 +383,7 @@ class Trainer {
 
   void open_log() {
     if (o_.log.empty() || !root_) return;
-    if (start_ > 0) truncate_log(o_.log, data_ != nullptr ? start_ / per_epoch_ : start_);
+    if (start_ > 0) truncate_log(o_.log, epochs_ ? start_ / epochs_->per_epoch() : start_);
     log_.open(o_.log, start_ > 0 ? std::ios::app : std::ios::trunc);
     if (!log_) throw FileError(fmt::format("cannot write the log file '{}'", o_.log));
     if (start_ == 0) {
@@ -421,7 +415,7 @@ class Trainer {
   // summed into each parameter's grad.
   std::pair<double, double> train_micro_batches(long step) {
     const Batch global =
-        data_ != nullptr ? epoch_batch(step) : task_.sample(global_rows_, o_.seq_len, rng_);
+        epochs_ ? epochs_->batch(step) : task_.sample(global_rows_, o_.seq_len, rng_);
     double l = 0, acc = 0;
     for (Index m = 0; m < micro_; ++m) {
       const Batch shard_b =
@@ -492,10 +486,10 @@ class Trainer {
     const double rate = static_cast<double>(step - start_) / (p.seconds - seconds_before_);
     const std::string acc_text = p.accuracy >= 0 ? fmt::format("  acc {:.3f}", p.accuracy) : "";
     // A data task counts within its epoch, and in samples per second.
-    const long done = data_ != nullptr ? (step - 1) % per_epoch_ + 1 : step;
-    const long of = data_ != nullptr ? per_epoch_ : steps_;
+    const long done = epochs_ ? epochs_->place_of(step) : step;
+    const long of = epochs_ ? epochs_->per_epoch() : steps_;
     const std::string epoch =
-        data_ != nullptr ? fmt::format("epoch {}/{} ", (step - 1) / per_epoch_ + 1, epochs_) : "";
+        epochs_ ? fmt::format("epoch {}/{} ", epochs_->epoch_of(step), epochs_->epochs()) : "";
     const std::string speed =
         data_ != nullptr ? fmt::format("{:.0f} samples/s", rate * static_cast<double>(global_rows_))
                          : fmt::format("{:.1f} steps/s", rate);
@@ -526,7 +520,7 @@ class Trainer {
     std::string losses;  // doubles, so as exact text rather than a float tensor
     for (double v : recent_) losses += fmt::format("{}{}", losses.empty() ? "" : " ", v);
     st.info["recent_losses"] = losses;
-    if (data_ != nullptr) save_epochs(st);
+    if (epochs_) epochs_->save(st, params_);
     checkpoints_.save<float>(params_, *opt_, st);
   }
 
@@ -558,9 +552,9 @@ class Trainer {
            {"layers", std::to_string(o_.layers)},
            {"bidirectional", o_.bidirectional ? "1" : "0"},
            {"seed", std::to_string(o_.seed)},
-           {"epoch", data_ != nullptr ? std::to_string(result_.best_epoch) : std::string()}});
+           {"epoch", epochs_ ? std::to_string(result_.best_epoch) : std::string()}});
       out_ << fmt::format("saved {}weights to {}\n",
-                          data_ != nullptr && !best_.empty() ? "the best epoch's " : "", o_.save);
+                          result_.best_epoch > 0 ? "the best epoch's " : "", o_.save);
     }
     if (task_.embeds() && o_.sample > 0) {
       result_.sample = sample_text(model_, task_, o_.sample, rng_);
@@ -569,122 +563,51 @@ class Trainer {
     return result_;
   }
 
-  // The epoch's training batch of a step: the step's place in its epoch's order.
-  Batch epoch_batch(long step) {
-    const long epoch = (step - 1) / per_epoch_, k = (step - 1) % per_epoch_;
-    if (epoch != order_epoch_) {
-      order_ = layers::epoch_order(data_->size(DataTask::Part::train), o_.seed, epoch);
-      order_epoch_ = epoch;
-    }
-    return data_->examples(DataTask::Part::train,
-                           std::span(order_).subspan(static_cast<std::size_t>(k * global_rows_),
-                                                     static_cast<std::size_t>(global_rows_)));
-  }
-
-  // The epoch's figures, its validation, and the best weights so far (by validation accuracy;
-  // the earlier epoch wins a tie).
+  // The epoch's figures and its validation; the best weights so far are kept (epochs.hpp).
   void end_epoch(long epoch) {
-    EpochPoint p{.epoch = epoch,
-                 .loss = epoch_loss_ / static_cast<double>(std::max<long>(1, epoch_steps_)),
-                 .accuracy = epoch_acc_ / static_cast<double>(std::max<long>(1, epoch_steps_)),
-                 .train_seconds = elapsed_() - epoch_began_};
-    const double before = elapsed_();
-    std::string mark;
-    if (data_->size(DataTask::Part::validation) > 0) {
-      p.validation = model_.evaluate(*data_, DataTask::Part::validation, o_.eval_batch).accuracy();
-      if (p.validation > best_accuracy_) {
-        best_accuracy_ = p.validation;
-        result_.best_epoch = epoch;
-        best_.resize(params_.size());
-        for (std::size_t k = 0; k < params_.size(); ++k) best_[k] = params_[k]->value;
-        mark = " (best)";
-      }
-    }
-    p.eval_seconds = elapsed_() - before;
-    result_.epochs.push_back(p);
+    const double train_seconds = elapsed_() - epochs_->began(), before = elapsed_();
+    const double validation =
+        data_->size(DataTask::Part::validation) > 0
+            ? model_.evaluate(*data_, DataTask::Part::validation, o_.eval_batch).accuracy()
+            : -1.0;
+    bool best = false;
+    const EpochPoint p =
+        epochs_->close(epoch, train_seconds, validation, elapsed_() - before, params_, best);
     if (bar_) out_ << "\n";
-    out_ << fmt::format(
-                "epoch {}/{}: loss {:.4f}  acc {:.4f}  {}  {:.1f}s ({:.0f} samples/s){}\n", epoch,
-                epochs_, p.loss, p.accuracy,
-                p.validation >= 0 ? fmt::format("validation acc {:.4f}", p.validation)
-                                  : std::string("no validation"),
-                p.train_seconds,
-                static_cast<double>(per_epoch_ * global_rows_) / std::max(p.train_seconds, 1e-9),
-                mark)
+    out_ << fmt::format("epoch {}/{}: loss {:.4f}  acc {:.4f}  {}  {:.1f}s ({:.0f} samples/s){}\n",
+                        epoch, epochs_->epochs(), p.loss, p.accuracy,
+                        p.validation >= 0 ? fmt::format("validation acc {:.4f}", p.validation)
+                                          : std::string("no validation"),
+                        p.train_seconds,
+                        static_cast<double>(epochs_->per_epoch() * global_rows_) /
+                            std::max(p.train_seconds, 1e-9),
+                        best ? " (best)" : "")
          << std::flush;
     if (log_)
       log_ << fmt::format("{},{},{:.6g},{:.4f},{},{:.3f},{:.3f},{:.3f}\n", epoch,
-                          epoch * per_epoch_, p.loss, p.accuracy,
+                          epoch * epochs_->per_epoch(), p.loss, p.accuracy,
                           p.validation >= 0 ? fmt::format("{:.4f}", p.validation) : "",
                           p.train_seconds, p.eval_seconds, elapsed_())
            << std::flush;
-    epoch_loss_ = epoch_acc_ = 0;
-    epoch_steps_ = 0;
-    epoch_began_ = elapsed_();
+    epochs_->begin(elapsed_());
   }
 
   // The best epoch's weights (the last epoch's without a validation part) on the test part.
   void test() {
-    if (!best_.empty()) {
-      for (std::size_t k = 0; k < params_.size(); ++k) {
-        params_[k]->value = best_[k];
-        params_[k]->mark_changed();
-      }
-    }
+    result_.epochs = epochs_->history();
+    result_.best_epoch = epochs_->restore_best(params_);
     const Confusion c = model_.evaluate(*data_, DataTask::Part::test, o_.eval_batch);
     result_.test_accuracy = c.accuracy();
     for (Index k = 0; k < task_.output_size(); ++k)
       result_.class_accuracy.push_back(c.class_accuracy(k));
     out_ << fmt::format("test accuracy {:.4f} ({} images; the weights of epoch {}{})\n",
                         c.accuracy(), c.total(),
-                        result_.best_epoch > 0 ? result_.best_epoch : epochs_,
+                        result_.best_epoch > 0 ? result_.best_epoch : epochs_->epochs(),
                         result_.best_epoch > 0 ? ", the best validation accuracy" : "")
          << c.table();
     if (!o_.confusion.empty() && root_) {
       c.write(o_.confusion);
       out_ << fmt::format("wrote {0}.csv and {0}.svg\n", o_.confusion);
-    }
-  }
-
-  // A checkpoint of a data task also holds the data cursor (for the reader: the step fixes it),
-  // the epoch's running sums, the epochs so far and the best weights.
-  void save_epochs(optim::TrainingState<float>& st) const {
-    st.info["data.epoch"] = std::to_string(st.step / per_epoch_);
-    st.info["data.position"] = std::to_string(st.step % per_epoch_ * global_rows_);
-    st.info["epoch_loss"] = fmt::format("{}", epoch_loss_);
-    st.info["epoch_acc"] = fmt::format("{}", epoch_acc_);
-    st.info["epoch_steps"] = std::to_string(epoch_steps_);
-    st.info["epoch_began"] = fmt::format("{}", epoch_began_);
-    st.info["best_accuracy"] = fmt::format("{}", best_accuracy_);
-    st.info["best_epoch"] = std::to_string(result_.best_epoch);
-    std::string epochs;
-    for (const EpochPoint& p : result_.epochs)
-      epochs += fmt::format("{} {} {} {} {} {}\n", p.epoch, p.loss, p.accuracy, p.validation,
-                            p.train_seconds, p.eval_seconds);
-    st.info["epochs"] = epochs;
-    for (std::size_t k = 0; k < best_.size(); ++k)
-      st.tensors.emplace_back("best/" + params_[k]->name, best_[k]);
-  }
-
-  void restore_epochs(const optim::TrainingState<float>& st) {
-    const auto num = [&](const char* key) { return std::strtod(st.at(key).c_str(), nullptr); };
-    if (std::atol(st.at("data.epoch").c_str()) != st.step / per_epoch_ ||
-        std::atol(st.at("data.position").c_str()) != st.step % per_epoch_ * global_rows_)
-      throw UsageError(
-          "cannot resume: the checkpoint's data cursor does not fit this run's epochs");
-    epoch_loss_ = num("epoch_loss");
-    epoch_acc_ = num("epoch_acc");
-    epoch_steps_ = std::atol(st.at("epoch_steps").c_str());
-    epoch_began_ = num("epoch_began");
-    best_accuracy_ = num("best_accuracy");
-    result_.best_epoch = std::atol(st.at("best_epoch").c_str());
-    std::istringstream lines(st.at("epochs"));
-    for (EpochPoint p; lines >> p.epoch >> p.loss >> p.accuracy >> p.validation >>
-                       p.train_seconds >> p.eval_seconds;)
-      result_.epochs.push_back(p);
-    best_.clear();
-    if (result_.best_epoch > 0) {
-      for (const Parameter<float>* q : params_) best_.push_back(st.tensor("best/" + q->name));
     }
   }
 
@@ -740,47 +663,13 @@ class Trainer {
   Tape<float> tape_;
   Matrix<float> scores_;
   std::vector<Matrix<float>> accumulated_;
-  // Data tasks: the run's length, the epoch order of the current epoch, the epoch's running
-  // sums, and the best weights so far.
+  // The run's length; a data task's epochs.
+  long steps_ = 0;
   const DataTask* data_ = task_.data();
-  long steps_ = 0, epochs_ = 0, per_epoch_ = 0, order_epoch_ = -1, epoch_steps_ = 0;
-  std::vector<Index> order_;
-  double epoch_loss_ = 0, epoch_acc_ = 0, epoch_began_ = 0, best_accuracy_ = -1;
-  std::vector<Matrix<float>> best_;
+  std::optional<Epochs> epochs_;
 };
 
 }  // namespace
-
-// Calls f with the model the options describe.
-template <class F>
-auto with_model(const TrainOptions& o, F&& f) {
-  if (o.hidden <= 0 || o.layers <= 0 || o.steps <= 0 || o.batch <= 0 || o.seq_len <= 0 ||
-      o.embed <= 0) {
-    throw UsageError("sizes and counts must be positive");
-  }
-  if (!(o.lr > 0)) throw UsageError(fmt::format("--lr must be positive, got {}", o.lr));
-  const auto task = make_task(o.task, o.text, {o.data, o.validation, o.subset, o.seed});
-  Rng rng(o.seed);
-  const Index input = task->embeds() ? o.embed : task->input_size();
-  if (!o.cell_file.empty()) {
-    const auto program = layers::load_cell_file(o.cell_file);
-    return layers::with_state_count(*program, [&](auto n) {
-      using Cell = layers::FileCell<float, decltype(n)::value>;
-      return f(*task,
-               layers::Sequence<Cell>(
-                   program->name, {o.layers, o.bidirectional, 0.0}, input,
-                   [&](int, bool, Index in) { return Cell(program, in, o.hidden, rng); }),
-               rng);
-    });
-  }
-  if (o.cell == "lstm")
-    return f(*task, layers::Lstm<float>({input, o.hidden, o.layers, o.bidirectional}, rng), rng);
-  if (o.cell == "gru")
-    return f(*task, layers::Gru<float>({input, o.hidden, o.layers, o.bidirectional}, rng), rng);
-  if (o.cell == "rnn")
-    return f(*task, layers::Rnn<float>({input, o.hidden, o.layers, o.bidirectional}, rng), rng);
-  throw UsageError(fmt::format("unknown cell '{}' (expected rnn, lstm or gru)", o.cell));
-}
 
 std::string model_summary(const TrainOptions& o) {
   return with_model(o, [&](const Task& task, auto layer, Rng& rng) {
@@ -793,64 +682,6 @@ TrainResult train(const TrainOptions& o, std::ostream& out, optim::Communicator*
   optim::SingleProcess single;
   return with_model(o, [&](const Task& task, auto layer, Rng& rng) {
     return Trainer(task, o, std::move(layer), rng, out, comm != nullptr ? *comm : single).run();
-  });
-}
-
-double evaluate(const EvaluateOptions& e, std::ostream& out) {
-  std::vector<std::uint8_t> bytes;
-  const layers::TensorFile file = layers::read_tensor_file(e.weights, bytes);
-  const auto meta = [&](const char* key) -> std::string {
-    const auto it = file.metadata.find(key);
-    return it == file.metadata.end() ? std::string() : it->second;
-  };
-  TrainOptions o;
-  o.task = e.task.empty() ? meta("task") : e.task;
-  if (!is_data_task(o.task))
-    throw UsageError(fmt::format(
-        "evaluate: '{}' {} a data task (fashion-rows, fashion-pixels, fashion-permuted); give "
-        "--task",
-        e.weights,
-        o.task.empty() ? "names no task: it is not" : "was trained on '" + o.task + "', not"));
-  const auto number = [&](const char* key) -> long {
-    const std::string v = meta(key);
-    char* end = nullptr;
-    const long n = std::strtol(v.c_str(), &end, 10);
-    if (v.empty() || *end != '\0')
-      throw FileError(
-          fmt::format("evaluate: '{}' has no {} in its metadata (was it written by "
-                      "rewind train --save?)",
-                      e.weights, key));
-    return n;
-  };
-  o.hidden = number("hidden");
-  o.layers = static_cast<int>(number("layers"));
-  o.bidirectional = number("bidirectional") != 0;
-  o.seed = static_cast<std::uint64_t>(number("seed"));
-  o.cell = meta("cell");
-  o.cell_file = e.cell_file.empty() ? meta("cell_file") : e.cell_file;
-  if (!o.cell_file.empty() && !std::filesystem::exists(o.cell_file))
-    throw UsageError(
-        fmt::format("evaluate: the weights are of the file cell '{}', which is not "
-                    "there: give --cell-file",
-                    o.cell_file));
-  o.data = e.data;
-  o.validation = 0;
-  return with_model(o, [&](const Task& task, auto layer, Rng& rng) {
-    Model<decltype(layer)> model(task, o, std::move(layer), rng);
-    layers::load_parameters(e.weights, model.parameters());
-    const Confusion c = model.evaluate(*task.data(), DataTask::Part::test, e.batch);
-    out << fmt::format(
-               "{} ({}, {} layer{}{}, hidden {}) on {}: test accuracy {:.4f} of {} "
-               "images\n",
-               e.weights, o.cell, o.layers, o.layers > 1 ? "s" : "",
-               o.bidirectional ? ", bidirectional" : "", o.hidden, task.name(), c.accuracy(),
-               c.total())
-        << c.table();
-    if (!e.confusion.empty()) {
-      c.write(e.confusion);
-      out << fmt::format("wrote {0}.csv and {0}.svg\n", e.confusion);
-    }
-    return c.accuracy();
   });
 }
 
