@@ -4,7 +4,8 @@
     python3 tools/bench/compare.py [--build build] [--omp-build build-omp] [--rounds N]
                                    [--configs "1 1,1 2,2 2"] [--quick] [--scaling] [--memory N]
                                    [--hvp] [--checkpointing] [--distributed] [--variants]
-                                   [--fashion [--fashion-epochs N] [--pixel-epochs N] [--pixel-subset N]]
+                                   [--fashion [--fashion-epochs N] [--pixel-epochs N] [--pixel-subset N]
+                                    [--fashion-seeds 1,2,3] [--fashion-batch N] [--fashion-threads 2]]
 
 rewind: build/tools/bench/bench_train, one process per workload (so peak RSS is per workload),
 one thread; with --omp-build, also two threads from a -DREWIND_OPENMP=ON build, each workload's
@@ -43,8 +44,8 @@ gives test accuracy (the best validation epoch's weights), the median seconds pe
 (validation excluded), their ratio, peak RSS, and the published figure where there is one. The row
 task trains --fashion-epochs (10); the 784-step tasks --pixel-epochs (1; 0: none) on a seeded
 --pixel-subset (10 000 images), as a time budget allows; one more row trains fashion-pixels under
---memory-budget 64M (rewind only: PyTorch has no budgeted schedule). --fashion-batch (128) for
-every row; --fashion-threads 2 runs rewind from --omp-build on two threads against PyTorch as
+--memory-budget 64M (rewind only: PyTorch has no budgeted schedule). --fashion-seeds 1,2,3 trains
+the row task once per seed (accuracy: mean [range]); --fashion-batch (128) for every row; --fashion-threads 2 runs rewind from --omp-build on two threads against PyTorch as
 --fashion-torch-config ('1 2').
 --distributed: `rewind train` data parallel under mpirun (2 ranks x batch 32) against one process
 at batch 32 (weak-scaling efficiency) and, with --omp-build, one process with two OpenMP threads
@@ -465,13 +466,14 @@ FASHION_PUBLISHED = {
 }
 
 
-def fashion_rewind(build, view, cell, epochs, subset, extra=(), batch=128, threads=1):
+def fashion_rewind(build, view, cell, epochs, subset, extra=(), batch=128, threads=1, seed=1):
     import tempfile
     with tempfile.TemporaryDirectory(prefix="rewind-fashion-") as tmp:
         log = os.path.join(tmp, "log.csv")
         cmd = [os.path.join(build, "tools", "rewind", "rewind"), "train", "--task", f"fashion-{view}",
                "--cell", cell, "--hidden", "128", "--epochs", str(epochs), "--batch", str(batch),
-               "--lr", "2e-3", "--no-progress", "--log", log] + (["--subset", str(subset)] if subset else []) + list(extra)
+               "--lr", "2e-3", "--seed", str(seed), "--no-progress", "--log", log] + (
+                   ["--subset", str(subset)] if subset else []) + list(extra)
         proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS=str(threads)))
         if proc.returncode != 0:
             print("rewind failed:", proc.stderr.strip()[-300:])
@@ -486,11 +488,11 @@ def fashion_rewind(build, view, cell, epochs, subset, extra=(), batch=128, threa
     return {"accuracy": acc, "seconds": seconds, "peak": peak, "command": "rewind " + shown}
 
 
-def fashion_torch(view, cell, epochs, subset, batch=128, config="1 1"):
+def fashion_torch(view, cell, epochs, subset, batch=128, config="1 1", seed=1):
     threads, blas = config.split()
     cmd = ["/usr/bin/python3", FASHION_PEER, "--view", view, "--cell", cell, "--hidden", "128",
            "--epochs", str(epochs), "--batch", str(batch), "--lr", "2e-3", "--threads", threads,
-           "--blas-threads", blas] + (["--subset", str(subset)] if subset else [])
+           "--blas-threads", blas, "--seed", str(seed)] + (["--subset", str(subset)] if subset else [])
     proc = subprocess.run(cmd, capture_output=True, text=True, env=peer_env(int(blas)))
     if proc.returncode != 0:
         print("PyTorch failed:", proc.stderr.strip()[-300:])
@@ -511,27 +513,51 @@ def fashion_main(args, have_torch):
         rows.append(("pixels", "lstm", args.pixel_epochs, args.pixel_subset, ("--memory-budget", "64M")))
     results = []
     threads, config = (2, args.fashion_torch_config) if args.fashion_threads == 2 else (1, "1 1")
+    seeds = [int(x) for x in args.fashion_seeds.split(",")]
+
+    def merged(runs):
+        """Several seeds' runs as one: accuracies (mean, min, max), every epoch's seconds."""
+        runs = [x for x in runs if x]
+        if not runs:
+            return None
+        accs = [x["accuracy"] for x in runs]
+        return {"accuracy": statistics.mean(accs), "range": (min(accs), max(accs)), "n": len(accs),
+                "seconds": [t for x in runs for t in x["seconds"]], "peak": max(x["peak"] for x in runs),
+                "command": runs[0].get("command")}
+
     for view, cell, epochs, subset, extra in rows:
-        r = fashion_rewind(args.omp_build if threads == 2 else args.build, view, cell, epochs, subset,
-                           extra, args.fashion_batch, threads)
-        print(f"rewind {view} {cell} {' '.join(extra)}: {r}", flush=True)
-        t = fashion_torch(view, cell, epochs, subset, args.fashion_batch, config) if have_torch and not extra else None
-        print(f"torch {view} {cell}: {t}", flush=True)
-        results.append((view, cell, epochs, subset, extra, r, t))
+        rs, ts = [], []
+        # Seeds apply to the row task; the 784-step rows take the first seed only (time).
+        for seed in seeds if view == "rows" else seeds[:1]:
+            r = fashion_rewind(args.omp_build if threads == 2 else args.build, view, cell, epochs,
+                               subset, extra, args.fashion_batch, threads, seed)
+            print(f"rewind {view} {cell} {' '.join(extra)} seed {seed}: {r}", flush=True)
+            t = fashion_torch(view, cell, epochs, subset, args.fashion_batch, config, seed) if have_torch and not extra else None
+            print(f"torch {view} {cell} seed {seed}: {t}", flush=True)
+            rs.append(r)
+            ts.append(t)
+        results.append((view, cell, epochs, subset, extra, merged(rs), merged(ts)))
     print()
     print(f"Batch {args.fashion_batch}; rewind on {threads} thread{'s' if threads > 1 else ''}, "
           f"PyTorch as '{config}' (torch threads, BLAS threads)")
     print("| task | cell | epochs x images | rewind test acc | PyTorch test acc | published | rewind s/epoch "
           "(median) | PyTorch s/epoch | rewind / PyTorch | rewind peak MB | PyTorch peak MB |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
+    def acc(x):
+        if x["n"] == 1:
+            return f"{x['accuracy']:.4f}"
+        return f"{x['accuracy']:.4f} [{x['range'][0]:.4f}-{x['range'][1]:.4f}]"
+
+    print(f"Test accuracy: the mean [range] over seeds {args.fashion_seeds} for the row task, "
+          "one seed for the others; seconds per epoch: the median over every epoch run.")
     for view, cell, epochs, subset, extra, r, t in results:
         if r is None:
             continue
         rs = statistics.median(r["seconds"])
         ts = statistics.median(t["seconds"]) if t else None
         name = f"fashion-{view}" + (f" {' '.join(extra)}" if extra else "")
-        print(f"| {name} | {cell} 128 | {epochs} x {subset or 55000} | {r['accuracy']:.4f} | "
-              + (f"{t['accuracy']:.4f}" if t else "-") + f" | {FASHION_PUBLISHED[(view, cell)] if not extra else '-'} | "
+        print(f"| {name} | {cell} 128 | {epochs} x {subset or 55000} | {acc(r)} | "
+              + (acc(t) if t else "-") + f" | {FASHION_PUBLISHED[(view, cell)] if not extra else '-'} | "
               f"{rs:.1f} | " + (f"{ts:.1f}" if ts else "-") + " | " + (f"{rs / ts:.2f}" if ts else "-")
               + f" | {r['peak']:.0f} | " + (f"{t['peak']:.0f}" if t else "-") + " |")
     print()
@@ -567,6 +593,7 @@ def main():
     ap.add_argument("--pixel-subset", type=int, default=10000,
                     help="training images of the 784-step tasks (--fashion; 0: all 55 000)")
     ap.add_argument("--fashion-batch", type=int, default=128, help="batch of every row (--fashion)")
+    ap.add_argument("--fashion-seeds", default="1", help="seeds of the row task, e.g. 1,2,3 (--fashion)")
     ap.add_argument("--fashion-threads", type=int, default=1, choices=[1, 2],
                     help="2: rewind from --omp-build on two threads against PyTorch as "
                          "--fashion-torch-config (--fashion)")
