@@ -540,6 +540,8 @@ def fashion_main(args, have_torch):
     print()
     print(f"Batch {args.fashion_batch}; rewind on {threads} thread{'s' if threads > 1 else ''}, "
           f"PyTorch as '{config}' (torch threads, BLAS threads)")
+    print(f"Test accuracy: the mean [range] over seeds {args.fashion_seeds} for the row task, "
+          "one seed for the others; seconds per epoch: the median over every epoch run.")
     print("| task | cell | epochs x images | rewind test acc | PyTorch test acc | published | rewind s/epoch "
           "(median) | PyTorch s/epoch | rewind / PyTorch | rewind peak MB | PyTorch peak MB |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
@@ -548,8 +550,6 @@ def fashion_main(args, have_torch):
             return f"{x['accuracy']:.4f}"
         return f"{x['accuracy']:.4f} [{x['range'][0]:.4f}-{x['range'][1]:.4f}]"
 
-    print(f"Test accuracy: the mean [range] over seeds {args.fashion_seeds} for the row task, "
-          "one seed for the others; seconds per epoch: the median over every epoch run.")
     for view, cell, epochs, subset, extra, r, t in results:
         if r is None:
             continue
